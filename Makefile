@@ -1,0 +1,79 @@
+# SAR Despeckle: every set-up step lives here, so a fresh Debian 12 machine needs only
+# `make demo` and `make test`.  See README.md.
+
+SHELL := /bin/bash
+# Debian's system Python carries the qgis and osgeo bindings; the venv sees them.
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION := 2.13.0
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin otb-bin python3-venv python3-scipy zip unzip
+SETUP_STAMP := $(VENV)/.setup-done
+PLUGIN := sar_despeckle_plugin
+PROFILE_DIR := $(CURDIR)/.qgis-profile
+BUILD := build
+
+# qgis_process.bin avoids Debian's wrapper, whose --noversioncheck QGIS 3.22 rejects.
+QGIS_PROCESS := $(shell command -v qgis_process.bin || command -v qgis_process)
+VENV_SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
+export QT_QPA_PLATFORM := offscreen
+QGIS_ENV = QGIS_PLUGINPATH=$(CURDIR) QGIS_CUSTOM_CONFIG_PATH=$(PROFILE_DIR) \
+	PYTHONPATH=$(VENV_SITE):$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}
+
+.PHONY: setup demo test bench package install weights qgis-process qgis-profile clean
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): Makefile
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "Installing Debian packages: $(APT_PACKAGES)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION) pytest pytest-timeout
+	$(PY) -c "import torch, qgis.core, osgeo.gdal; print('setup ok: torch', torch.__version__, '| QGIS', qgis.core.Qgis.QGIS_VERSION, '| GDAL', osgeo.gdal.__version__)"
+	@touch $@
+
+# A project-local QGIS profile with this checkout's plugin enabled.
+qgis-profile: $(PROFILE_DIR)/.enabled
+$(PROFILE_DIR)/.enabled: $(SETUP_STAMP)
+	@mkdir -p $(PROFILE_DIR)
+	$(QGIS_ENV) $(QGIS_PROCESS) plugins enable $(PLUGIN) >/dev/null
+	@touch $@
+
+qgis-process: qgis-profile
+	$(QGIS_ENV) $(QGIS_PROCESS) $(ARGS)
+
+demo: qgis-profile
+	$(QGIS_ENV) $(PY) scripts/demo.py --qgis-process "$(QGIS_PROCESS)" --out $(BUILD)/demo
+
+test: setup
+	$(QGIS_ENV) $(PY) -m pytest tests -q -p no:cacheprovider
+
+bench: qgis-profile
+	$(QGIS_ENV) $(PY) bench/bench_filters.py --out $(BUILD)/bench
+
+package:
+	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package
+	cp -r $(PLUGIN) $(BUILD)/package/
+	cp metadata.txt LICENSE $(BUILD)/package/$(PLUGIN)/
+	find $(BUILD)/package -name __pycache__ -prune -exec rm -rf {} + -o -name '*.pyc' -delete
+	cd $(BUILD)/package && rm -f ../$(PLUGIN).zip && zip -qr ../$(PLUGIN).zip $(PLUGIN)
+	@echo "Built $(BUILD)/$(PLUGIN).zip"
+
+# Installs into the default QGIS 3 profile (override QGIS_PROFILE_PATH for another one).
+QGIS_PROFILE_PATH ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+install: package
+	mkdir -p $(QGIS_PROFILE_PATH)/python/plugins
+	rm -rf $(QGIS_PROFILE_PATH)/python/plugins/$(PLUGIN)
+	cd $(QGIS_PROFILE_PATH)/python/plugins && unzip -q $(CURDIR)/$(BUILD)/$(PLUGIN).zip
+	@echo "Installed into $(QGIS_PROFILE_PATH)/python/plugins/$(PLUGIN); enable it in Plugins > Manage."
+
+weights: setup
+	@echo "No trained networks yet: the training package arrives with the deep-methods work."
+
+clean:
+	rm -rf $(BUILD) $(PROFILE_DIR)

@@ -1,0 +1,8 @@
+"""SAR Despeckle QGIS plugin: entry point QGIS calls when it loads the plugin."""
+
+
+def classFactory(iface):  # noqa: N802 (QGIS's name)
+    """Return the plugin object; ``iface`` is None under qgis_process and in tests."""
+    from .plugin import SarDespecklePlugin
+
+    return SarDespecklePlugin(iface)

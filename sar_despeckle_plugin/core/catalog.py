@@ -1,0 +1,17 @@
+"""Names and short descriptions of the despeckling methods, importable without torch.
+
+The Processing layer builds its METHOD enum from this list before torch is ever imported;
+``core.filters.CLASSICAL_METHODS`` must list the same ids in the same order (a test checks).
+"""
+
+CLASSICAL_METHOD_LABELS = {
+    "boxcar": "Boxcar (moving average)",
+    "lee": "Lee (MMSE, 1980)",
+    "refined_lee": "Refined Lee (edge-aligned windows, 1981)",
+    "lee_sigma": "Improved Lee sigma (point targets kept, 2009)",
+    "frost": "Frost (exponential kernel)",
+    "gamma_map": "Gamma-MAP (Lopes 1990)",
+    "kuan": "Kuan (LMMSE)",
+}
+
+DEFAULT_METHOD = "refined_lee"

@@ -1,0 +1,197 @@
+"""Despeckling a raster file end to end: checks, units, looks, tiled filtering, atomic write.
+
+This is what ``sar_despeckle:despeckle`` runs; scripts and tests call it directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from . import filters, speckle
+from .catalog import DEFAULT_METHOD
+from .device import resolve_device
+from .errors import SarDespeckleError
+from .feedback import Feedback
+from .raster import RasterReader, RasterWriter
+from .tiling import TilingOptions, run_tiled
+from .version import plugin_version
+
+#: Smallest image side we accept (pixels).
+MIN_SIDE = 3
+
+
+@dataclass(frozen=True)
+class DespeckleSettings:
+    """What the user chose; ``None`` means "work it out from the data".
+
+    Attributes:
+        method: one of ``core.filters.CLASSICAL_METHODS``.
+        bands: 1-based bands to despeckle, each independently (all when ``None``).
+        units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
+        looks: equivalent number of looks of the input intensity (estimated when ``None``).
+        window: odd window side in pixels.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        zeros_as_nodata: exact zeros (Sentinel-1 swath borders) count as nodata.
+        tile: tile core side for the tiling engine (pixels).
+    """
+
+    method: str = DEFAULT_METHOD
+    bands: tuple[int, ...] | None = None
+    units: str | None = None
+    looks: float | None = None
+    window: int = 7
+    device: str = "auto"
+    zeros_as_nodata: bool = True
+    tile: int = 1024
+
+
+@dataclass(frozen=True)
+class DespeckleReport:
+    """What a run did: per-band units and looks, the device, the output path."""
+
+    output: str
+    units: str
+    looks: tuple[float, ...]
+    device: str
+    nodata: float | None
+
+
+def _check_settings(settings: DespeckleSettings) -> None:
+    if settings.method not in filters.CLASSICAL_METHODS:
+        raise SarDespeckleError(
+            f"Unknown method '{settings.method}'; choose one of {', '.join(filters.CLASSICAL_METHODS)}."
+        )
+    minimum = 5 if settings.method == "refined_lee" else 3
+    if settings.window < minimum or settings.window % 2 == 0:
+        raise SarDespeckleError(
+            f"WINDOW must be an odd number >= {minimum} for {settings.method}; got {settings.window}."
+        )
+    if settings.looks is not None and not settings.looks > 0:
+        raise SarDespeckleError(f"LOOKS must be positive; got {settings.looks}.")
+    if settings.units is not None and settings.units not in speckle.UNITS:
+        raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
+
+
+def _decide_units(settings: DespeckleSettings, reader: RasterReader, samples, feedback) -> str:
+    if settings.units is not None:
+        return settings.units
+    guesses = {
+        speckle.detect_units(sample.valid_values(), reader.info.descriptions[band - 1])
+        for band, sample in zip(reader.bands, samples)
+    } - {None}
+    if len(guesses) > 1:
+        raise SarDespeckleError(
+            f"The bands look like different units ({', '.join(sorted(guesses))}): despeckle them "
+            "separately with BANDS, or set INPUT_UNITS."
+        )
+    if guesses:
+        units = guesses.pop()
+        feedback.info(f"Input units detected: {units}.")
+        return units
+    feedback.warn(
+        "Could not tell whether the input is intensity or amplitude; assuming intensity. "
+        "Set INPUT_UNITS if it is amplitude."
+    )
+    return "intensity"
+
+
+def _output_nodata(reader: RasterReader, units: str, zeros_as_nodata: bool) -> float:
+    """The input's nodata where it has one; else 0 for linear data with zeros as nodata; else NaN."""
+    declared = reader.info.nodata[reader.bands[0] - 1]
+    if declared is not None:
+        return declared
+    return 0.0 if zeros_as_nodata and units != "dB" else math.nan
+
+
+def despeckle_raster(
+    input_path: str,
+    output_path: str,
+    settings: DespeckleSettings = DespeckleSettings(),
+    feedback: Feedback | None = None,
+) -> DespeckleReport:
+    """Despeckle ``input_path`` into the GeoTIFF ``output_path``.
+
+    The output has the input's size, CRS, geotransform, band descriptions and units; pixels
+    that were nodata, NaN or (with ``zeros_as_nodata``) exactly zero are nodata in the output.
+    Raises :class:`SarDespeckleError` with an actionable message for bad input; on any error or
+    cancel no output file is left.
+    """
+    feedback = feedback or Feedback()
+    _check_settings(settings)
+    reader = RasterReader(input_path, settings.bands)
+    info = reader.info
+    if info.is_complex:
+        raise SarDespeckleError(
+            f"'{input_path}' is complex ({', '.join(sorted(set(info.data_types)))}): despeckle "
+            "takes intensity, amplitude or dB. Compute the intensity |z|^2 first (for example "
+            "with the Raster Calculator), or decorrelate the SLC with sar_despeckle:decorrelate."
+        )
+    if info.width < MIN_SIDE or info.height < MIN_SIDE:
+        raise SarDespeckleError(
+            f"'{input_path}' is only {info.width} x {info.height} pixels; despeckling needs at "
+            f"least {MIN_SIDE} x {MIN_SIDE}. Check that you chose the right layer."
+        )
+
+    samples = speckle.read_sample(reader)
+    units = _decide_units(settings, reader, samples, feedback)
+    looks, point_thresholds = [], []
+    for band, sample in zip(reader.bands, samples):
+        speckle.check_values(sample.valid_values(), units, band)
+        intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
+        valid = [
+            speckle.intensity_validity(i, ok, settings.zeros_as_nodata)
+            for i, ok in zip(intensity, sample.valid)
+        ]
+        values = np.concatenate([i[ok] for i, ok in zip(intensity, valid)])
+        if values.size == 0:
+            zero_hint = " (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)"
+            raise SarDespeckleError(
+                f"Band {band} of '{input_path}' has no valid pixels: all are nodata or NaN"
+                f"{zero_hint if settings.zeros_as_nodata else ''}."
+            )
+        band_looks = settings.looks or speckle.estimate_looks(intensity, valid)
+        if settings.looks is None:
+            feedback.info(f"Band {band}: estimated {band_looks:.2f} looks.")
+        looks.append(float(band_looks))
+        point_thresholds.append(float(np.percentile(values, 98)))
+
+    device = resolve_device(settings.device, feedback.warn)
+    feedback.info(f"Running {settings.method} on {device.type}.")
+    nodata = _output_nodata(reader, units, settings.zeros_as_nodata)
+    halo = filters.filter_halo(settings.method, settings.window)
+
+    def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Raw values (B, C, H, W) in the input units -> despeckled, same units, NaN = nodata."""
+        intensity = speckle.to_intensity(values, units)
+        valid = speckle.intensity_validity(intensity, valid, settings.zeros_as_nodata)
+        intensity = torch.where(valid, intensity, torch.zeros_like(intensity))
+        output = torch.empty_like(intensity)
+        for c in range(intensity.shape[1]):
+            output[:, c: c + 1] = filters.apply_filter(
+                settings.method, intensity[:, c: c + 1], valid[:, c: c + 1], looks[c],
+                settings.window, point_target_threshold=point_thresholds[c],
+            )
+        output = speckle.from_intensity(output.clamp_min(0), units)
+        return torch.where(valid, output, torch.full_like(output, math.nan))
+
+    def finish(strip: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(strip), np.float32(nodata), strip)
+
+    parameters = {key: value for key, value in asdict(settings).items() if key != "tile"}
+    metadata = {
+        "algorithm": "despeckle",
+        "method": settings.method,
+        "parameters": parameters,
+        "units": units,
+        "looks": looks,
+        "plugin_version": plugin_version(),
+    }
+    descriptions = [info.descriptions[b - 1] for b in reader.bands]
+    options = TilingOptions(tile=settings.tile, halo=halo, device=device)
+    with RasterWriter(output_path, info, len(reader.bands), nodata, descriptions, metadata) as writer:
+        run_tiled(reader, writer, process, options, len(reader.bands), finish, feedback)
+    return DespeckleReport(output_path, units, tuple(looks), device.type, nodata)

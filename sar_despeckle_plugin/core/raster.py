@@ -1,0 +1,285 @@
+"""GDAL raster I/O by windows, and atomic GeoTIFF writing.
+
+The only module that talks to GDAL. Readers hand out windows as numpy arrays of layout
+(bands, rows, cols); windows may stick out of the image, the outside being filled with 0 and
+flagged invalid, which is how the tiling engine pads. Writers write a tiled, compressed GeoTIFF
+to a hidden temporary file beside the destination and rename it on success, so a failed or
+cancelled run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+from osgeo import gdal
+
+from .errors import SarDespeckleError
+
+#: Block size of the GeoTIFFs we write (pixels; tiles are square).
+BLOCK_SIZE = 512
+#: Prefix of every metadata item we record in outputs.
+METADATA_PREFIX = "SAR_DESPECKLE_"
+
+
+@contextlib.contextmanager
+def gdal_errors_as_exceptions() -> Iterator[None]:
+    """Make GDAL raise RuntimeError inside the block, restoring the caller's setting after."""
+    previous = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        yield
+    finally:
+        if not previous:
+            gdal.DontUseExceptions()
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What we need to know about a raster to read it and write a matching output.
+
+    ``nodata`` and ``descriptions`` have one entry per band (``None`` / ``""`` where unset).
+    """
+
+    path: str
+    width: int
+    height: int
+    band_count: int
+    data_types: tuple[str, ...]
+    is_complex: bool
+    crs_wkt: str
+    geotransform: tuple[float, ...]
+    nodata: tuple[float | None, ...]
+    descriptions: tuple[str, ...]
+    metadata: dict
+
+    @property
+    def pixel_count(self) -> int:
+        return self.width * self.height
+
+
+def open_raster(path: str) -> gdal.Dataset:
+    """Open ``path`` read-only, with an error message a user can act on."""
+    if not path:
+        raise SarDespeckleError("No input raster was given.")
+    if not os.path.exists(path) and not path.startswith("/vsi"):
+        raise SarDespeckleError(f"Input raster '{path}' does not exist: check the path.")
+    with gdal_errors_as_exceptions():
+        try:
+            dataset = gdal.Open(path, gdal.GA_ReadOnly)
+        except RuntimeError as error:
+            raise SarDespeckleError(
+                f"'{path}' is not a raster GDAL can read ({error}). Give a GeoTIFF or another "
+                "GDAL-readable raster."
+            ) from None
+    if dataset is None or dataset.RasterCount == 0:
+        raise SarDespeckleError(f"'{path}' holds no raster bands: give a raster layer.")
+    return dataset
+
+
+def raster_info(path: str) -> RasterInfo:
+    """Describe the raster at ``path`` (see :class:`RasterInfo`)."""
+    dataset = open_raster(path)
+    bands = [dataset.GetRasterBand(i + 1) for i in range(dataset.RasterCount)]
+    return RasterInfo(
+        path=path,
+        width=dataset.RasterXSize,
+        height=dataset.RasterYSize,
+        band_count=dataset.RasterCount,
+        data_types=tuple(gdal.GetDataTypeName(b.DataType) for b in bands),
+        is_complex=any(gdal.DataTypeIsComplex(b.DataType) for b in bands),
+        crs_wkt=dataset.GetProjection() or "",
+        geotransform=tuple(dataset.GetGeoTransform(can_return_null=True) or ()),
+        nodata=tuple(b.GetNoDataValue() for b in bands),
+        descriptions=tuple(b.GetDescription() or "" for b in bands),
+        metadata=dict(dataset.GetMetadata() or {}),
+    )
+
+
+class RasterReader:
+    """Reads windows of selected bands as float arrays of layout (bands, rows, cols).
+
+    Args:
+        path: any GDAL raster.
+        bands: 1-based band numbers to read; all bands when ``None``.
+    """
+
+    def __init__(self, path: str, bands: Sequence[int] | None = None) -> None:
+        self.info = raster_info(path)
+        self.bands = list(bands) if bands else list(range(1, self.info.band_count + 1))
+        for band in self.bands:
+            if not 1 <= band <= self.info.band_count:
+                raise SarDespeckleError(
+                    f"Band {band} does not exist: '{path}' has {self.info.band_count} band(s)."
+                )
+        self._dataset = open_raster(path)
+
+    @property
+    def height(self) -> int:
+        return self.info.height
+
+    @property
+    def width(self) -> int:
+        return self.info.width
+
+    def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window that may extend beyond the image.
+
+        Returns:
+            ``(values, valid)``: float32 array (bands, height, width) and a bool array of the
+            same shape, False outside the image, at the band's nodata value and at NaN/inf.
+            Values are 0 wherever ``valid`` is False.
+        """
+        values = np.zeros((len(self.bands), height, width), np.float32)
+        valid = np.zeros(values.shape, bool)
+        r0, r1 = max(row, 0), min(row + height, self.height)
+        c0, c1 = max(col, 0), min(col + width, self.width)
+        if r0 >= r1 or c0 >= c1:
+            return values, valid
+        inner = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+        for index, band_number in enumerate(self.bands):
+            band = self._dataset.GetRasterBand(band_number)
+            block = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
+            if block is None:
+                raise SarDespeckleError(
+                    f"Reading rows {r0}-{r1} of band {band_number} of '{self.info.path}' failed: "
+                    f"{gdal.GetLastErrorMsg() or 'the file may be truncated or corrupt'}."
+                )
+            block = block.astype(np.float32, copy=False)
+            ok = np.isfinite(block)
+            nodata = self.info.nodata[band_number - 1]
+            if nodata is not None:
+                ok &= block != np.float32(nodata)
+            values[(index, *inner)] = np.where(ok, block, 0.0)
+            valid[(index, *inner)] = ok
+        return values, valid
+
+
+def _creation_options(pixel_count: int, band_count: int) -> list[str]:
+    """Tiled, DEFLATE-compressed GeoTIFF; BigTIFF when the data could pass 4 GB."""
+    big = pixel_count * band_count * 4 > 3_500_000_000
+    return [
+        "TILED=YES",
+        f"BLOCKXSIZE={BLOCK_SIZE}",
+        f"BLOCKYSIZE={BLOCK_SIZE}",
+        "COMPRESS=DEFLATE",
+        "ZLEVEL=1",
+        "PREDICTOR=3",
+        "NUM_THREADS=ALL_CPUS",
+        f"BIGTIFF={'YES' if big else 'IF_SAFER'}",
+    ]
+
+
+class RasterWriter:
+    """Context manager writing a float32 GeoTIFF atomically.
+
+    Inside the ``with`` block call :meth:`write`; on normal exit the file is closed and moved
+    to ``path``; on any exception (cancel included) the temporary file is deleted and ``path``
+    is left untouched.
+
+    Args:
+        path: destination GeoTIFF.
+        like: georeference (CRS, geotransform) and size come from this raster.
+        band_count: number of output bands.
+        nodata: nodata value of every output band (``None`` for none).
+        descriptions: one description per output band.
+        metadata: items recorded in the dataset metadata; keys get :data:`METADATA_PREFIX`, and
+            non-string values are stored as JSON.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        like: RasterInfo,
+        band_count: int,
+        nodata: float | None,
+        descriptions: Sequence[str],
+        metadata: dict,
+        data_type: int = gdal.GDT_Float32,
+    ) -> None:
+        if not path:
+            raise SarDespeckleError("No output path was given.")
+        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+            raise SarDespeckleError(f"Output '{path}' must be a GeoTIFF (.tif or .tiff).")
+        self.path = os.path.abspath(path)
+        self.like = like
+        self.band_count = band_count
+        self.nodata = nodata
+        self.descriptions = list(descriptions)
+        self.metadata = metadata
+        self.data_type = data_type
+        self._dataset: gdal.Dataset | None = None
+        self._temp_path = ""
+
+    def __enter__(self) -> "RasterWriter":
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            raise SarDespeckleError(f"Output folder '{folder}' does not exist: create it first.")
+        if not os.access(folder, os.W_OK) or (
+            os.path.exists(self.path) and not os.access(self.path, os.W_OK)
+        ):
+            raise SarDespeckleError(
+                f"Cannot write '{self.path}': permission denied. Choose another output location."
+            )
+        handle, self._temp_path = tempfile.mkstemp(
+            prefix=f".{os.path.basename(self.path)}.", suffix=".partial.tif", dir=folder
+        )
+        os.close(handle)
+        driver = gdal.GetDriverByName("GTiff")
+        with gdal_errors_as_exceptions():
+            try:
+                self._dataset = driver.Create(
+                    self._temp_path, self.like.width, self.like.height, self.band_count,
+                    self.data_type, _creation_options(self.like.pixel_count, self.band_count),
+                )
+            except RuntimeError as error:
+                self._discard()
+                raise SarDespeckleError(f"Cannot create '{self.path}': {error}") from None
+        dataset = self._dataset
+        if self.like.geotransform:
+            dataset.SetGeoTransform(self.like.geotransform)
+        if self.like.crs_wkt:
+            dataset.SetProjection(self.like.crs_wkt)
+        dataset.SetMetadata(
+            {
+                METADATA_PREFIX + key.upper(): value if isinstance(value, str) else json.dumps(value)
+                for key, value in self.metadata.items()
+            }
+        )
+        for index in range(self.band_count):
+            band = dataset.GetRasterBand(index + 1)
+            if self.nodata is not None:
+                band.SetNoDataValue(float(self.nodata))
+            if index < len(self.descriptions) and self.descriptions[index]:
+                band.SetDescription(self.descriptions[index])
+        return self
+
+    def write(self, values: np.ndarray, row: int, col: int) -> None:
+        """Write ``values`` (bands, rows, cols) with its top-left pixel at (row, col)."""
+        assert self._dataset is not None, "write() outside the with block"
+        for index in range(self.band_count):
+            status = self._dataset.GetRasterBand(index + 1).WriteArray(values[index], col, row)
+            if status != 0:
+                raise SarDespeckleError(
+                    f"Writing '{self.path}' failed ({gdal.GetLastErrorMsg()}); is the disk full?"
+                )
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        dataset, self._dataset = self._dataset, None
+        dataset.FlushCache()
+        del dataset  # closes the file
+        os.replace(self._temp_path, self.path)
+
+    def _discard(self) -> None:
+        self._dataset = None
+        for leftover in (self._temp_path, self._temp_path + ".aux.xml"):
+            if leftover and os.path.exists(leftover):
+                os.remove(leftover)

@@ -1,0 +1,1 @@
+"""Thin QgsProcessingAlgorithm wrappers over ``core``: parameters in, core call, outputs out."""

@@ -1,0 +1,148 @@
+"""What every SAR Despeckle algorithm shares: parameter helpers, feedback, error translation.
+
+Algorithms import ``core`` modules that need torch only inside ``processAlgorithm`` (through
+:meth:`SarAlgorithm.core`), so a QGIS without torch still lists the provider and the user gets
+a clear message naming the install command when an algorithm runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+)
+
+from ..core.device import DEVICES
+from ..core.errors import SarDespeckleError
+from ..core.speckle import UNITS
+
+TORCH_MISSING = (
+    "PyTorch is not installed in QGIS's Python. Install it with "
+    "`python3 -m pip install torch` using the Python that QGIS runs (on Windows: the OSGeo4W "
+    "Shell), then restart QGIS. See the plugin README for details."
+)
+
+
+def with_help(parameter: QgsProcessingParameterDefinition, text: str, advanced: bool = False):
+    """Attach help ``text`` to ``parameter`` (and mark it advanced) and return it."""
+    parameter.setHelp(text)
+    if advanced:
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return parameter
+
+
+class SarAlgorithm(QgsProcessingAlgorithm):
+    """Base class: group, help assembled from parameter help, and core-call plumbing."""
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS's name)
+        return ""
+
+    def createInstance(self):  # noqa: N802 (QGIS's name)
+        return type(self)()
+
+    def summary(self) -> str:
+        """One paragraph on what the algorithm does; subclasses override."""
+        raise NotImplementedError
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS's name)
+        items = "".join(
+            f"<li><b>{p.description()}</b> (<code>{p.name()}</code>): {p.help()}</li>"
+            for p in self.parameterDefinitions()
+        )
+        return f"<p>{self.summary()}</p><ul>{items}</ul>"
+
+    # parameter helpers -------------------------------------------------------------------
+
+    def add_units_parameter(self) -> None:
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "INPUT_UNITS", "Input units", options=list(UNITS), optional=True, defaultValue=None
+            ),
+            "What the pixel values are: intensity (power, e.g. sigma0), amplitude (its square "
+            "root) or dB (10 log10 intensity). Left empty, detected from the band description "
+            "and the values (negative values mean dB); intensity is assumed when it cannot be "
+            "told. The output is written in the same units.",
+        ))
+
+    def add_looks_parameter(self) -> None:
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "LOOKS", "Number of looks (ENL)", QgsProcessingParameterNumber.Double,
+                optional=True, minValue=0.1,
+            ),
+            "Equivalent number of looks of the input intensity (1 for single-look data, about "
+            "4.4 for Sentinel-1 IW GRDH). Left empty, estimated from the image as the mode of "
+            "local coefficients of variation, which heterogeneous areas do not bias.",
+        ))
+
+    def add_device_parameter(self) -> None:
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum("DEVICE", "Device", options=list(DEVICES), defaultValue=0),
+            "Where the computation runs: auto takes a CUDA GPU when PyTorch sees one, else the "
+            "CPU; cuda without a GPU falls back to the CPU with a warning.",
+            advanced=True,
+        ))
+
+    def optional_enum(self, parameters, name: str, context, options) -> str | None:
+        """The chosen option's name, or None when an optional enum was left empty."""
+        if parameters.get(name) is None:
+            return None
+        return options[self.parameterAsEnum(parameters, name, context)]
+
+    # running the core ----------------------------------------------------------------------
+
+    @staticmethod
+    def core(module: str):
+        """Import ``core.<module>``, turning a missing torch into a clear error."""
+        try:
+            return importlib.import_module(f"..core.{module}", __package__)
+        except ModuleNotFoundError as error:
+            if error.name == "torch":
+                raise QgsProcessingException(TORCH_MISSING) from None
+            raise
+
+    @staticmethod
+    def core_feedback(feedback):
+        """A core Feedback that reports to a QgsProcessingFeedback (progress in percent)."""
+        from ..core.feedback import Feedback
+
+        return Feedback(
+            progress=lambda fraction: feedback.setProgress(100.0 * fraction),
+            is_cancelled=feedback.isCanceled,
+            info=feedback.pushInfo,
+            warn=feedback.pushWarning,
+        )
+
+    @staticmethod
+    def run_core(function, *args, **kwargs):
+        """Call a core function; its user-facing errors become QgsProcessingException."""
+        try:
+            return function(*args, **kwargs)
+        except SarDespeckleError as error:
+            raise QgsProcessingException(str(error)) from None
+        except MemoryError:
+            raise QgsProcessingException(
+                "Ran out of memory: choose a smaller tile size or close other programs."
+            ) from None
+
+    @staticmethod
+    def input_path_problem(path: str) -> str | None:
+        """A user-facing message when ``path`` cannot be an input raster, else None."""
+        if path and not os.path.exists(path) and "|" not in path and not path.startswith("/vsi"):
+            return f"Input raster '{path}' does not exist: check the path."
+        try:
+            from ..core.raster import raster_info
+
+            raster_info(path)
+        except SarDespeckleError as error:
+            return str(error)
+        return None

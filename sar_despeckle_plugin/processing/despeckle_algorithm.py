@@ -1,0 +1,118 @@
+"""``sar_despeckle:despeckle``: remove speckle from intensity, amplitude or dB images."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
+from ..core.device import DEVICES
+from ..core.speckle import UNITS
+from .base import SarAlgorithm, with_help
+
+METHODS = list(CLASSICAL_METHOD_LABELS)
+
+
+class DespeckleAlgorithm(SarAlgorithm):
+    """Single-date despeckling, each selected band independently."""
+
+    def name(self) -> str:
+        return "despeckle"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS's name)
+        return "Despeckle SAR image"
+
+    def summary(self) -> str:
+        return (
+            "Removes speckle from a SAR image given as intensity, amplitude or dB, band by band. "
+            "Classical filters run in PyTorch, on a GPU when there is one. The output keeps the "
+            "input's georeference, size, units, nodata and band descriptions, and records the "
+            "method and parameters in its metadata. Exact zeros (Sentinel-1 swath borders) and "
+            "NaN count as nodata."
+        )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterLayer("INPUT", "Input SAR raster"),
+            "A calibrated SAR image (GeoTIFF or any GDAL raster) in intensity, amplitude or dB. "
+            "Complex SLC data must be detected (|z|^2) first.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterBand(
+                "BANDS", "Bands", parentLayerParameterName="INPUT", optional=True,
+                allowMultiple=True,
+            ),
+            "Bands to despeckle, each independently (e.g. VV and VH). Empty: all bands.",
+        ))
+        self.add_units_parameter()
+        self.add_looks_parameter()
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "METHOD", "Method", options=[CLASSICAL_METHOD_LABELS[m] for m in METHODS],
+                defaultValue=METHODS.index(DEFAULT_METHOD),
+            ),
+            "The filter: " + "; ".join(
+                f"{index} = {label}" for index, label in enumerate(CLASSICAL_METHOD_LABELS.values())
+            ) + ". Refined Lee is a good default: it smooths flat areas and keeps edges.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "WINDOW", "Window size (pixels, odd)", QgsProcessingParameterNumber.Integer,
+                defaultValue=7, minValue=3, maxValue=101,
+            ),
+            "Side of the moving window in pixels; odd, at least 3 (5 for refined Lee). Larger "
+            "windows smooth more and blur more.",
+        ))
+        self.add_device_parameter()
+        self.addParameter(with_help(
+            QgsProcessingParameterBoolean(
+                "ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True
+            ),
+            "Sentinel-1 products mark swath borders with exact zeros, often without a nodata "
+            "tag; they are kept out of all statistics. Turn off only if zeros are real data.",
+            advanced=True,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination("OUTPUT", "Despeckled"),
+            "The despeckled GeoTIFF (float32, same units as the input).",
+        ))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        ok, message = super().checkParameterValues(parameters, context)
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        if layer is None:
+            raw = parameters.get("INPUT")
+            return False, self.input_path_problem(str(raw)) or f"Cannot open input raster '{raw}'."
+        window = self.parameterAsInt(parameters, "WINDOW", context)
+        if window % 2 == 0:
+            return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
+        return ok, message
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+        despeckle = self.core("despeckle")
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        settings = despeckle.DespeckleSettings(
+            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
+            bands=tuple(self.parameterAsInts(parameters, "BANDS", context)) or None,
+            units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
+            looks=self.parameterAsDouble(parameters, "LOOKS", context)
+            if parameters.get("LOOKS") not in (None, "") else None,
+            window=self.parameterAsInt(parameters, "WINDOW", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
+        )
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        report = self.run_core(
+            despeckle.despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
+        )
+        feedback.pushInfo(
+            f"Despeckled with {settings.method} ({report.units}, looks "
+            f"{', '.join(f'{l:.2f}' for l in report.looks)}) on {report.device}."
+        )
+        return {"OUTPUT": output}
