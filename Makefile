@@ -53,8 +53,8 @@ demo: qgis-profile
 test: setup
 	$(QGIS_ENV) $(PY) -m pytest tests -q -p no:cacheprovider
 
-bench: qgis-profile
-	$(QGIS_ENV) $(PY) bench/bench_filters.py --out $(BUILD)/bench
+bench: setup
+	$(QGIS_ENV) $(PY) scripts/bench_filters.py --out $(BUILD)/bench
 
 package:
 	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package

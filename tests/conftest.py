@@ -17,3 +17,60 @@ def shared_data(relative: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real data {relative} not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def qgis_processing():
+    """A headless QGIS with Processing initialised and our provider added (returns processing).
+
+    Processing.initialize() loads QGIS's own providers only; third-party ones are added here
+    as the plugin does in initProcessing().
+    """
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.append("/usr/share/qgis/python/plugins")
+    import processing
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    from sar_despeckle_plugin.processing.provider import SarDespeckleProvider
+
+    provider = SarDespeckleProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield processing
+    QgsApplication.processingRegistry().removeProvider(provider)
+
+
+@pytest.fixture(scope="session")
+def qgis_process(tmp_path_factory):
+    """Run ``qgis_process.bin`` with this checkout's plugin enabled in a throw-away profile.
+
+    Returns a function taking the arguments after the executable and returning the
+    CompletedProcess (text output).
+    """
+    import shutil
+    import subprocess
+    import sysconfig
+
+    executable = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+    if executable is None:
+        pytest.fail("qgis_process is not installed: run `make setup`")
+    profile = tmp_path_factory.mktemp("qgis-profile")
+    env = dict(os.environ)
+    env.update(
+        QGIS_PLUGINPATH=ROOT,
+        QGIS_CUSTOM_CONFIG_PATH=str(profile),
+        QT_QPA_PLATFORM="offscreen",
+        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], ROOT]),
+    )
+
+    def run(*args, check=True):
+        done = subprocess.run([executable, *args], env=env, capture_output=True, text=True, timeout=300)
+        if check and done.returncode != 0:
+            raise AssertionError(f"qgis_process {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    run("plugins", "enable", "sar_despeckle_plugin")
+    return run

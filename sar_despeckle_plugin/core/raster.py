@@ -226,9 +226,14 @@ class RasterWriter:
             raise SarDespeckleError(
                 f"Cannot write '{self.path}': permission denied. Choose another output location."
             )
-        handle, self._temp_path = tempfile.mkstemp(
-            prefix=f".{os.path.basename(self.path)}.", suffix=".partial.tif", dir=folder
-        )
+        try:
+            handle, self._temp_path = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self.path)}.", suffix=".partial.tif", dir=folder
+            )
+        except OSError as error:
+            raise SarDespeckleError(
+                f"Cannot write '{self.path}': {error.strerror}. Choose another output location."
+            ) from None
         os.close(handle)
         driver = gdal.GetDriverByName("GTiff")
         with gdal_errors_as_exceptions():
