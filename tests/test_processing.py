@@ -99,8 +99,12 @@ def lee_then_translate_expected(path, tmp_path):
 
 
 def test_model_chains_despeckle_with_gdal_translate(qgis_processing, speckled_tif, tmp_path):
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(MODEL)
     out = str(tmp_path / "model.tif")
-    result = qgis_processing.run(MODEL, {"sar_image": speckled_tif, "looks": 1.0, "translate:translated": out})
+    result = qgis_processing.run(model, {"sar_image": speckled_tif, "looks": 1.0, "translate:translated": out})
     assert os.path.exists(result["translate:translated"])
     np.testing.assert_allclose(read_geotiff(out), lee_then_translate_expected(speckled_tif, tmp_path))
 

@@ -1,4 +1,4 @@
-"""Names and short descriptions of the despeckling methods, importable without torch.
+"""Names of methods and devices, importable without torch.
 
 The Processing layer builds its METHOD enum from this list before torch is ever imported;
 ``core.filters.CLASSICAL_METHODS`` must list the same ids in the same order (a test checks).
@@ -15,3 +15,6 @@ CLASSICAL_METHOD_LABELS = {
 }
 
 DEFAULT_METHOD = "refined_lee"
+
+#: Choices of the DEVICE parameter.
+DEVICES = ("auto", "cpu", "cuda")

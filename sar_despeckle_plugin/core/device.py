@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+from .catalog import DEVICES
 
 
 def resolve_device(name: str, warn: Callable[[str], None] = print) -> torch.device:

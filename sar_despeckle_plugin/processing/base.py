@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core.device import DEVICES
+from ..core.catalog import DEVICES
 from ..core.errors import SarDespeckleError
 from ..core.speckle import UNITS
 

@@ -11,8 +11,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
-from ..core.device import DEVICES
+from ..core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEVICES
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, with_help
 
