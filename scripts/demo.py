@@ -64,7 +64,8 @@ def main() -> None:
     if completed.returncode != 0:
         sys.exit(f"qgis_process failed:\n{completed.stdout}\n{completed.stderr}")
     result = json.loads(completed.stdout[completed.stdout.index("{"):])
-    print("Log:\n" + result.get("log", "").strip())
+    for line in result.get("log", {}).get("info", []):
+        print("  " + line)
 
     before_after_png(read_bands(noisy_path), read_bands(output_path), picture_path)
     print(f"\nInput:      {noisy_path}\nDespeckled: {result['results']['OUTPUT']}\n"

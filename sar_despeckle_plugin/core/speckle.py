@@ -148,7 +148,8 @@ def estimate_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray])
         intensity: 2-D linear-intensity windows (rows, cols).
         valid: matching validity masks.
     Returns:
-        The estimated ENL (>= 0.5).
+        The estimated ENL, at least 1: fully developed speckle has a coefficient of variation of
+        at most 1 in intensity; anything above that is texture, not fewer looks.
     """
     b = LOOKS_BLOCK
     cvs = []
@@ -174,4 +175,4 @@ def estimate_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray])
     window = slice(max(peak - 3, 0), peak + 4)
     centres = 0.5 * (edges[:-1] + edges[1:])
     mode_cv = math.exp(np.average(centres[window], weights=smooth[window] + 1e-12))
-    return max(0.5, 1.0 / mode_cv ** 2)
+    return max(1.0, 1.0 / mode_cv ** 2)

@@ -107,11 +107,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
         )
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        report = self.run_core(
+        self.run_core(
             despeckle.despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
-        )
-        feedback.pushInfo(
-            f"Despeckled with {settings.method} ({report.units}, looks "
-            f"{', '.join(f'{l:.2f}' for l in report.looks)}) on {report.device}."
         )
         return {"OUTPUT": output}
