@@ -17,15 +17,16 @@ Conventions shared by every filter:
   come out as 0.
 
 Performance: every filter is written as sums of shifted slices ("valid"-mode box sums by
-doubling, no convolutions, no per-pixel Python), and ``apply_filter`` runs it on row strips of
-about a million pixels so that the intermediates stay in cache; peak memory is a few tens of
-strip-sized buffers, whatever the tile size.
+doubling; no convolutions, no per-pixel Python), and ``apply_filter`` runs it on row strips of
+about 128k pixels on CPU, so that the intermediates stay in cache and the allocator recycles
+them. Beyond the output, memory is a few tens of strip-sized buffers whatever the tile size.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -35,8 +36,11 @@ CLASSICAL_METHODS: tuple[str, ...] = (
     "boxcar", "lee", "refined_lee", "lee_sigma", "frost", "gamma_map", "kuan",
 )
 
-#: Pixels per processing strip inside ``apply_filter`` (all planes of the strip together).
-_STRIP_PIXELS = 1 << 20
+#: Pixels per processing strip inside ``apply_filter`` (all planes together). On CPU, strips
+#: of 128k pixels ran 2-5x faster on 4096 x 4096 than whole-image passes (cache-resident
+#: intermediates, no fresh pages per operation); GPUs prefer few large launches.
+_CPU_STRIP_PIXELS = 1 << 17
+_DEVICE_STRIP_PIXELS = 1 << 24
 #: Fewer valid pixels than this in a window: the pixel keeps its input value.
 _MIN_VALID = 2
 #: Lee sigma: a 3x3 window with at least this many pixels above the threshold is a point target.
@@ -97,11 +101,10 @@ def apply_filter(
     """
     _check_method_window(method, window)
     _check_arguments(intensity, valid, looks, frost_damping, lee_sigma)
+    window = int(window)
     b, c, h, w = intensity.shape
     planes = b * c
-    valid = valid.reshape(planes, h, w)
-    x = torch.where(valid, intensity.reshape(planes, h, w).float(), 0.0)
-    v = valid.float()
+    intensity, valid = intensity.reshape(planes, h, w), valid.reshape(planes, h, w)
 
     cu2 = 1.0 / float(looks)
     if method == "boxcar":
@@ -117,7 +120,7 @@ def apply_filter(
     elif method == "refined_lee":
         kernel = functools.partial(_refined_lee, window=window, noise_var=cu2)
     else:
-        threshold = _point_thresholds(point_target_threshold, x, valid, b, c)
+        threshold = _point_thresholds(point_target_threshold, intensity, valid, b, c)
         eta_low, eta_high, truncated_var = sigma_range(float(looks), float(lee_sigma))
         kernel = functools.partial(
             _lee_sigma, window=window, noise_var=cu2, threshold=threshold,
@@ -125,11 +128,12 @@ def apply_filter(
         )
 
     halo = filter_halo(method, window)
-    out = torch.empty_like(x)
-    rows = max(1, _STRIP_PIXELS // (planes * (w + 2 * halo)))
+    out = torch.empty((planes, h, w), dtype=torch.float32, device=intensity.device)
+    budget = _CPU_STRIP_PIXELS if out.device.type == "cpu" else _DEVICE_STRIP_PIXELS
+    rows = max(1, budget // (planes * (w + 2 * halo)))
     for y0 in range(0, h, rows):
         y1 = min(h, y0 + rows)
-        out[:, y0:y1] = kernel(_strip(x, y0, y1, halo), _strip(v, y0, y1, halo))
+        out[:, y0:y1] = kernel(*_strip(intensity, valid, y0, y1, halo))
     return out.reshape(b, c, h, w)
 
 
@@ -182,10 +186,15 @@ def sigma_range(looks: float, sigma: float) -> tuple[float, float, float]:
 
 def _check_method_window(method: str, window: int) -> None:
     if method not in CLASSICAL_METHODS:
-        raise ValueError(f"Unknown filter '{method}'; choose one of {', '.join(CLASSICAL_METHODS)}.")
+        raise ValueError(
+            f"Unknown filter '{method}'; choose one of {', '.join(CLASSICAL_METHODS)}."
+        )
     minimum = 5 if method == "refined_lee" else 3
-    if isinstance(window, bool) or not isinstance(window, int) or window < minimum or window % 2 == 0:
-        raise ValueError(f"The {method} window must be an odd integer >= {minimum}; got {window!r}.")
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < minimum \
+            or window % 2 == 0:
+        raise ValueError(
+            f"The {method} window must be an odd integer >= {minimum}; got {window!r}."
+        )
 
 
 def _check_arguments(intensity, valid, looks, frost_damping, lee_sigma) -> None:
@@ -193,33 +202,32 @@ def _check_arguments(intensity, valid, looks, frost_damping, lee_sigma) -> None:
         raise ValueError("intensity must be a (B, C, H, W) tensor.")
     if not intensity.is_floating_point():
         raise ValueError(f"intensity must be a floating-point tensor; got {intensity.dtype}.")
-    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool or valid.shape != intensity.shape:
+    if not (isinstance(valid, torch.Tensor) and valid.dtype == torch.bool
+            and valid.shape == intensity.shape):
         raise ValueError("valid must be a bool tensor of the same (B, C, H, W) shape as intensity.")
     for name, value, ok, bounds in (
         ("looks", looks, lambda u: u > 0, "> 0"),
         ("frost_damping", frost_damping, lambda u: u >= 0, ">= 0"),
         ("lee_sigma", lee_sigma, lambda u: 0 < u < 1, "in (0, 1)"),
     ):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
+        number = float(value) if isinstance(value, numbers.Real) else math.nan
         if isinstance(value, bool) or not math.isfinite(number) or not ok(number):
             raise ValueError(f"{name} must be a finite number {bounds}; got {value!r}.")
 
 
-def _point_thresholds(threshold, x, valid, batch, channels) -> torch.Tensor:
+def _point_thresholds(threshold, intensity, valid, batch, channels) -> torch.Tensor:
     """Per-plane bright-pixel threshold, shape (B*C, 1, 1)."""
+    device = intensity.device
     if threshold is None:
-        per_plane = [_percentile(plane[ok], 0.98) for plane, ok in zip(x, valid)]
-        return torch.tensor(per_plane, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+        per_plane = [_percentile(plane[ok].float(), 0.98) for plane, ok in zip(intensity, valid)]
+        return torch.tensor(per_plane, dtype=torch.float32, device=device).view(-1, 1, 1)
     values = torch.as_tensor(threshold, dtype=torch.float64).reshape(-1)
     if values.numel() not in (1, channels) or not torch.isfinite(values).all():
         raise ValueError(
             f"point_target_threshold must be one finite value or {channels} (one per channel); "
             f"got {threshold!r}."
         )
-    return values.float().to(x.device).expand(channels).repeat(batch).view(-1, 1, 1)
+    return values.float().to(device).expand(channels).repeat(batch).view(-1, 1, 1)
 
 
 def _percentile(values: torch.Tensor, q: float) -> float:
@@ -240,11 +248,14 @@ def _percentile(values: torch.Tensor, q: float) -> float:
 # of the last two dims, outputs have the interior size.
 
 
-def _strip(t: torch.Tensor, y0: int, y1: int, halo: int) -> torch.Tensor:
-    """Rows [y0, y1) of (N, H, W) with `halo` pixels of context each side, zeros outside."""
-    top, bottom = max(0, y0 - halo), min(t.shape[1], y1 + halo)
-    pad_top, pad_bottom = halo - (y0 - top), halo - (bottom - y1)
-    return F.pad(t[:, top:bottom], (halo, halo, pad_top, pad_bottom))
+def _strip(intensity, valid, y0: int, y1: int, halo: int):
+    """Rows [y0, y1) of (N, H, W) planes with `halo` pixels of context on each side, as
+    (masked float32 intensity, float 0/1 validity); zeros outside the planes."""
+    top, bottom = max(0, y0 - halo), min(intensity.shape[1], y1 + halo)
+    padding = (halo, halo, halo - (y0 - top), halo - (bottom - y1))
+    ok = valid[:, top:bottom]
+    x = torch.where(ok, intensity[:, top:bottom].float(), 0.0)
+    return F.pad(x, padding), F.pad(ok.float(), padding)
 
 
 def _crop(t: torch.Tensor, margin: int) -> torch.Tensor:
@@ -325,6 +336,7 @@ def _finish(estimate, center, valid_center, count):
 
 
 def _boxcar(x, v, *, window):
+    """Mean of the window's valid pixels."""
     count, total = _box_sum(torch.stack((v, x)), window).unbind(0)
     radius = window // 2
     return (total / count.clamp(min=1)).mul_(_crop(v, radius))
@@ -391,12 +403,12 @@ def refined_lee_geometry(window: int) -> tuple[int, int]:
     """(sub-window side s, spacing d) of refined Lee's 3 x 3 grid of sub-windows.
 
     Lee (1981) splits a 7 x 7 window into 3 x 3 overlapping 3 x 3 sub-windows 2 pixels apart.
-    For any odd window >= 5 we take s = the smallest odd integer >= (window - 1) / 3 and
-    d = (window - s) / 2, so the grid spans the window exactly and neighbouring sub-windows
-    touch or overlap: 5 -> (3, 1), 7 -> (3, 2), 9 -> (3, 3), 11 -> (5, 3), 13 -> (5, 4).
+    For other odd windows >= 5 we follow the sizes PolSARpro uses, which are
+    s = 2 floor((window + 3) / 6) + 1 and d = (window - s) / 2: the grid spans the window
+    exactly and neighbouring sub-windows overlap or touch: 5 -> (3, 1), 7 -> (3, 2),
+    9 -> (5, 2), 11 -> (5, 3), 13 -> (5, 4), 15 -> (7, 4).
     """
-    side = math.ceil((window - 1) / 3)
-    side += 1 - side % 2
+    side = 2 * ((window + 3) // 6) + 1
     return side, (window - side) // 2
 
 
@@ -414,7 +426,9 @@ def _refined_lee(x, v, *, window, noise_var):
     lower-right triangles. The largest |gradient| gives the edge direction; of the two
     sub-windows across the edge, the one whose mean is closer to the centre sub-window's picks
     one of 8 directional windows (a half-window or a triangle, each including the centre
-    line). The MMSE estimate uses the statistics of that window, with the exact weight
+    line); an exact tie (the two sides equally far, as happens next to a clean step edge when
+    the sub-windows overlap) goes to the side whose mean is closer to the centre pixel. The
+    MMSE estimate uses the statistics of that window, with the exact weight
     (1 - Cu^2 / Ci^2) / (1 + Cu^2) of Lee 1981. A sub-window without valid pixels takes the
     centre sub-window's mean (it shows no edge) and is never the side chosen.
     """
@@ -428,36 +442,47 @@ def _refined_lee(x, v, *, window, noise_var):
         return t[..., i * spacing: i * spacing + rows, j * spacing: j * spacing + cols]
 
     centre = grid(sub_mean, 1, 1)
-    m = {(i, j): torch.where(grid(sub_empty, i, j), centre, grid(sub_mean, i, j))
-         for i in range(3) for j in range(3)}
+    m = {(i, j): grid(sub_mean, i, j) for i in range(3) for j in range(3)}
+    any_empty = bool(sub_empty.any())
+    if any_empty:
+        m = {cell: torch.where(grid(sub_empty, *cell), centre, mean) for cell, mean in m.items()}
     gradients = (
         m[0, 2] + m[1, 2] + m[2, 2] - m[0, 0] - m[1, 0] - m[2, 0],
         m[2, 0] + m[2, 1] + m[2, 2] - m[0, 0] - m[0, 1] - m[0, 2],
         m[0, 1] + m[0, 2] + m[1, 2] - m[1, 0] - m[2, 0] - m[2, 1],
         m[0, 0] + m[0, 1] + m[1, 0] - m[1, 2] - m[2, 1] - m[2, 2],
     )
-    # First largest |gradient| (torch.argmax over a stacked dim is slow on CPU).
-    strongest = gradients[0].abs()
-    direction = torch.zeros(strongest.shape, dtype=torch.int64, device=x.device)
+
+    # Edge direction: the first largest |gradient|.
+    strongest, direction = gradients[0].abs(), torch.zeros_like(centre)
     for k in range(1, 4):
         magnitude = gradients[k].abs_()
-        stronger = magnitude > strongest
-        direction.masked_fill_(stronger, k)
+        direction.masked_fill_(magnitude > strongest, k)
         strongest = torch.maximum(strongest, magnitude)
-    direction = direction.unsqueeze(0)
 
-    def distance(cell):
-        return torch.where(grid(sub_empty, *cell), math.inf, (m[cell] - centre).abs())
+    # Side: of the two sub-windows across that edge, the one whose mean is closer to the centre
+    # sub-window's (exact ties: to the centre pixel); an empty sub-window is infinitely far.
+    if any_empty:
+        m = {cell: grid(sub_mean, *cell).masked_fill(grid(sub_empty, *cell), math.inf)
+             for cell in m}
+    index = direction.long().unsqueeze(0)
 
-    side_b = torch.stack([distance(b) < distance(a) for a, b in _REFINED_LEE_SIDES])
-    choice = 2 * direction + side_b.gather(0, direction)
+    def across(which):
+        """Means of the side-A (0) or side-B (1) sub-window of each pixel's edge direction."""
+        return torch.stack([m[pair[which]] for pair in _REFINED_LEE_SIDES]).gather(0, index)[0]
+
+    mean_a, mean_b = across(0), across(1)
+    pixel = _crop(x, radius)
+    gap_a, gap_b = (mean_a - centre).abs_(), (mean_b - centre).abs_()
+    closer_b = torch.where(gap_a == gap_b, (mean_b - pixel).abs_() < (mean_a - pixel).abs_(),
+                           gap_b < gap_a)
+    choice = direction.mul_(2).add_(closer_b)
 
     sums = _directional_sums(torch.stack((v, x, x * x)), radius)
-    index = choice.unsqueeze(1).expand(1, 3, *choice.shape[1:])
+    index = choice.long().expand(1, 3, *choice.shape)
     count, mean, var = _moments_from_sums(*sums.gather(0, index)[0].unbind(0))
-    center = _crop(x, radius)
-    estimate = _mmse(center, mean, var, noise_var, exact=True)
-    return _finish(estimate, center, _crop(v, radius), count)
+    estimate = _mmse(pixel, mean, var, noise_var, exact=True)
+    return _finish(estimate, pixel, _crop(v, radius), count)
 
 
 def _directional_sums(t: torch.Tensor, radius: int) -> torch.Tensor:
@@ -486,8 +511,10 @@ def _directional_sums(t: torch.Tensor, radius: int) -> torch.Tensor:
         upper, lower = radius + 1 - m, m - radius - 1  # row offsets using this run length
         for k, row, start in ((4, upper, radius + upper), (5, lower, 0), (6, upper, 0),
                               (7, lower, radius - lower)):
-            piece = segment(run, row, start)
-            out[k].copy_(piece) if m == 1 else out[k].add_(piece)
+            if m == 1:
+                out[k].copy_(segment(run, row, start))
+            else:
+                out[k].add_(segment(run, row, start))
     halves = _running_sum(run, radius + 1, -2)  # run now holds full rows (length = window)
     out[2], out[3] = halves[..., :rows, :], halves[..., radius:, :]
     return out
@@ -519,16 +546,17 @@ def _lee_sigma(x, v, *, window, noise_var, threshold, eta, truncated_var):
     # Invalid pixels become -1: never inside a range [eta1 xbar, eta2 xbar] with xbar >= 0.
     xr = torch.where(_crop(v, halo - radius) > 0, _crop(x, halo - radius), -1.0)
     low, high = prior * eta[0], prior * eta[1]
-    count = torch.zeros_like(center)
-    total, squares = torch.zeros_like(center), torch.zeros_like(center)
+    count, total, squares = (torch.zeros_like(center) for _ in range(3))
+    inside, below_high = torch.empty_like(center), torch.empty_like(center)
     for i in range(window):
         for j in range(window):
+            # Float 0/1 masks written in place: 3x faster than bool masks and torch.where.
             shifted = xr[..., i: i + rows, j: j + cols]
-            inside = (shifted >= low).logical_and_(shifted <= high)
-            kept = torch.where(inside, shifted, 0.0)
-            count.add_(inside)
-            total.add_(kept)
-            squares.addcmul_(kept, kept)
+            torch.ge(shifted, low, out=inside)
+            torch.le(shifted, high, out=below_high)
+            count.add_(inside.mul_(below_high))
+            total.add_(inside.mul_(shifted))
+            squares.addcmul_(inside, shifted)
     count, mean, var = _moments_from_sums(count, total, squares)
     estimate = _mmse(center, mean, var, truncated_var, exact=True)
     estimate = torch.where(count >= _MIN_VALID, estimate, prior)
