@@ -16,8 +16,8 @@ from .catalog import DEFAULT_METHOD
 from .device import resolve_device
 from .errors import SarDespeckleError
 from .feedback import Feedback
-from .raster import RasterReader, RasterWriter
-from .tiling import TilingOptions, run_tiled
+from .raster import RasterReader, RasterWriter, bounded_gdal_cache
+from .tiling import TilingOptions, run_tiled, tile_for_width
 from .version import plugin_version
 
 #: Smallest image side we accept (pixels).
@@ -36,7 +36,9 @@ class DespeckleSettings:
         window: odd window side in pixels.
         device: ``auto``, ``cpu`` or ``cuda``.
         zeros_as_nodata: exact zeros (Sentinel-1 swath borders) count as nodata.
-        tile: tile core side for the tiling engine (pixels).
+        frost_damping: damping factor D of the Frost kernel exp(-D * Ci^2 * distance).
+        tile: tile core side for the tiling engine (pixels); chosen from the image width and
+            band count to bound memory when ``None``.
     """
 
     method: str = DEFAULT_METHOD
@@ -46,7 +48,8 @@ class DespeckleSettings:
     window: int = 7
     device: str = "auto"
     zeros_as_nodata: bool = True
-    tile: int = 1024
+    frost_damping: float = 2.0
+    tile: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ def _check_settings(settings: DespeckleSettings) -> None:
         raise SarDespeckleError(
             f"WINDOW must be an odd number >= {minimum} for {settings.method}; got {settings.window}."
         )
+    if not settings.frost_damping > 0:
+        raise SarDespeckleError(f"FROST_DAMPING must be positive; got {settings.frost_damping}.")
     if settings.looks is not None and not settings.looks > 0:
         raise SarDespeckleError(f"LOOKS must be positive; got {settings.looks}.")
     if settings.units is not None and settings.units not in speckle.UNITS:
@@ -157,7 +162,10 @@ def despeckle_raster(
         if settings.looks is None:
             feedback.info(f"Band {band}: estimated {band_looks:.2f} looks.")
         looks.append(float(band_looks))
-        point_thresholds.append(float(np.percentile(values, 98)))
+        if settings.method == "lee_sigma":  # its point-target test needs the scene's 98th percentile
+            point_thresholds.append(float(np.percentile(values, 98)))
+        else:
+            point_thresholds.append(None)
 
     device = resolve_device(settings.device, feedback.warn)
     feedback.info(f"Running {settings.method} on {device.type}.")
@@ -174,6 +182,7 @@ def despeckle_raster(
             output[:, c: c + 1] = filters.apply_filter(
                 settings.method, intensity[:, c: c + 1], valid[:, c: c + 1], looks[c],
                 settings.window, point_target_threshold=point_thresholds[c],
+                frost_damping=settings.frost_damping,
             )
         output = speckle.from_intensity(output.clamp_min(0), units)
         return torch.where(valid, output, torch.full_like(output, math.nan))
@@ -191,7 +200,10 @@ def despeckle_raster(
         "plugin_version": plugin_version(),
     }
     descriptions = [info.descriptions[b - 1] for b in reader.bands]
-    options = TilingOptions(tile=settings.tile, halo=halo, device=device)
-    with RasterWriter(output_path, info, len(reader.bands), nodata, descriptions, metadata) as writer:
+    tile = settings.tile or tile_for_width(info.width, len(reader.bands))
+    options = TilingOptions(tile=tile, halo=halo, device=device)
+    with bounded_gdal_cache(), RasterWriter(
+        output_path, info, len(reader.bands), nodata, descriptions, metadata
+    ) as writer:
         run_tiled(reader, writer, process, options, len(reader.bands), finish, feedback)
     return DespeckleReport(output_path, units, tuple(looks), device.type, nodata)

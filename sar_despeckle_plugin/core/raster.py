@@ -39,6 +39,18 @@ def gdal_errors_as_exceptions() -> Iterator[None]:
             gdal.DontUseExceptions()
 
 
+@contextlib.contextmanager
+def bounded_gdal_cache(limit_bytes: int = 256 * 1024 * 1024) -> Iterator[None]:
+    """Cap GDAL's block cache inside the block (its default is 5 % of RAM, which alone would
+    break the memory bound on big rasters), restoring the caller's setting after."""
+    previous = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(previous, limit_bytes))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(previous)
+
+
 @dataclass(frozen=True)
 class RasterInfo:
     """What we need to know about a raster to read it and write a matching output.

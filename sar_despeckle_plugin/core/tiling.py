@@ -75,6 +75,22 @@ class TilingOptions:
             raise ValueError("blend must be between 0 and min(halo, tile / 2)")
 
 
+#: Bytes held per strip pixel and band: two input strips in flight (float32 values + bool
+#: validity) and two output strips (float32) being accumulated and written.
+STRIP_BYTES_PER_PIXEL = 2 * (4 + 1) + 2 * 4
+
+
+def tile_for_width(width: int, bands: int, budget_bytes: int = 160 * 2 ** 20, largest: int = 1024) -> int:
+    """The largest tile side (halving from ``largest`` down to 256) whose strips fit the budget.
+
+    Strips span the whole image width, so very wide images get shorter strips.
+    """
+    tile = largest
+    while tile > 256 and width * bands * tile * STRIP_BYTES_PER_PIXEL > budget_bytes:
+        tile //= 2
+    return tile
+
+
 def feather_profile(start: int, stop: int, blend: int, length: int) -> np.ndarray:
     """Weights along one axis for a tile core [start, stop) of an axis of ``length`` pixels.
 

@@ -68,6 +68,15 @@ class DespeckleAlgorithm(SarAlgorithm):
             "Side of the moving window in pixels; odd, at least 3 (5 for refined Lee). Larger "
             "windows smooth more and blur more.",
         ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber(
+                "FROST_DAMPING", "Frost damping factor", QgsProcessingParameterNumber.Double,
+                defaultValue=2.0, minValue=0.01, maxValue=100.0,
+            ),
+            "Frost only: D in the kernel exp(-D * Ci^2 * distance), Ci the local coefficient of "
+            "variation. Smaller values smooth more (Orfeo ToolBox calls it deramp).",
+            advanced=True,
+        ))
         self.add_device_parameter()
         self.addParameter(with_help(
             QgsProcessingParameterBoolean(
@@ -105,6 +114,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             window=self.parameterAsInt(parameters, "WINDOW", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
+            frost_damping=self.parameterAsDouble(parameters, "FROST_DAMPING", context),
         )
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         self.run_core(
