@@ -58,9 +58,9 @@ bench: setup
 
 package:
 	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package
-	cp -r $(PLUGIN) $(BUILD)/package/
-	cp metadata.txt LICENSE $(BUILD)/package/$(PLUGIN)/
-	find $(BUILD)/package -name __pycache__ -prune -exec rm -rf {} + -o -name '*.pyc' -delete
+	cp -rL $(PLUGIN) $(BUILD)/package/
+	cp LICENSE $(BUILD)/package/$(PLUGIN)/
+	find $(BUILD)/package -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 	cd $(BUILD)/package && rm -f ../$(PLUGIN).zip && zip -qr ../$(PLUGIN).zip $(PLUGIN)
 	@echo "Built $(BUILD)/$(PLUGIN).zip"
 
