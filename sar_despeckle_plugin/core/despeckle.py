@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ class DespeckleSettings:
     """What the user chose; ``None`` means "work it out from the data".
 
     Attributes:
-        method: one of ``core.filters.CLASSICAL_METHODS``.
+        method: one of ``core.filters.CLASSICAL_METHODS``; ignored when ``model_card`` is set.
+        model_card: path of a network's model card (JSON beside its weights), or None.
         bands: 1-based bands to despeckle, each independently (all when ``None``).
         units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
         looks: equivalent number of looks of the input intensity (estimated when ``None``).
@@ -42,6 +44,7 @@ class DespeckleSettings:
     """
 
     method: str = DEFAULT_METHOD
+    model_card: str | None = None
     bands: tuple[int, ...] | None = None
     units: str | None = None
     looks: float | None = None
@@ -64,15 +67,18 @@ class DespeckleReport:
 
 
 def _check_settings(settings: DespeckleSettings) -> None:
-    if settings.method not in filters.CLASSICAL_METHODS:
-        raise SarDespeckleError(
-            f"Unknown method '{settings.method}'; choose one of {', '.join(filters.CLASSICAL_METHODS)}."
-        )
-    minimum = 5 if settings.method == "refined_lee" else 3
-    if settings.window < minimum or settings.window % 2 == 0:
-        raise SarDespeckleError(
-            f"WINDOW must be an odd number >= {minimum} for {settings.method}; got {settings.window}."
-        )
+    if settings.model_card is None:
+        if settings.method not in filters.CLASSICAL_METHODS:
+            raise SarDespeckleError(
+                f"Unknown method '{settings.method}'; choose one of "
+                f"{', '.join(filters.CLASSICAL_METHODS)}."
+            )
+        minimum = 5 if settings.method == "refined_lee" else 3
+        if settings.window < minimum or settings.window % 2 == 0:
+            raise SarDespeckleError(
+                f"WINDOW must be an odd number >= {minimum} for {settings.method}; "
+                f"got {settings.window}."
+            )
     if not settings.frost_damping > 0:
         raise SarDespeckleError(f"FROST_DAMPING must be positive; got {settings.frost_damping}.")
     if settings.looks is not None and not settings.looks > 0:
@@ -112,6 +118,92 @@ def _output_nodata(reader: RasterReader, units: str, zeros_as_nodata: bool) -> f
     return 0.0 if zeros_as_nodata and units != "dB" else math.nan
 
 
+@dataclass(frozen=True)
+class BandStatistics:
+    """Whole-image statistics of one band, from the sample, in linear intensity."""
+
+    looks: float
+    median: float
+    percentile_98: float
+
+
+def _band_statistics(reader, samples, units, settings, feedback) -> list[BandStatistics]:
+    """Check every band's values and compute its statistics (estimating looks if needed)."""
+    statistics = []
+    for band, sample in zip(reader.bands, samples):
+        speckle.check_values(sample.valid_values(), units, band)
+        intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
+        valid = [
+            speckle.intensity_validity(i, ok, settings.zeros_as_nodata)
+            for i, ok in zip(intensity, sample.valid)
+        ]
+        values = np.concatenate([i[ok] for i, ok in zip(intensity, valid)])
+        if values.size == 0:
+            zero_hint = " (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)"
+            raise SarDespeckleError(
+                f"Band {band} of '{reader.info.path}' has no valid pixels: all are nodata or NaN"
+                f"{zero_hint if settings.zeros_as_nodata else ''}."
+            )
+        looks = settings.looks or speckle.estimate_looks(intensity, valid)
+        if settings.looks is None:
+            feedback.info(f"Band {band}: estimated {looks:.2f} looks.")
+        median, percentile_98 = np.percentile(values, [50, 98])
+        statistics.append(BandStatistics(float(looks), float(median), float(percentile_98)))
+    return statistics
+
+
+@dataclass(frozen=True)
+class BandDespeckler:
+    """How one run despeckles a band: the function, the context it needs, what to record.
+
+    ``apply(intensity, valid, band)`` takes linear intensity (B, 1, H, W) and validity on the
+    device, and the band's index among the selected bands; it returns linear intensity.
+    """
+
+    apply: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    halo: int
+    blend: int
+    alignment: int
+    name: str
+    checksum: str | None
+
+
+def _classical(settings: DespeckleSettings, statistics: list[BandStatistics]) -> BandDespeckler:
+    def apply(intensity, valid, band):
+        return filters.apply_filter(
+            settings.method, intensity, valid, statistics[band].looks, settings.window,
+            point_target_threshold=statistics[band].percentile_98,
+            frost_damping=settings.frost_damping,
+        )
+
+    return BandDespeckler(apply, filters.filter_halo(settings.method, settings.window), 0, 1,
+                          settings.method, None)
+
+
+#: Feathering width for networks (pixels): tiles overlap by their reach plus this.
+NETWORK_BLEND = 8
+
+
+def _network(settings, statistics, device, feedback) -> BandDespeckler:
+    from .models import load_model
+
+    model = load_model(settings.model_card, device)
+    card = model.card
+    for band, stats in enumerate(statistics):
+        if abs(stats.looks - card.looks) > 0.25 * card.looks:
+            feedback.warn(
+                f"Band {band + 1} has {stats.looks:.1f} looks but model '{card.name}' was trained "
+                f"for {card.looks:g}: results may be over- or under-smoothed."
+            )
+
+    def apply(intensity, valid, band):
+        return model.despeckle(intensity, valid, statistics[band].median)
+
+    align = model.alignment
+    halo = -(-(model.receptive_radius + NETWORK_BLEND) // align) * align
+    return BandDespeckler(apply, halo, NETWORK_BLEND, align, card.name, card.sha256)
+
+
 def despeckle_raster(
     input_path: str,
     output_path: str,
@@ -143,34 +235,14 @@ def despeckle_raster(
 
     samples = speckle.read_sample(reader)
     units = _decide_units(settings, reader, samples, feedback)
-    looks, point_thresholds = [], []
-    for band, sample in zip(reader.bands, samples):
-        speckle.check_values(sample.valid_values(), units, band)
-        intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
-        valid = [
-            speckle.intensity_validity(i, ok, settings.zeros_as_nodata)
-            for i, ok in zip(intensity, sample.valid)
-        ]
-        values = np.concatenate([i[ok] for i, ok in zip(intensity, valid)])
-        if values.size == 0:
-            zero_hint = " (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)"
-            raise SarDespeckleError(
-                f"Band {band} of '{input_path}' has no valid pixels: all are nodata or NaN"
-                f"{zero_hint if settings.zeros_as_nodata else ''}."
-            )
-        band_looks = settings.looks or speckle.estimate_looks(intensity, valid)
-        if settings.looks is None:
-            feedback.info(f"Band {band}: estimated {band_looks:.2f} looks.")
-        looks.append(float(band_looks))
-        if settings.method == "lee_sigma":  # its point-target test needs the scene's 98th percentile
-            point_thresholds.append(float(np.percentile(values, 98)))
-        else:
-            point_thresholds.append(None)
-
+    statistics = _band_statistics(reader, samples, units, settings, feedback)
     device = resolve_device(settings.device, feedback.warn)
-    feedback.info(f"Running {settings.method} on {device.type}.")
+    despeckler = (
+        _network(settings, statistics, device, feedback) if settings.model_card
+        else _classical(settings, statistics)
+    )
+    feedback.info(f"Running {despeckler.name} on {device.type}.")
     nodata = _output_nodata(reader, units, settings.zeros_as_nodata)
-    halo = filters.filter_halo(settings.method, settings.window)
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Raw values (B, C, H, W) in the input units -> despeckled, same units, NaN = nodata."""
@@ -179,11 +251,7 @@ def despeckle_raster(
         intensity = torch.where(valid, intensity, torch.zeros_like(intensity))
         output = torch.empty_like(intensity)
         for c in range(intensity.shape[1]):
-            output[:, c: c + 1] = filters.apply_filter(
-                settings.method, intensity[:, c: c + 1], valid[:, c: c + 1], looks[c],
-                settings.window, point_target_threshold=point_thresholds[c],
-                frost_damping=settings.frost_damping,
-            )
+            output[:, c: c + 1] = despeckler.apply(intensity[:, c: c + 1], valid[:, c: c + 1], c)
         output = speckle.from_intensity(output.clamp_min(0), units)
         return torch.where(valid, output, torch.full_like(output, math.nan))
 
@@ -193,17 +261,30 @@ def despeckle_raster(
     parameters = {key: value for key, value in asdict(settings).items() if key != "tile"}
     metadata = {
         "algorithm": "despeckle",
-        "method": settings.method,
+        "method": despeckler.name,
+        "model_sha256": despeckler.checksum or "",
         "parameters": parameters,
         "units": units,
-        "looks": looks,
+        "looks": [stats.looks for stats in statistics],
         "plugin_version": plugin_version(),
     }
     descriptions = [info.descriptions[b - 1] for b in reader.bands]
     tile = settings.tile or tile_for_width(info.width, len(reader.bands))
-    options = TilingOptions(tile=tile, halo=halo, device=device)
-    with bounded_gdal_cache(), RasterWriter(
-        output_path, info, len(reader.bands), nodata, descriptions, metadata
-    ) as writer:
-        run_tiled(reader, writer, process, options, len(reader.bands), finish, feedback)
-    return DespeckleReport(output_path, units, tuple(looks), device.type, nodata)
+    while True:
+        tile = max(despeckler.alignment, tile - tile % despeckler.alignment)
+        options = TilingOptions(tile, despeckler.halo, despeckler.blend, device=device)
+        try:
+            with bounded_gdal_cache(), RasterWriter(
+                output_path, info, len(reader.bands), nodata, descriptions, metadata
+            ) as writer:
+                run_tiled(reader, writer, process, options, len(reader.bands), finish, feedback)
+            break
+        except torch.cuda.OutOfMemoryError:
+            if tile <= 128:
+                raise SarDespeckleError(
+                    "The GPU ran out of memory even with 128-pixel tiles: set DEVICE to cpu."
+                ) from None
+            torch.cuda.empty_cache()
+            tile //= 2
+            feedback.warn(f"GPU out of memory: retrying with {tile}-pixel tiles.")
+    return DespeckleReport(output_path, units, tuple(s.looks for s in statistics), device.type, nodata)
