@@ -392,3 +392,14 @@ def test_invalid_arguments():
     for method, window in (("lee", 6), ("kuan", 0), ("refined_lee", 3), ("nope", 3)):
         with pytest.raises(ValueError):
             filters.filter_halo(method, window)
+
+
+def test_refined_lee_without_invalid_pixels_matches_reference():
+    """All pixels valid: only the image border limits the windows."""
+    image, valid = speckled_scene(23, 19, 1.0, seed=11)
+    image = np.where(valid, image, 1.0)  # invalid pixels hold NaN: make them ordinary data
+    valid = np.ones(image.shape, bool)
+    for window in (5, 7, 9):
+        expected = reference("refined_lee", image, valid, 1.0, window)
+        got = run("refined_lee", image, valid, 1.0, window)
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6, err_msg=f"window {window}")
