@@ -72,3 +72,9 @@ def test_wide_images_get_shorter_strips():
     assert tile_for_width(4096, 1) == 1024
     assert tile_for_width(20_000, 1) < 1024
     assert tile_for_width(10 ** 6, 4) == 256
+
+
+def test_catalog_lists_the_filters_in_order():
+    from sar_despeckle_plugin.core.catalog import CLASSICAL_METHOD_LABELS
+
+    assert tuple(CLASSICAL_METHOD_LABELS) == CLASSICAL_METHODS

@@ -199,6 +199,7 @@ def test_provider_loads_without_torch_and_says_how_to_install(tmp_path, speckled
 import sys
 sys.modules["torch"] = None  # as if torch were not installed
 sys.path.insert(0, {ROOT!r})
+sys.path.append("/usr/share/qgis/python/plugins")  # QGIS's own plugins, as in QGIS itself
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProcessingException
 app = QgsApplication([], False)
 app.initQgis()

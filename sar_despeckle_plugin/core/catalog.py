@@ -1,8 +1,10 @@
-"""Names of methods and devices, importable without torch.
+"""Names of methods, devices and model folders, importable without torch.
 
 The Processing layer builds its METHOD enum from this list before torch is ever imported;
 ``core.filters.CLASSICAL_METHODS`` must list the same ids in the same order (a test checks).
 """
+
+import os
 
 CLASSICAL_METHOD_LABELS = {
     "boxcar": "Boxcar (moving average)",
@@ -15,6 +17,11 @@ CLASSICAL_METHOD_LABELS = {
 }
 
 DEFAULT_METHOD = "refined_lee"
+
+#: Folder of the networks shipped with the plugin (model cards and weights).
+SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+#: Name of the shipped network that is the default METHOD when its card is present.
+DEFAULT_NETWORK = "sarcnn_default"
 
 #: Choices of the DEVICE parameter.
 DEVICES = ("auto", "cpu", "cuda")

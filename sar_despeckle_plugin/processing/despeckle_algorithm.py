@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEVICES
+from ..core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS
+from ..core.model_cards import list_model_cards, read_card
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, with_help
+from .settings import user_models_folder
 
-METHODS = list(CLASSICAL_METHOD_LABELS)
+CLASSICAL = list(CLASSICAL_METHOD_LABELS)
+
+
+def available_methods() -> list[tuple[str, str | None]]:
+    """(label, model card path or None) for every METHOD option, in enum order: the classical
+    filters first (their indices never change), then the shipped networks, then the user's."""
+    methods = [(label, None) for label in CLASSICAL_METHOD_LABELS.values()]
+    for folder, origin in ((SHIPPED_WEIGHTS, "network"), (user_models_folder(), "user network")):
+        for path in list_model_cards(folder):
+            card = read_card(path)
+            methods.append((f"{card.name} ({origin}, {card.looks:g} look(s))", path))
+    return methods
 
 
 class DespeckleAlgorithm(SarAlgorithm):
@@ -51,14 +67,29 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.add_units_parameter()
         self.add_looks_parameter()
+        self.methods = available_methods()
+        cards = [path for _, path in self.methods]
+        shipped_default = os.path.join(SHIPPED_WEIGHTS, f"{DEFAULT_NETWORK}.json")
+        default = (cards.index(shipped_default) if shipped_default in cards
+                   else CLASSICAL.index(DEFAULT_METHOD))
         self.addParameter(with_help(
             QgsProcessingParameterEnum(
-                "METHOD", "Method", options=[CLASSICAL_METHOD_LABELS[m] for m in METHODS],
-                defaultValue=METHODS.index(DEFAULT_METHOD),
+                "METHOD", "Method", options=[label for label, _ in self.methods],
+                defaultValue=default,
             ),
-            "The filter: " + "; ".join(
-                f"{index} = {label}" for index, label in enumerate(CLASSICAL_METHOD_LABELS.values())
-            ) + ". Refined Lee is a good default: it smooths flat areas and keeps edges.",
+            "The filter or network: " + "; ".join(
+                f"{index} = {label}" for index, (label, _) in enumerate(self.methods)
+            ) + ". Classical filters keep indices 0-6; networks follow: those shipped with the "
+            "plugin, then the model cards in the user models folder (Processing options). The "
+            "default is the shipped network when present, else refined Lee.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterFile(
+                "MODEL", "Model card (overrides Method)", extension="json", optional=True
+            ),
+            "A model card (.json beside its weights) exported by `python -m training export`; "
+            "when given, this network is used whatever Method says. Its weights are checked "
+            "against the card's sha256 before loading.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
@@ -105,8 +136,11 @@ class DespeckleAlgorithm(SarAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
         despeckle = self.core("despeckle")
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        choice = self.parameterAsEnum(parameters, "METHOD", context)
+        model_card = self.parameterAsFile(parameters, "MODEL", context) or self.methods[choice][1]
         settings = despeckle.DespeckleSettings(
-            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
+            method=CLASSICAL[choice] if choice < len(CLASSICAL) else DEFAULT_METHOD,
+            model_card=model_card or None,
             bands=tuple(self.parameterAsInts(parameters, "BANDS", context)) or None,
             units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
             looks=self.parameterAsDouble(parameters, "LOOKS", context)

@@ -1,8 +1,10 @@
-"""The ``sar_despeckle`` Processing provider."""
+"""The ``sar_despeckle`` Processing provider and its settings."""
 
+from processing.core.ProcessingConfig import ProcessingConfig, Setting
 from qgis.core import QgsProcessingProvider
 
 from .despeckle_algorithm import DespeckleAlgorithm
+from .settings import MODELS_FOLDER_SETTING, default_models_folder
 
 
 class SarDespeckleProvider(QgsProcessingProvider):
@@ -16,6 +18,18 @@ class SarDespeckleProvider(QgsProcessingProvider):
 
     def longName(self) -> str:  # noqa: N802 (QGIS's name)
         return "SAR Despeckle: speckle filtering, SLC decorrelation and change detection"
+
+    def load(self) -> bool:
+        ProcessingConfig.addSetting(Setting(
+            self.name(), MODELS_FOLDER_SETTING, "User models folder (model cards, .json)",
+            default_models_folder(), valuetype=Setting.FOLDER,
+        ))
+        ProcessingConfig.readSettings()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self) -> None:
+        ProcessingConfig.removeSetting(MODELS_FOLDER_SETTING)
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS's name)
         self.addAlgorithm(DespeckleAlgorithm())
