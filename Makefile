@@ -53,8 +53,17 @@ demo: qgis-profile
 test: setup
 	$(QGIS_ENV) $(PY) -m pytest tests -q -p no:cacheprovider
 
-bench: setup
+# MuLoG + BM3D, the comparison the network benchmark measures against: a separate venv, so its
+# dependencies never touch the plugin's (and it is never shipped).
+COMPARE_VENV := $(BUILD)/venv-compare
+$(COMPARE_VENV)/.done:
+	$(SYSTEM_PYTHON) -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/pip install -q mulog==0.0.4
+	@touch $@
+
+bench: setup $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_filters.py --out $(BUILD)/bench
+	$(QGIS_ENV) $(PY) scripts/bench_networks.py --out $(BUILD)/bench/networks
 
 package:
 	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package

