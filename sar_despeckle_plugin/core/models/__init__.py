@@ -1,0 +1,24 @@
+"""Despeckling networks and their model cards: the single definition that the plugin and the
+training package both import. No ``qgis`` import here.
+
+Architectures (all read linear intensity, layout (B, 1, H, W)):
+
+* ``log_residual`` (:class:`LogResidualUNet`): supervised, log-domain residual U-Net after SAR-CNN.
+* ``blind_spot`` (:class:`BlindSpotNet`): self-supervised blind-spot network with an
+  inverse-Gamma prior after Speckle2Void.
+"""
+
+from __future__ import annotations
+
+from .base import DespecklingNet
+from .blind_spot import BlindSpotNet
+from .card import LoadedModel, ModelCard, list_model_cards, load_model, read_card, save_model
+from .complexity import macs_per_pixel, measured_reach, parameter_count
+from .log_residual import LogResidualUNet
+from .registry import ARCHITECTURES, build_model
+
+__all__ = [
+    "ARCHITECTURES", "BlindSpotNet", "DespecklingNet", "LoadedModel", "LogResidualUNet",
+    "ModelCard", "build_model", "list_model_cards", "load_model", "macs_per_pixel",
+    "measured_reach", "parameter_count", "read_card", "save_model",
+]

@@ -1,0 +1,29 @@
+"""The architectures by name, and building one from its card's hyper-parameters."""
+
+from __future__ import annotations
+
+import inspect
+
+from .base import DespecklingNet
+from .blind_spot import BlindSpotNet
+from .log_residual import LogResidualUNet
+
+#: Architecture name (as in model cards and training configs) -> class.
+ARCHITECTURES: dict[str, type[DespecklingNet]] = {
+    cls.architecture: cls for cls in (LogResidualUNet, BlindSpotNet)
+}
+
+
+def build_model(architecture: str, **hyperparameters) -> DespecklingNet:
+    """A freshly initialised network; raises ValueError naming what is unknown or wrong."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURES)}")
+    cls = ARCHITECTURES[architecture]
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(hyperparameters) - accepted)
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for {architecture}; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
+    return cls(**hyperparameters)

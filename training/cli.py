@@ -1,0 +1,133 @@
+"""Command line: ``python -m training {prepare,train,evaluate,export,profile} ...``.
+
+Errors the user can fix (bad config, bad data, missing files) print one ``error:`` line and
+exit with status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.speckle import UNITS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _prepare(args) -> None:
+    from .prepare import PrepareOptions, prepare
+
+    bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else ()
+    options = PrepareOptions(args.kind, args.units, args.patch, args.stride, args.subsample, bands,
+                             args.keep_zeros)
+    patches, info = prepare(args.inputs, options, args.output)
+    print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])} "
+          f"({info['skipped']} skipped for nodata/NaN/zeros).")
+
+
+def _train(args) -> None:
+    from .config import load_config
+    from .trainer import train
+
+    config = load_config(args.config)
+    output = args.output or os.path.join(ROOT, "build", "runs", config.name)
+    train(config, os.path.abspath(output), resume=args.resume)
+
+
+def _evaluate(args) -> None:
+    from .evaluate import evaluate, format_table
+
+    results = evaluate(args.model, args.references, args.units, args.looks, args.seed, args.rows, args.cols, args.device)
+    print(format_table(results, args.looks, args.seed))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+
+
+def _export(args) -> None:
+    from .export import export
+
+    card = export(args.checkpoint, args.name, args.to, args.description)
+    print(f"Wrote {card} and its weights.")
+
+
+def _profile(args) -> None:
+    import torch
+
+    from sar_despeckle_plugin.core.models import build_model
+
+    from .profile import profile, profile_card
+
+    torch.set_num_threads(args.threads)
+    if args.model:
+        result = profile_card(args.model, args.side, args.device)
+    else:
+        result = profile(build_model(args.architecture, **json.loads(args.hyperparameters)), args.side, args.device)
+    print(json.dumps(result, indent=1))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m training", description="Train SAR Despeckle networks.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("prepare", help="cut GeoTIFFs / numpy arrays into a patch file")
+    p.add_argument("inputs", nargs="+", help="GeoTIFFs (any GDAL raster) or .npy arrays")
+    p.add_argument("--kind", required=True, choices=("clean", "single_look", "slc", "stack"))
+    p.add_argument("--units", default="intensity", choices=UNITS, help="units of real-valued inputs")
+    p.add_argument("--patch", type=int, default=64, help="patch side in pixels (after subsampling)")
+    p.add_argument("--stride", type=int, default=0, help="step between patches (default: the patch side)")
+    p.add_argument("--subsample", type=int, default=1, help="keep every n-th row and column")
+    p.add_argument("--bands", default="", help="1-based raster bands, comma separated")
+    p.add_argument("--keep-zeros", action="store_true", help="exact zeros are data, not nodata")
+    p.add_argument("--output", required=True, help="the .npz patch file to write")
+    p.set_defaults(run=_prepare)
+
+    p = commands.add_parser("train", help="train a network from a TOML config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--output", default="", help="run folder (default: build/runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from last.pt")
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser("evaluate", help="PSNR / SSIM of a model on clean references")
+    p.add_argument("--model", required=True, help="model card (.json)")
+    p.add_argument("--references", nargs="+", required=True, help="clean references (.npy or rasters)")
+    p.add_argument("--units", default="amplitude", choices=UNITS, help="units of the references")
+    p.add_argument("--rows", default="", help="region start:stop (e.g. the held-out 300:500)")
+    p.add_argument("--cols", default="")
+    p.add_argument("--looks", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", default="", help="also write the results here")
+    p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser("export", help="checkpoint -> weights + model card")
+    p.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
+    p.add_argument("--name", required=True, help="model name (file stem)")
+    p.add_argument("--to", default=os.path.join(ROOT, "sar_despeckle_plugin", "weights"),
+                   help="folder (default: the plugin's weights/)")
+    p.add_argument("--description", default="")
+    p.set_defaults(run=_export)
+
+    p = commands.add_parser("profile", help="parameters, MACs/px, reach and speed of a network")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model card (.json)")
+    source.add_argument("--architecture")
+    p.add_argument("--hyperparameters", default="{}", help="JSON, with --architecture")
+    p.add_argument("--side", type=int, default=2048)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_profile)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except SarDespeckleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,319 @@
+"""Training configurations: TOML files checked against typed sections.
+
+Every table maps to a dataclass below; unknown keys, wrong types and impossible values are
+refused with a :class:`ConfigError` naming the key (and a close match when there is one).
+Relative data and checkpoint paths resolve against the folder of the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models import ARCHITECTURES, build_model
+from sar_despeckle_plugin.core.speckle import UNITS
+
+MODES = ("supervised", "blind_spot", "contrastive")
+KINDS = ("clean", "single_look", "stack")
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+SCHEDULES = ("cosine", "constant")
+
+
+class ConfigError(SarDespeckleError):
+    """The configuration cannot be used as written; the message names the key."""
+
+
+@dataclass
+class SourceConfig:
+    """One source of training or validation images.
+
+    Exactly one of ``path`` (a 2-D ``.npy`` array, a ``.npz`` written by ``prepare``, or any
+    GDAL raster) and ``synthetic`` (number of generated piecewise-smooth scenes).
+
+    Attributes:
+        kind: ``clean`` (speckle-free reference: speckle is synthesised on it; the default),
+            ``single_look`` (real speckled intensity, spatially white), ``stack``
+            (co-registered dates of one area, layout (dates, rows, cols)). A ``prepare`` file
+            states its own kind (giving another one is an error).
+        units: units of the stored values (``intensity``, ``amplitude``, ``dB``); ignored for
+            ``prepare`` files and synthetic scenes, which are intensity.
+        rows, cols: ``[start, stop)`` region to use (held-out evaluation regions), whole image
+            when empty.
+        band: 1-based raster band for ``clean`` / ``single_look`` rasters (stacks use all).
+        side, seed: size and seed of synthetic scenes.
+    """
+
+    path: str = ""
+    synthetic: int = 0
+    kind: str = ""
+    units: str = "intensity"
+    rows: list = field(default_factory=list)
+    cols: list = field(default_factory=list)
+    band: int = 1
+    side: int = 256
+    seed: int = 0
+
+    def describe(self) -> str:
+        """One line for model cards and logs."""
+        if self.synthetic:
+            return f"{self.synthetic} synthetic piecewise-smooth scenes {self.side}x{self.side} (seed {self.seed})"
+        region = []
+        if self.rows:
+            region.append(f"rows {self.rows[0]}-{self.rows[1]}")
+        if self.cols:
+            region.append(f"cols {self.cols[0]}-{self.cols[1]}")
+        where = f" ({', '.join(region)})" if region else ""
+        return f"{os.path.basename(self.path)}{where}, {self.kind}, stored as {self.units}"
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "log_residual"
+    hyperparameters: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Attributes:
+        train, validation: image sources (see :class:`SourceConfig`).
+        looks: looks of the speckle synthesised on clean references.
+        patch: side of training patches (pixels).
+        reference_jitter: the reference level of each training patch is its median intensity
+            times exp(u), u uniform in [-jitter, jitter] (ln units), so that the network
+            works whatever the image-wide median it gets at inference.
+        samples_per_epoch: patches drawn per epoch (all processes together).
+    """
+
+    train: list = field(default_factory=list)
+    validation: list = field(default_factory=list)
+    looks: float = 1.0
+    patch: int = 64
+    reference_jitter: float = 1.0
+    samples_per_epoch: int = 1024
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+        mode: ``supervised`` (synthetic speckle on clean references), ``blind_spot``
+            (self-supervised on noisy images), ``contrastive`` (encoder pre-training).
+        batch_size: patches per optimiser step, all processes together.
+        time_budget_minutes: wall-clock limit of one invocation (0: none); the run then
+            validates, checkpoints and stops, and ``--resume`` continues it.
+        amp: mixed precision: ``auto`` (bf16, or fp16 where bf16 is unsupported, on CUDA; off
+            on CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        init_from: checkpoint whose matching weights initialise the model (e.g. a
+            contrastive pre-training's encoder); relative to the config's folder.
+        threads: torch CPU threads per process (0: torch's default).
+        workers: DataLoader worker processes.
+        log_every: steps between training-loss records.
+        validate_every: epochs between validations (the last epoch always validates).
+    """
+
+    mode: str = "supervised"
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float = 0.0
+    time_budget_minutes: float = 0.0
+    amp: str = "auto"
+    device: str = "auto"
+    init_from: str = ""
+    threads: int = 0
+    workers: int = 0
+    log_every: int = 10
+    validate_every: int = 1
+
+
+@dataclass
+class ContrastiveConfig:
+    """Attributes:
+        temperature: InfoNCE temperature.
+        projection_width: width of the projection head's hidden layer and of the embedding.
+        real_fraction: share of positive pairs drawn from real stacks (two dates of one area)
+            rather than from two synthetic speckle draws on a clean reference.
+    """
+
+    temperature: float = 0.1
+    projection_width: int = 64
+    real_fraction: float = 0.5
+
+
+@dataclass
+class Config:
+    name: str
+    description: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    contrastive: ContrastiveConfig
+    #: folder of the config file: relative paths resolve against it
+    folder: str
+    #: the file's content as parsed (stored in checkpoints and model cards)
+    raw: dict
+
+    def resolve(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.folder, path))
+
+
+def _suggest(key: str, allowed: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a simple annotation (str, int, float, bool, list, dict)."""
+    expected = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}[annotation]
+    if isinstance(value, bool) and annotation in ("int", "float"):
+        raise ConfigError(f"{where} must be a number, not {value!r}.")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{where} must be of type {annotation}; got {value!r}.")
+    return float(value) if annotation == "float" else value
+
+
+def _build(cls, table: Any, where: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(f"Unknown key '{key}' in {where}{_suggest(key, fields)}.")
+    values = {key: _check_type(value, fields[key].type, f"{where}.{key}") for key, value in table.items()}
+    return cls(**values)
+
+
+def _check_source(source: SourceConfig, where: str, config_folder: str) -> None:
+    if bool(source.path) == bool(source.synthetic):
+        raise ConfigError(f"{where} needs exactly one of 'path' and 'synthetic'.")
+    if source.synthetic < 0 or source.side < 16:
+        raise ConfigError(f"{where}: 'synthetic' must be >= 0 and 'side' >= 16.")
+    if not source.kind and not source.path.endswith(".npz"):
+        source.kind = "clean"
+    if source.kind and source.kind not in KINDS:
+        raise ConfigError(f"{where}.kind must be one of {KINDS}; got '{source.kind}'.")
+    if source.units not in UNITS:
+        raise ConfigError(f"{where}.units must be one of {UNITS}; got '{source.units}'.")
+    for name in ("rows", "cols"):
+        span = getattr(source, name)
+        if span and not (
+            len(span) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+            and 0 <= span[0] < span[1]
+        ):
+            raise ConfigError(f"{where}.{name} must be [start, stop) with 0 <= start < stop; got {span}.")
+    if source.path:
+        source.path = source.path if os.path.isabs(source.path) else os.path.normpath(
+            os.path.join(config_folder, source.path)
+        )
+        if not os.path.exists(source.path):
+            raise ConfigError(
+                f"{where}.path: '{source.path}' does not exist (relative paths resolve against "
+                f"the config's folder, {config_folder})."
+            )
+
+
+def load_config(path: str) -> Config:
+    """Read, check and resolve the TOML configuration at ``path``."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"Config file '{path}' does not exist.")
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"'{path}' is not valid TOML: {error}.") from None
+    return config_from_dict(raw, os.path.dirname(os.path.abspath(path)), os.path.splitext(os.path.basename(path))[0])
+
+
+def config_from_dict(raw: dict, folder: str, default_name: str) -> Config:
+    """Check a parsed configuration (the content of a TOML file) whose paths are relative to ``folder``."""
+    sections = {"name", "description", "model", "data", "train", "contrastive"}
+    for key in raw:
+        if key not in sections:
+            raise ConfigError(f"Unknown top-level key '{key}'{_suggest(key, sections)}.")
+    model = _build(ModelConfig, raw.get("model", {}), "[model]")
+    data_table = dict(raw.get("data", {}))
+    sources = {}
+    for split in ("train", "validation"):
+        entries = data_table.pop(split, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"[data].{split} must be a list of tables.")
+        sources[split] = [_build(SourceConfig, entry, f"[data].{split}[{i}]") for i, entry in enumerate(entries)]
+        for i, source in enumerate(sources[split]):
+            _check_source(source, f"[data].{split}[{i}]", folder)
+    data = _build(DataConfig, data_table, "[data]")
+    data.train, data.validation = sources["train"], sources["validation"]
+    train = _build(TrainConfig, raw.get("train", {}), "[train]")
+    contrastive = _build(ContrastiveConfig, raw.get("contrastive", {}), "[contrastive]")
+    config = Config(
+        name=_check_type(raw.get("name", default_name), "str", "name"),
+        description=_check_type(raw.get("description", ""), "str", "description"),
+        model=model, data=data, train=train, contrastive=contrastive, folder=folder, raw=raw,
+    )
+    _check_values(config)
+    return config
+
+
+def _check_values(config: Config) -> None:
+    model, data, train = config.model, config.data, config.train
+    if model.architecture not in ARCHITECTURES:
+        raise ConfigError(
+            f"[model].architecture '{model.architecture}' is unknown{_suggest(model.architecture, ARCHITECTURES)}; "
+            f"choose one of {sorted(ARCHITECTURES)}."
+        )
+    if train.mode not in MODES:
+        raise ConfigError(f"[train].mode must be one of {MODES}; got '{train.mode}'{_suggest(train.mode, MODES)}.")
+    if train.mode == "blind_spot" and model.architecture != "blind_spot":
+        raise ConfigError("[train].mode 'blind_spot' trains the 'blind_spot' architecture only.")
+    if train.mode != "blind_spot" and model.architecture == "blind_spot":
+        raise ConfigError("The 'blind_spot' architecture trains in [train].mode 'blind_spot' only.")
+    if not data.train:
+        raise ConfigError("[data].train lists no sources: give at least one path or synthetic source.")
+    if train.amp not in AMP_CHOICES:
+        raise ConfigError(f"[train].amp must be one of {AMP_CHOICES}; got '{train.amp}'.")
+    if train.schedule not in SCHEDULES:
+        raise ConfigError(f"[train].schedule must be one of {SCHEDULES}; got '{train.schedule}'.")
+    if train.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"[train].device must be auto, cpu or cuda; got '{train.device}'.")
+    positive = {
+        "[data].patch": data.patch >= 8, "[data].looks": data.looks >= 1,
+        "[data].samples_per_epoch": data.samples_per_epoch >= train.batch_size,
+        "[train].epochs": train.epochs >= 1, "[train].batch_size": train.batch_size >= 1,
+        "[train].learning_rate": train.learning_rate > 0, "[train].log_every": train.log_every >= 1,
+        "[train].validate_every": train.validate_every >= 1,
+        "[train].time_budget_minutes": train.time_budget_minutes >= 0,
+        "[contrastive].temperature": config.contrastive.temperature > 0,
+        "[contrastive].real_fraction": 0 <= config.contrastive.real_fraction <= 1,
+    }
+    for key, ok in positive.items():
+        if not ok:
+            raise ConfigError(
+                f"{key} has an impossible value (patch >= 8, looks >= 1, samples_per_epoch >= "
+                "batch_size, positive epochs/batch/learning rate/temperature, real_fraction in [0, 1])."
+            )
+    try:
+        network = build_model(model.architecture, **model.hyperparameters)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"[model].hyperparameters: {error}.") from None
+    if network.looks != data.looks:
+        raise ConfigError(
+            f"[model].hyperparameters.looks ({network.looks:g}) must equal [data].looks "
+            f"({data.looks:g}): the network is made for the speckle it is trained on."
+        )
+    if not data.validation:
+        raise ConfigError("[data].validation lists no sources: validation needs at least one.")
+    if train.mode == "contrastive" and model.architecture != "log_residual":
+        raise ConfigError("Contrastive pre-training trains the encoder of a 'log_residual' model.")
+    if train.init_from:
+        train.init_from = config.resolve(train.init_from)
+        if not os.path.isfile(train.init_from):
+            raise ConfigError(f"[train].init_from: checkpoint '{train.init_from}' does not exist.")

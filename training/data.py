@@ -1,0 +1,297 @@
+"""Training data: loading image sources, checking them, and drawing patches on the fly.
+
+Every image is held as a float32 array of layout (dates, rows, cols) in LINEAR INTENSITY
+(dates = 1 except for stacks), fully valid. Patches are a pure function of (seed, epoch,
+index): any process, any resume, draws the same patch for the same index, so neither
+checkpoints nor distributed ranks carry random-number state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sar_despeckle_plugin.core import speckle
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.raster import RasterReader
+
+from .config import ConfigError, DataConfig, SourceConfig
+from .scenes import piecewise_smooth_scene
+
+#: ``format`` of the .npz files ``prepare`` writes.
+PATCHES_FORMAT = "sar_despeckle_patches"
+#: What each training mode can learn from.
+MODE_KINDS = {
+    "supervised": ("clean",),
+    "blind_spot": ("clean", "single_look", "stack"),
+    "contrastive": ("clean", "stack"),
+}
+
+
+@dataclass
+class ImageSet:
+    """Images of one source: (dates, rows, cols) float32 linear intensity, all valid."""
+
+    images: list
+    kind: str
+    description: str
+
+
+def as_intensity_stack(array: np.ndarray, kind: str, units: str, name: str) -> np.ndarray:
+    """Check a raw array and return it as (dates, rows, cols) float32 linear intensity.
+
+    Layouts: ``clean`` and ``single_look`` take (rows, cols); ``stack`` takes (dates, rows,
+    cols) with at least two dates. Refuses complex values, NaN/inf and values impossible in
+    ``units`` (negative intensity, dB above 80) with messages naming ``name``.
+    """
+    if np.iscomplexobj(array):
+        raise SarDespeckleError(
+            f"{name} is complex: give detected intensity, or run `python -m training prepare "
+            "--kind slc`, which computes |z|^2."
+        )
+    if not np.issubdtype(array.dtype, np.number):
+        raise SarDespeckleError(f"{name} holds {array.dtype} values, not numbers.")
+    expected = 3 if kind == "stack" else 2
+    if array.ndim != expected:
+        layout = "(dates, rows, cols)" if kind == "stack" else "(rows, cols)"
+        raise SarDespeckleError(
+            f"{name} has shape {array.shape}; a {kind} image must have layout {layout}."
+        )
+    stack = array[None] if expected == 2 else array
+    if kind == "stack" and stack.shape[0] < 2:
+        raise SarDespeckleError(f"{name} is a stack of {stack.shape[0]} date(s); a stack needs at least 2.")
+    if not np.isfinite(stack).all():
+        raise SarDespeckleError(
+            f"{name} holds {int((~np.isfinite(stack)).sum())} NaN or infinite values: crop them out "
+            "(rows/cols) or use `prepare`, which keeps fully valid patches only."
+        )
+    speckle.check_values(stack.ravel(), units, 1)
+    intensity = speckle.to_intensity(stack.astype(np.float64), units)
+    return intensity.astype(np.float32)
+
+
+def _crop(array: np.ndarray, source: SourceConfig, name: str) -> np.ndarray:
+    """The [rows] x [cols] region of the last two axes, checked against the array's size."""
+    rows = source.rows or [0, array.shape[-2]]
+    cols = source.cols or [0, array.shape[-1]]
+    if rows[1] > array.shape[-2] or cols[1] > array.shape[-1]:
+        raise SarDespeckleError(
+            f"{name}: region rows {rows}, cols {cols} exceeds its size {array.shape[-2]} x {array.shape[-1]}."
+        )
+    return array[..., rows[0]: rows[1], cols[0]: cols[1]]
+
+
+def load_prepared(path: str) -> tuple[np.ndarray, dict]:
+    """A ``prepare`` file: patches (N, dates, P, P) float32 linear intensity and its info."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            info = json.loads(str(archive["info"]))
+            patches = archive["patches"]
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        raise SarDespeckleError(
+            f"'{path}' is not a patch file written by `python -m training prepare` ({error})."
+        ) from None
+    if info.get("format") != PATCHES_FORMAT or patches.ndim != 4:
+        raise SarDespeckleError(f"'{path}' is not a patch file written by `python -m training prepare`.")
+    return patches, info
+
+
+def _read_raster(source: SourceConfig) -> np.ndarray:
+    reader = RasterReader(source.path, None if source.kind == "stack" else [source.band])
+    if reader.info.is_complex:
+        raise SarDespeckleError(
+            f"'{source.path}' is complex: run `python -m training prepare --kind slc` on it first."
+        )
+    rows = source.rows or [0, reader.height]
+    cols = source.cols or [0, reader.width]
+    if rows[1] > reader.height or cols[1] > reader.width:
+        raise SarDespeckleError(
+            f"'{source.path}': region rows {rows}, cols {cols} exceeds its size {reader.height} x {reader.width}."
+        )
+    values, valid = reader.read(rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0])
+    if not valid.all():
+        raise SarDespeckleError(
+            f"'{source.path}' has {int((~valid).sum())} nodata/NaN pixels in the region used: "
+            "choose a fully valid region (rows/cols), or run `prepare`, which keeps fully valid patches."
+        )
+    return values if source.kind == "stack" else values[0]
+
+
+def load_source(source: SourceConfig) -> ImageSet:
+    """Load and check the images of one configured source."""
+    if source.synthetic:
+        rngs = [np.random.default_rng([source.seed, i]) for i in range(source.synthetic)]
+        images = [piecewise_smooth_scene(source.side, rng)[None] for rng in rngs]
+        return ImageSet(images, "clean", source.describe())
+    name = f"'{source.path}'"
+    if source.path.endswith(".npz"):
+        patches, info = load_prepared(source.path)
+        if source.kind and source.kind != info["kind"]:
+            raise ConfigError(f"{name} holds {info['kind']} patches, but the config says kind = '{source.kind}'.")
+        if source.rows or source.cols:
+            raise ConfigError(f"{name}: rows/cols do not apply to prepared patches.")
+        description = f"{os.path.basename(source.path)}: {len(patches)} {info['kind']} patches from {', '.join(info['sources'])}"
+        return ImageSet(list(patches), info["kind"], description)
+    if source.path.endswith(".npy"):
+        try:
+            array = np.load(source.path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise SarDespeckleError(f"Cannot read {name} as a numpy array: {error}.") from None
+        array = _crop(array, source, name)
+    else:
+        array = _read_raster(source)
+    return ImageSet([as_intensity_stack(array, source.kind, source.units, name)], source.kind, source.describe())
+
+
+def load_sources(sources: list, mode: str, split: str) -> list[ImageSet]:
+    """Load every source of a split, refusing kinds the mode cannot learn from."""
+    sets = [load_source(source) for source in sources]
+    for image_set in sets:
+        if image_set.kind not in MODE_KINDS[mode]:
+            raise ConfigError(
+                f"[data].{split}: {image_set.description} is {image_set.kind} data, which {mode} "
+                f"training cannot use (it takes {', '.join(MODE_KINDS[mode])})."
+            )
+    return sets
+
+
+class PatchSampler:
+    """Random crops with random flips / 90-degree rotations from a list of images.
+
+    Images are chosen in proportion to the number of crops they hold.
+    """
+
+    def __init__(self, images: list, patch: int, description: str) -> None:
+        small = [img.shape for img in images if min(img.shape[-2:]) < patch]
+        if small:
+            raise SarDespeckleError(
+                f"{description}: image of size {small[0][-2]} x {small[0][-1]} is smaller than "
+                f"the training patch ({patch}); lower [data].patch or use larger images."
+            )
+        self.images = images
+        self.patch = patch
+        counts = np.array([(i.shape[-2] - patch + 1) * (i.shape[-1] - patch + 1) for i in images], float)
+        self.weights = counts / counts.sum()
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One (dates, patch, patch) crop, randomly flipped and rotated."""
+        image = self.images[rng.choice(len(self.images), p=self.weights)]
+        row = rng.integers(0, image.shape[-2] - self.patch + 1)
+        col = rng.integers(0, image.shape[-1] - self.patch + 1)
+        crop = image[:, row: row + self.patch, col: col + self.patch]
+        if rng.random() < 0.5:
+            crop = crop[:, :, ::-1]
+        return np.ascontiguousarray(np.rot90(crop, int(rng.integers(4)), axes=(1, 2)))
+
+
+def speckled(clean: np.ndarray, looks: float, rng: np.random.Generator) -> np.ndarray:
+    """``clean`` intensity times Gamma(L, 1/L) speckle (mean 1, variance 1/L), float32."""
+    return (clean * rng.gamma(looks, 1.0 / looks, clean.shape)).astype(np.float32)
+
+
+def reference_level(noisy: np.ndarray, jitter: float, rng: np.random.Generator | None) -> float:
+    """The level a patch is normalised by: its median intensity, times exp(U(-jitter, jitter))."""
+    level = float(np.median(noisy))
+    if level <= 0:
+        level = float(noisy.mean()) or 1.0
+    return level * float(np.exp(rng.uniform(-jitter, jitter))) if rng is not None and jitter else level
+
+
+class TrainingPatches(Dataset):
+    """Patches for one training mode, drawn on the fly; ``len`` = samples per epoch.
+
+    Items (tensors; images (1, P, P) linear intensity, references 0-d):
+
+    * supervised: ``noisy``, ``clean``, ``reference``
+    * blind_spot: ``noisy``, ``reference``
+    * contrastive: ``view_a``, ``view_b``, ``reference_a``, ``reference_b`` (two independent
+      speckle draws on one clean patch, or two dates of one real area)
+    """
+
+    def __init__(self, mode: str, sets: list, data: DataConfig, seed: int, real_fraction: float = 0.0,
+                 length: int | None = None, jitter: float | None = None) -> None:
+        self.mode = mode
+        self.looks = data.looks
+        self.jitter = data.reference_jitter if jitter is None else jitter
+        self.seed = seed
+        self.length = data.samples_per_epoch if length is None else length
+        self.epoch = 0
+        by_kind = {}
+        for image_set in sets:
+            by_kind.setdefault("real" if image_set.kind != "clean" else "clean", []).extend(
+                (image, image_set.description) for image in image_set.images
+            )
+        self.samplers = {
+            key: PatchSampler([img for img, _ in items], data.patch, items[0][1]) for key, items in by_kind.items()
+        }
+        # share of real images: contrastive follows the config, blind-spot follows the areas
+        if "real" in self.samplers and "clean" in self.samplers:
+            if mode == "contrastive":
+                self.real_fraction = real_fraction
+            else:
+                areas = {k: sum(i.size for i in s.images) for k, s in self.samplers.items()}
+                self.real_fraction = areas["real"] / (areas["real"] + areas["clean"])
+        else:
+            self.real_fraction = 1.0 if "real" in self.samplers else 0.0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch + 1, index])
+        real = rng.random() < self.real_fraction
+        patch = self.samplers["real" if real else "clean"].draw(rng)
+        if self.mode == "supervised":
+            clean = patch[:1]
+            noisy = speckled(clean, self.looks, rng)
+            return {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
+                    "reference": torch.tensor(reference_level(noisy, self.jitter, rng))}
+        if self.mode == "blind_spot":
+            noisy = patch[rng.integers(len(patch))][None] if real else speckled(patch, self.looks, rng)
+            return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
+                    "reference": torch.tensor(reference_level(noisy, self.jitter, rng))}
+        if real:
+            first, second = rng.choice(len(patch), 2, replace=False)
+            view_a, view_b = patch[first][None], patch[second][None]
+        else:
+            view_a, view_b = speckled(patch, self.looks, rng), speckled(patch, self.looks, rng)
+        return {
+            "view_a": torch.from_numpy(np.ascontiguousarray(view_a)),
+            "view_b": torch.from_numpy(np.ascontiguousarray(view_b)),
+            "reference_a": torch.tensor(reference_level(view_a, self.jitter, rng)),
+            "reference_b": torch.tensor(reference_level(view_b, self.jitter, rng)),
+        }
+
+
+@dataclass
+class ValidationImage:
+    """A fixed validation example: ``noisy`` (1, 1, H, W) intensity, ``clean`` (same) or None,
+    ``reference`` (median of ``noisy``), ``name``."""
+
+    noisy: torch.Tensor
+    clean: torch.Tensor | None
+    reference: float
+    name: str
+
+
+def validation_images(sets: list, looks: float, seed: int) -> list[ValidationImage]:
+    """Whole validation images with fixed speckle (clean sources) or as they are (real)."""
+    examples = []
+    for s, image_set in enumerate(sets):
+        for i, image in enumerate(image_set.images):
+            name = image_set.description if len(image_set.images) == 1 else f"{image_set.description} #{i}"
+            if image_set.kind == "clean":
+                noisy = speckled(image, looks, np.random.default_rng([seed, 0, s, i]))
+                clean = torch.from_numpy(image[None])
+            else:
+                noisy, clean = image[:1], None
+            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy, 0.0, None), name))
+    return examples

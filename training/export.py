@@ -1,0 +1,54 @@
+"""``python -m training export``: a checkpoint -> weights + model card for the plugin."""
+
+from __future__ import annotations
+
+import os
+
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models import ModelCard, build_model, save_model
+
+from .checkpoints import load_checkpoint
+
+
+def card_metrics(checkpoint: dict) -> dict:
+    """The validation metrics of the checkpoint, with what they were measured on."""
+    data = checkpoint["data"]
+    metrics = {key: value for key, value in checkpoint["metrics"].items()}
+    return {
+        **metrics,
+        "measured_on": "validation: " + "; ".join(data["validation"]),
+        "definition": "PSNR (dB) / SSIM on amplitude, peak = 99th percentile of the reference; "
+                      "psnr_input = the noisy input's PSNR; loss = the training loss",
+        "epoch": checkpoint["epoch"],
+        "step": checkpoint["step"],
+    }
+
+
+def export(checkpoint_path: str, name: str, folder: str, description: str = "") -> str:
+    """Write ``name``.pt and ``name``.json into ``folder``; returns the card's path."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint["mode"] == "contrastive":
+        raise SarDespeckleError(
+            f"'{checkpoint_path}' is a contrastive pre-training (an encoder, not a despeckler): "
+            "fine-tune it with [train].init_from in a supervised config, then export that run."
+        )
+    module = build_model(checkpoint["architecture"], **checkpoint["hyperparameters"])
+    module.load_state_dict(checkpoint["model"])
+    config = checkpoint["config"]
+    card = ModelCard(
+        name=name,
+        architecture=checkpoint["architecture"],
+        hyperparameters=checkpoint["hyperparameters"],
+        description=description or config.get("description", ""),
+        training={
+            "data": checkpoint["data"],
+            "config": config,
+            "config_name": checkpoint["config_name"],
+            "commit": checkpoint["commit"],
+            "seconds": round(checkpoint["seconds"], 1),
+            "device": checkpoint["device"],
+            "checkpoint": os.path.basename(checkpoint_path),
+        },
+        metrics=card_metrics(checkpoint),
+    )
+    return save_model(module, card, folder)

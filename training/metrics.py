@@ -1,0 +1,51 @@
+"""Full-reference quality on AMPLITUDE, as the SAR-CNN / SAR2SAR / MERLIN papers report it.
+
+Both metrics take linear intensities (H, W) or (1, 1, H, W), compare their square roots, and use
+as peak (dynamic range) the 99th percentile of the reference amplitude. Estimates are not
+clipped. Computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: SSIM constants and Gaussian window (Wang et al. 2004).
+SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW = 0.01, 0.03, 1.5, 11
+
+
+def _amplitudes(estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    est = estimate.detach().double().clamp_min(0).sqrt().reshape(1, 1, *estimate.shape[-2:])
+    ref = reference.detach().double().clamp_min(0).sqrt().reshape(1, 1, *reference.shape[-2:])
+    peak = float(torch.quantile(ref.flatten().cpu(), 0.99))
+    return est, ref, peak
+
+
+def psnr_amplitude(estimate: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR (dB) of ``sqrt(estimate)`` against ``sqrt(reference)``, peak = 99th percentile."""
+    est, ref, peak = _amplitudes(estimate, reference)
+    mse = float(((est - ref) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(peak ** 2 / mse)
+
+
+def ssim_amplitude(estimate: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean SSIM of ``sqrt(estimate)`` against ``sqrt(reference)``: 11 x 11 Gaussian window
+    (sigma 1.5), K1 = 0.01, K2 = 0.03, dynamic range = the 99th-percentile peak; over the
+    positions where the window fits inside the image."""
+    est, ref, peak = _amplitudes(estimate, reference)
+    offsets = torch.arange(SSIM_WINDOW, dtype=torch.float64, device=est.device) - SSIM_WINDOW // 2
+    g = torch.exp(-(offsets ** 2) / (2 * SSIM_SIGMA ** 2))
+    window = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window)
+
+    mu_e, mu_r = blur(est), blur(ref)
+    var_e = blur(est * est) - mu_e ** 2
+    var_r = blur(ref * ref) - mu_r ** 2
+    cov = blur(est * ref) - mu_e * mu_r
+    c1, c2 = (SSIM_K1 * peak) ** 2, (SSIM_K2 * peak) ** 2
+    ssim = ((2 * mu_e * mu_r + c1) * (2 * cov + c2)) / ((mu_e ** 2 + mu_r ** 2 + c1) * (var_e + var_r + c2))
+    return float(ssim.mean())

@@ -1,0 +1,221 @@
+"""``python -m training prepare``: cut users' images into a patch file for training.
+
+Inputs are GeoTIFFs (any GDAL raster, read strip by strip through core.raster.RasterReader, so
+scenes of any size fit in memory) or numpy arrays (``.npy``). Kinds and layouts:
+
+* ``clean``: speckle-free reference, one band / a (rows, cols) array.
+* ``single_look``: real speckled intensity (spatially white speckle), one band / (rows, cols).
+* ``slc``: single-look complex: a (rows, cols) complex array, a (rows, cols, 2) real/imaginary
+  array, or a raster's real and imaginary bands (``--bands``, default 1,2); stored as the
+  single-look intensity |z|^2.
+* ``stack``: co-registered dates of one area: a (dates, rows, cols) array, a raster's bands,
+  or several single-band rasters / 2-D arrays of the same size (one per date).
+
+Patches with any invalid pixel (nodata, NaN in rasters, exact zeros unless ``keep_zeros``) are
+skipped. ``subsample`` keeps every n-th row and column first (what whitening alone cannot do
+for oversampled SLC speckle). Output: a ``.npz`` with ``patches`` (N, dates, P, P) float32
+linear intensity and ``info`` (JSON: kind, sources, units, patch, stride, subsample, counts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from sar_despeckle_plugin.core import speckle
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.raster import RasterReader
+
+from .data import PATCHES_FORMAT, as_intensity_stack
+
+PREPARE_KINDS = ("clean", "single_look", "slc", "stack")
+
+
+@dataclass
+class PrepareOptions:
+    """Attributes:
+        kind: one of PREPARE_KINDS.
+        units: units of real-valued inputs (SLC inputs are complex amplitudes).
+        patch: patch side (pixels, after subsampling); stride: step between patches (0: the
+            patch side, no overlap).
+        subsample: keep every n-th row and column.
+        bands: 1-based raster bands (default: 1 for clean / single_look, 1,2 for slc, all for stack).
+        keep_zeros: exact zeros are data, not nodata.
+    """
+
+    kind: str
+    units: str = "intensity"
+    patch: int = 64
+    stride: int = 0
+    subsample: int = 1
+    bands: tuple = ()
+    keep_zeros: bool = False
+
+
+class _ArrayImage:
+    """A checked numpy image read by windows: (dates, rows, cols) intensity, all valid."""
+
+    def __init__(self, stack: np.ndarray) -> None:
+        self.stack = stack
+        self.dates, self.height, self.width = stack.shape
+
+    def read(self, row: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        values = self.stack[:, row: row + height]
+        return values, np.ones(values.shape[1:], bool)
+
+
+class _RasterImage:
+    """Rasters read by strips of rows: (dates, rows, cols) intensity and a (rows, cols) validity."""
+
+    def __init__(self, paths: list, options: PrepareOptions) -> None:
+        default = {"slc": (1, 2), "stack": ()}.get(options.kind, (1,))
+        self.readers = [RasterReader(p, list(options.bands or default) or None) for p in paths]
+        self.kind, self.units, self.paths = options.kind, options.units, paths
+        first = self.readers[0]
+        for reader, path in zip(self.readers, paths):
+            if reader.info.is_complex:
+                raise SarDespeckleError(
+                    f"'{path}' has complex bands: write its real and imaginary parts as two bands "
+                    "(e.g. gdal_translate or the Raster Calculator) or save it as a .npy array."
+                )
+            if (reader.height, reader.width) != (first.height, first.width):
+                raise SarDespeckleError(
+                    f"'{path}' is {reader.width} x {reader.height}, '{paths[0]}' {first.width} x "
+                    f"{first.height}: the dates of a stack must be co-registered (same size)."
+                )
+        if self.kind == "slc" and len(first.bands) != 2:
+            raise SarDespeckleError(f"An SLC raster needs two bands (real, imaginary); --bands gave {first.bands}.")
+        self.height, self.width = first.height, first.width
+        self.dates = 1 if self.kind == "slc" else sum(len(r.bands) for r in self.readers)
+        if self.kind == "stack" and self.dates < 2:
+            raise SarDespeckleError("A stack needs at least two dates: give a multi-band raster or several rasters.")
+        if self.kind in ("clean", "single_look") and self.dates != 1:
+            raise SarDespeckleError(f"A {self.kind} image has one band; choose it with --bands.")
+
+    def read(self, row: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [reader.read(row, 0, min(height, self.height - row), self.width) for reader in self.readers]
+        values = np.concatenate([v for v, _ in parts])
+        valid = np.concatenate([ok for _, ok in parts]).all(axis=0)
+        if self.kind == "slc":
+            return (values[:1] ** 2 + values[1:] ** 2), valid
+        speckle.check_values(values[:, valid], self.units, 1)
+        return speckle.to_intensity(values.astype(np.float64), self.units).astype(np.float32), valid
+
+
+def _array_image(array: np.ndarray, options: PrepareOptions, name: str) -> _ArrayImage:
+    if options.kind == "slc":
+        if array.ndim == 3 and array.shape[-1] == 2 and not np.iscomplexobj(array):
+            array = array[..., 0].astype(np.complex128) + 1j * array[..., 1]
+        if not (np.iscomplexobj(array) and array.ndim == 2):
+            raise SarDespeckleError(
+                f"{name} has shape {array.shape} ({array.dtype}); an SLC must be a (rows, cols) "
+                "complex array or a (rows, cols, 2) real/imaginary array."
+            )
+        if not np.isfinite(array).all():
+            raise SarDespeckleError(f"{name} holds NaN or infinite values.")
+        return _ArrayImage((np.abs(array) ** 2).astype(np.float32)[None])
+    return _ArrayImage(as_intensity_stack(array, options.kind, options.units, name))
+
+
+def _load_array(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise SarDespeckleError(f"Cannot read '{path}' as a numpy array: {error}.") from None
+
+
+def open_images(inputs: list, options: PrepareOptions) -> list:
+    """The images ``inputs`` (paths or numpy arrays) make for ``options.kind``.
+
+    Several single-band inputs of a ``stack`` are the dates of one image; otherwise each
+    input is one image.
+    """
+    arrays = [(item, "the array") if isinstance(item, np.ndarray) else None for item in inputs]
+    for i, item in enumerate(inputs):
+        if arrays[i] is None and str(item).endswith(".npy"):
+            arrays[i] = (_load_array(item), f"'{item}'")
+    if all(a is not None for a in arrays):
+        if options.kind == "stack" and len(inputs) > 1 and all(a.ndim == 2 for a, _ in arrays):
+            shapes = {a.shape for a, _ in arrays}
+            if len(shapes) > 1:
+                raise SarDespeckleError(f"The dates of a stack must have the same size; got {sorted(shapes)}.")
+            return [_array_image(np.stack([a for a, _ in arrays]), options, "the stacked arrays")]
+        return [_array_image(array, options, name) for array, name in arrays]
+    if any(a is not None for a in arrays):
+        raise SarDespeckleError("Give either numpy arrays or rasters, not both.")
+    if options.kind == "stack" and len(inputs) > 1:
+        return [_RasterImage(list(inputs), options)]
+    return [_RasterImage([path], options) for path in inputs]
+
+
+def extract_patches(image, options: PrepareOptions) -> tuple[list, int]:
+    """Fully valid (dates, P, P) patches of one image, and the number skipped."""
+    sub, patch = options.subsample, options.patch
+    stride = options.stride or patch
+    span = patch * sub
+    if image.height < span or image.width < span:
+        raise SarDespeckleError(
+            f"An input is {image.width} x {image.height} pixels, smaller than one patch "
+            f"({patch} px x subsample {sub} = {span} px): lower --patch or --subsample."
+        )
+    patches, skipped = [], 0
+    for row in range(0, image.height - span + 1, stride * sub):
+        values, valid = image.read(row, span)
+        if not options.keep_zeros:
+            valid = valid & (values > 0).all(axis=0)
+        values, valid = values[:, ::sub, ::sub], valid[::sub, ::sub]
+        for col in range(0, values.shape[-1] - patch + 1, stride):
+            if valid[:, col: col + patch].all():
+                patches.append(np.ascontiguousarray(values[:, :, col: col + patch], dtype=np.float32))
+            else:
+                skipped += 1
+    return patches, skipped
+
+
+def prepare(inputs: list, options: PrepareOptions, output: str | None = None) -> tuple[np.ndarray, dict]:
+    """Cut ``inputs`` into patches; write them to ``output`` (.npz) when given.
+
+    Returns ``(patches, info)``: (N, dates, P, P) float32 linear intensity and the info record.
+    """
+    if options.kind not in PREPARE_KINDS:
+        raise SarDespeckleError(f"--kind must be one of {PREPARE_KINDS}; got '{options.kind}'.")
+    if options.patch < 8 or options.stride < 0 or options.subsample < 1:
+        raise SarDespeckleError("--patch must be >= 8, --stride >= 0 and --subsample >= 1.")
+    if options.units not in speckle.UNITS:
+        raise SarDespeckleError(f"--units must be one of {speckle.UNITS}; got '{options.units}'.")
+    if not inputs:
+        raise SarDespeckleError("Give at least one input image.")
+    patches, skipped = [], 0
+    for image in open_images(inputs, options):
+        found, missed = extract_patches(image, options)
+        patches += found
+        skipped += missed
+    if not patches:
+        raise SarDespeckleError(
+            f"No fully valid patch of {options.patch} x {options.patch} found ({skipped} skipped for "
+            "nodata, NaN or zeros): check the nodata value or lower --patch."
+        )
+    stored_kind = "single_look" if options.kind == "slc" else options.kind
+    info = {
+        "format": PATCHES_FORMAT,
+        "kind": stored_kind,
+        "sources": [os.path.basename(str(i)) if not isinstance(i, np.ndarray) else "array" for i in inputs],
+        "prepared_as": options.kind,
+        "units": "intensity (converted from " + ("complex amplitude" if options.kind == "slc" else options.units) + ")",
+        "patch": options.patch,
+        "stride": options.stride or options.patch,
+        "subsample": options.subsample,
+        "patches": len(patches),
+        "skipped": skipped,
+    }
+    array = np.stack(patches)
+    if output:
+        if not output.endswith(".npz"):
+            raise SarDespeckleError(f"--output must end with .npz; got '{output}'.")
+        folder = os.path.dirname(os.path.abspath(output))
+        os.makedirs(folder, exist_ok=True)
+        np.savez(output, patches=array, info=np.array(json.dumps(info)))
+    return array, info

@@ -1,0 +1,214 @@
+"""The three training modes: what they train, their loss, and how they are validated.
+
+* ``supervised``: log-domain residual learning on synthetic speckle over clean references;
+  loss = mean squared error between the network's normalised log estimate and the clean
+  normalised log reflectivity (SAR-CNN's loss).
+* ``blind_spot``: self-supervised; loss = negative log-likelihood of each noisy pixel under
+  the inverse-Gamma prior the network predicts from its neighbours (Speckle2Void).
+* ``contrastive``: speckle-aware contrastive pre-training of the U-Net encoder (after CL-SAR,
+  Fang et al. 2024): two views of one area -- independent speckle draws over one clean patch,
+  or two dates of one real area -- must map to nearby embeddings and away from the other
+  patches of the batch (InfoNCE). Fine-tune afterwards with ``init_from``.
+
+Batches hold (B, 1, P, P) linear intensities and (B,) reference levels (see data.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sar_despeckle_plugin.core.models import DespecklingNet, build_model
+from sar_despeckle_plugin.core.models.base import pad_to_multiple
+from sar_despeckle_plugin.core.models.blind_spot import alpha_from_output, marginal_nll
+from sar_despeckle_plugin.core.models.log_residual import UNetEncoder
+from sar_despeckle_plugin.core.models.logdomain import intensity_to_log
+
+from .config import Config
+from .data import TrainingPatches, load_sources, validation_images
+from .metrics import psnr_amplitude, ssim_amplitude
+
+
+class ContrastiveNet(nn.Module):
+    """A log-residual U-Net's encoder plus a projection head: (B, 1, H, W) normalised log
+    intensity -> (B, D) unit embeddings (global average of the coarsest features, 2-layer MLP).
+
+    Its ``encoder.*`` parameters have the names they have in :class:`LogResidualUNet`, so a
+    supervised run's ``init_from`` picks them up.
+    """
+
+    def __init__(self, widths, convs_per_level: int, projection_width: int) -> None:
+        super().__init__()
+        self.alignment = 2 ** (len(widths) - 1)
+        self.encoder = UNetEncoder(widths, convs_per_level)
+        self.projection = nn.Sequential(
+            nn.Linear(widths[-1], projection_width), nn.ReLU(inplace=True), nn.Linear(projection_width, projection_width)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(pad_to_multiple(z, self.alignment))[-1]
+        return F.normalize(self.projection(features.mean(dim=(2, 3))), dim=1)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE of unit embeddings (B, D): row i of ``a`` and of ``b`` are positives,
+    every other row of the other view a negative."""
+    logits = a @ b.T / temperature
+    labels = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+class Task:
+    """Base: data, model and validation of one mode. ``selection`` is the validation metric
+    that picks ``best.pt`` (``psnr``: higher is better; ``loss``: lower)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        mode = config.train.mode
+        self.train_sets = load_sources(config.data.train, mode, "train")
+        self.validation_sets = load_sources(config.data.validation, mode, "validation")
+
+    def train_dataset(self) -> TrainingPatches:
+        return TrainingPatches(
+            self.config.train.mode, self.train_sets, self.config.data, self.config.train.seed,
+            self.config.contrastive.real_fraction,
+        )
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.config.model.architecture, **self.config.model.hyperparameters)
+
+    def despeckler(self, model: nn.Module) -> DespecklingNet | None:
+        """The network to export, or None when the mode trains none (contrastive)."""
+        return model
+
+    @property
+    def selection(self) -> str:
+        return "loss"
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict:
+        raise NotImplementedError
+
+    def data_description(self) -> dict:
+        return {
+            "mode": self.config.train.mode,
+            "train": [s.description for s in self.train_sets],
+            "validation": [s.description for s in self.validation_sets],
+            "speckle": f"Gamma({self.config.data.looks:g}, 1/{self.config.data.looks:g}) drawn on the fly over clean sources",
+        }
+
+
+class DespeckleTask(Task):
+    """Shared by supervised and blind-spot: validation on whole images."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.examples = validation_images(self.validation_sets, config.data.looks, config.train.seed)
+
+    @property
+    def selection(self) -> str:
+        return "psnr" if any(e.clean is not None for e in self.examples) else "loss"
+
+    def example_loss(self, model: DespecklingNet, noisy, clean, reference) -> torch.Tensor:
+        return self.loss(model, {"noisy": noisy, "clean": clean, "reference": reference})
+
+    def validate(self, model: DespecklingNet, device: torch.device) -> dict:
+        totals = {"loss": [], "psnr": [], "ssim": [], "psnr_input": []}
+        model.eval()
+        with torch.no_grad():
+            for example in self.examples:
+                noisy = example.noisy.to(device)
+                reference = torch.tensor([example.reference], device=device)
+                clean = example.clean.to(device) if example.clean is not None else None
+                totals["loss"].append(float(self.example_loss(model, noisy, clean, reference)))
+                if clean is not None:
+                    estimate = model.despeckle(noisy, reference)
+                    totals["psnr"].append(psnr_amplitude(estimate, clean))
+                    totals["ssim"].append(ssim_amplitude(estimate, clean))
+                    totals["psnr_input"].append(psnr_amplitude(noisy, clean))
+        model.train()
+        return {key: sum(values) / len(values) for key, values in totals.items() if values}
+
+
+class SupervisedTask(DespeckleTask):
+    @property
+    def selection(self) -> str:
+        return "psnr"
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        net = getattr(model, "module", model)
+        z = net.normalise(batch["noisy"], batch["reference"])
+        target = intensity_to_log(batch["clean"], batch["reference"], net.log_scale)
+        return F.mse_loss(model(z).float(), target)
+
+
+class BlindSpotTask(DespeckleTask):
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        net = getattr(model, "module", model)
+        reference = batch["reference"].reshape(-1, 1, 1, 1)
+        output = model(net.normalise(batch["noisy"], reference)).float()
+        prior_mean = torch.exp(output[:, :1] * net.log_scale)  # relative to the reference
+        alpha = alpha_from_output(output[:, 1:])
+        return marginal_nll(batch["noisy"] / reference, prior_mean, alpha, net.looks).mean()
+
+    def data_description(self) -> dict:
+        record = super().data_description()
+        record["supervision"] = "none: the loss sees noisy intensities only (clean sources get synthetic speckle first)"
+        return record
+
+
+class ContrastiveTask(Task):
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        #: the normalisation of the log-residual model being pre-trained
+        self.normalise = build_model("log_residual", **config.model.hyperparameters).normalise
+        batch = config.train.batch_size
+        patches = TrainingPatches(
+            "contrastive", self.validation_sets, config.data, config.train.seed + 1,
+            config.contrastive.real_fraction, length=4 * batch, jitter=0.0,
+        )
+        items = [patches[i] for i in range(len(patches))]
+        self.batches = [
+            {key: torch.stack([item[key] for item in items[i: i + batch]]) for key in items[0]}
+            for i in range(0, len(items), batch)
+        ]
+
+    def build_model(self) -> nn.Module:
+        hyperparameters = build_model("log_residual", **self.config.model.hyperparameters).hyperparameters
+        return ContrastiveNet(
+            hyperparameters["widths"], hyperparameters["convs_per_level"], self.config.contrastive.projection_width
+        )
+
+    def despeckler(self, model: nn.Module) -> None:
+        return None
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        z = torch.cat([
+            self.normalise(batch["view_a"], batch["reference_a"]),
+            self.normalise(batch["view_b"], batch["reference_b"]),
+        ])
+        embeddings = model(z).float()
+        a, b = embeddings.split(len(batch["view_a"]))
+        return info_nce(a, b, self.config.contrastive.temperature)
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict:
+        model.eval()
+        with torch.no_grad():
+            losses = [
+                float(self.loss(model, {k: v.to(device) for k, v in batch.items()}))
+                for batch in self.batches
+            ]
+        model.train()
+        return {"loss": sum(losses) / len(losses), "chance_loss": math.log(self.config.train.batch_size)}
+
+
+TASKS = {"supervised": SupervisedTask, "blind_spot": BlindSpotTask, "contrastive": ContrastiveTask}
+
+
+def make_task(config: Config) -> Task:
+    return TASKS[config.train.mode](config)
