@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from .base import DespecklingNet
 from .blind_spot import BlindSpotNet
-from .card import LoadedModel, ModelCard, list_model_cards, load_model, read_card, save_model
+from ..model_cards import ModelCard, list_model_cards, read_card
+from .card import LoadedModel, load_model, save_model
 from .complexity import macs_per_pixel, measured_reach, parameter_count
 from .log_residual import LogResidualUNet
 from .registry import ARCHITECTURES, build_model

@@ -1,107 +1,26 @@
-"""Model cards: the JSON beside each weights file, saving, and safe loading.
+"""Saving networks with their model cards, and loading them safely.
 
 A model is two files in one folder: ``NAME.pt`` (a plain ``state_dict``, loadable with
-``torch.load(..., weights_only=True)``) and ``NAME.json`` (the card). Loading checks the card is
-one of ours, then the weights' sha256 against the card, and only then reads the weights with
-``weights_only=True``; anything else is refused with a :class:`SarDespeckleError` that says why.
+``torch.load(..., weights_only=True)``) and ``NAME.json`` (the card, see the torch-free
+``core.model_cards``). Loading checks the card is one of ours, then the weights' sha256 against
+the card, and only then reads the weights with ``weights_only=True``; anything else is refused
+with a :class:`SarDespeckleError` that says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import SarDespeckleError
+from ..model_cards import _NAME, ModelCard, read_card
 from .base import DespecklingNet
 from .complexity import macs_per_pixel, parameter_count
 from .registry import ARCHITECTURES, build_model
-
-#: The ``format`` of every card we write; cards without it are not ours.
-CARD_FORMAT = "sar_despeckle_model_card"
-#: Version of the card layout; a newer one is refused with a hint to update the plugin.
-CARD_VERSION = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass
-class ModelCard:
-    """Everything a user, a script or the plugin needs to know about a trained network.
-
-    Attributes:
-        name: file stem of the card and weights (letters, digits, ``_ . -``).
-        architecture: key of ``ARCHITECTURES``.
-        hyperparameters: keyword arguments of the architecture's constructor.
-        input_kind: what the network reads; ``intensity`` (linear) for both of ours.
-        looks: equivalent number of looks the network expects.
-        normalisation: input normalisation constants (see ``core.models.logdomain``).
-        receptive_radius: reach in pixels (the halo a tile needs).
-        sha256: checksum of the weights file.
-        weights_file: weights file name, relative to the card's folder.
-        training: ``data`` (description, held-out region included), ``config`` (the training
-            configuration), ``commit`` (git), ``seconds`` (training wall time), ``device``.
-        metrics: measured quality, each with what it was measured on.
-        macs_per_pixel: multiply-accumulates per input pixel.
-        parameters: number of trainable values.
-        description: free text for users.
-    """
-
-    name: str
-    architecture: str
-    hyperparameters: dict
-    input_kind: str = "intensity"
-    looks: float = 1.0
-    normalisation: dict = field(default_factory=dict)
-    receptive_radius: int = 0
-    sha256: str = ""
-    weights_file: str = ""
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    macs_per_pixel: int = 0
-    parameters: int = 0
-    description: str = ""
-
-    def to_json(self) -> str:
-        record = {"format": CARD_FORMAT, "format_version": CARD_VERSION, **dataclasses.asdict(self)}
-        return json.dumps(record, indent=2, sort_keys=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "the model card") -> "ModelCard":
-        """Parse a card, refusing anything that is not a card of ours with a clear message."""
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise SarDespeckleError(f"{source} is not valid JSON ({error}): not a SAR Despeckle model card.") from None
-        if not isinstance(record, dict) or record.get("format") != CARD_FORMAT:
-            raise SarDespeckleError(
-                f"{source} is not a SAR Despeckle model card (no \"format\": \"{CARD_FORMAT}\"). "
-                "Choose the .json card written by `python -m training export`."
-            )
-        version = record.pop("format_version", None)
-        if not isinstance(version, int) or version > CARD_VERSION:
-            raise SarDespeckleError(
-                f"{source} has card format version {version!r}; this plugin reads up to "
-                f"{CARD_VERSION}. Update the plugin."
-            )
-        record.pop("format")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(record) - known)
-        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in record)
-        if unknown or missing:
-            raise SarDespeckleError(
-                f"{source} is damaged: "
-                + "; ".join(filter(None, [
-                    f"unknown field(s) {', '.join(unknown)}" if unknown else "",
-                    f"missing field(s) {', '.join(missing)}" if missing else "",
-                ]))
-                + ". Re-export the model."
-            )
-        return cls(**record)
 
 
 @dataclass
@@ -192,16 +111,6 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
     return card_path
 
 
-def read_card(card_path: str) -> ModelCard:
-    """Read and check the card at ``card_path`` (not the weights)."""
-    try:
-        with open(card_path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SarDespeckleError(f"Cannot read model card '{card_path}': {error}.") from None
-    return ModelCard.from_json(text, f"'{card_path}'")
-
-
 def load_model(card_path: str, device: torch.device | str = "cpu") -> LoadedModel:
     """Check and load the model whose card is ``card_path`` onto ``device``.
 
@@ -251,19 +160,3 @@ def load_model(card_path: str, device: torch.device | str = "cpu") -> LoadedMode
         ) from None
     module = module.to(device=device, memory_format=torch.channels_last).eval()
     return LoadedModel(card, module)
-
-
-def list_model_cards(folder: str) -> list[str]:
-    """Paths of the model cards of ours in ``folder`` (sorted; [] if the folder is absent)."""
-    if not os.path.isdir(folder):
-        return []
-    cards = []
-    for entry in sorted(os.listdir(folder)):
-        path = os.path.join(folder, entry)
-        if entry.endswith(".json") and os.path.isfile(path):
-            try:
-                read_card(path)
-            except SarDespeckleError:
-                continue
-            cards.append(path)
-    return cards
