@@ -41,7 +41,8 @@ $(SETUP_STAMP): Makefile
 qgis-profile: $(PROFILE_DIR)/.enabled
 $(PROFILE_DIR)/.enabled: $(SETUP_STAMP)
 	@mkdir -p $(PROFILE_DIR)
-	$(QGIS_ENV) $(QGIS_PROCESS) plugins enable $(PLUGIN) >/dev/null
+	$(QGIS_ENV) $(QGIS_PROCESS) plugins 2>/dev/null | grep -q '^\* $(PLUGIN)$$' || \
+		$(QGIS_ENV) $(QGIS_PROCESS) plugins enable $(PLUGIN) >/dev/null
 	@touch $@
 
 qgis-process: qgis-profile

