@@ -1,0 +1,111 @@
+"""Networks through the plugin: the despeckle pipeline, processing.run, qgis_process, settings."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models import ModelCard, build_model, save_model
+from sar_despeckle_plugin.core.raster import raster_info
+
+from .synthetic import piecewise_scene, read_geotiff, speckle, write_geotiff
+
+
+@pytest.fixture(scope="module")
+def model_card(tmp_path_factory):
+    """A small, untrained log-residual U-Net with random weights, saved as a card."""
+    torch.manual_seed(0)
+    module = build_model("log_residual", widths=[4, 8], convs_per_level=1, looks=1)
+    folder = tmp_path_factory.mktemp("models")
+    return save_model(module, ModelCard(name="tiny_unet", architecture="log_residual", hyperparameters={}),
+                      str(folder))
+
+
+@pytest.fixture
+def speckled_tif(tmp_path):
+    image = speckle(piecewise_scene(150, 170), 1, seed=3)
+    image[:, :5] = 0  # untagged border: nodata
+    return write_geotiff(str(tmp_path / "speckled.tif"), image)
+
+
+def despeckle(source, out, card, **settings):
+    despeckle_raster(source, str(out), DespeckleSettings(model_card=card, looks=1.0, units="intensity", **settings))
+    return read_geotiff(str(out))[0]
+
+
+def test_tiled_network_matches_whole_image_in_log_domain(speckled_tif, tmp_path, model_card):
+    tiled = despeckle(speckled_tif, tmp_path / "tiled.tif", model_card, tile=32)
+    whole = despeckle(speckled_tif, tmp_path / "whole.tif", model_card, tile=512)
+    valid = tiled > 0
+    assert (tiled[:, :5] == 0).all() and valid[:, 5:].all()
+    assert np.abs(np.log(tiled[valid]) - np.log(whole[valid])).max() < 1e-3
+
+
+def test_output_records_the_model_and_its_checksum(speckled_tif, tmp_path, model_card):
+    despeckle(speckled_tif, tmp_path / "out.tif", model_card)
+    metadata = raster_info(str(tmp_path / "out.tif")).metadata
+    card = json.load(open(model_card))
+    assert metadata["SAR_DESPECKLE_METHOD"] == "tiny_unet"
+    assert metadata["SAR_DESPECKLE_MODEL_SHA256"] == card["sha256"]
+
+
+def test_tampered_weights_are_refused_and_nothing_written(speckled_tif, tmp_path, model_card):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(str(model_card).rsplit("/", 1)[0], folder)
+    weights = folder / "tiny_unet.pt"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    out = tmp_path / "out.tif"
+    with pytest.raises(SarDespeckleError, match="does not match its model card"):
+        despeckle(speckled_tif, out, str(folder / "tiny_unet.json"))
+    assert not out.exists()
+
+
+def test_processing_run_with_model_card_and_user_folder(qgis_processing, speckled_tif, tmp_path, model_card):
+    from processing.core.ProcessingConfig import ProcessingConfig
+    from qgis.core import QgsApplication
+
+    from sar_despeckle_plugin.processing.settings import MODELS_FOLDER_SETTING
+
+    out = str(tmp_path / "card.tif")
+    qgis_processing.run("sar_despeckle:despeckle", {"INPUT": speckled_tif, "MODEL": model_card, "LOOKS": 1,
+                                                     "OUTPUT": out})
+    np.testing.assert_array_equal(read_geotiff(out)[0], despeckle(speckled_tif, tmp_path / "core.tif", model_card))
+
+    ProcessingConfig.setSettingValue(MODELS_FOLDER_SETTING, str(model_card).rsplit("/", 1)[0])
+    try:
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById("sar_despeckle:despeckle")
+        options = algorithm.parameterDefinition("METHOD").options()
+        index = next(i for i, label in enumerate(options) if label.startswith("tiny_unet"))
+        assert index >= 7  # classical filters keep indices 0-6
+        out = str(tmp_path / "method.tif")
+        qgis_processing.run("sar_despeckle:despeckle", {"INPUT": speckled_tif, "METHOD": index, "LOOKS": 1,
+                                                         "OUTPUT": out})
+        assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "tiny_unet"
+    finally:
+        ProcessingConfig.setSettingValue(MODELS_FOLDER_SETTING, "")
+
+
+def test_qgis_process_with_model_card(qgis_process, speckled_tif, tmp_path, model_card):
+    out = str(tmp_path / "cli.tif")
+    done = qgis_process("run", "sar_despeckle:despeckle", "--json", f"--INPUT={speckled_tif}",
+                        f"--MODEL={model_card}", "--LOOKS=1", "--INPUT_UNITS=0", f"--OUTPUT={out}")
+    assert json.loads(done.stdout[done.stdout.index("{"):])["results"]["OUTPUT"] == out
+    np.testing.assert_array_equal(read_geotiff(out)[0], despeckle(speckled_tif, tmp_path / "core.tif", model_card))
+
+
+def test_foreign_file_as_model_is_refused(qgis_processing, speckled_tif, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"hello": 1}')
+    with pytest.raises(QgsProcessingException, match="not a SAR Despeckle model card"):
+        qgis_processing.run("sar_despeckle:despeckle", {"INPUT": speckled_tif, "MODEL": str(foreign),
+                                                         "OUTPUT": str(tmp_path / "o.tif")})
+    assert not (tmp_path / "o.tif").exists()
