@@ -22,7 +22,7 @@ from training.export import export
 from training.metrics import psnr_amplitude, ssim_amplitude
 from training.prepare import PrepareOptions, prepare
 from training.tasks import make_task
-from training.trainer import mixed_precision, train
+from training.trainer import learning_rate, mixed_precision, train
 
 from .conftest import ROOT
 from .synthetic import piecewise_scene, speckle, write_geotiff
@@ -145,6 +145,22 @@ def test_time_budget_stops_and_checkpoints(tmp_path):
     summary = json.load(open(tmp_path / "metrics.json"))["summary"]
     assert summary["stopped_by_time_budget"] and summary["steps"] == 1
     assert load_checkpoint(str(tmp_path / "last.pt"))["epoch"] == 1
+    with pytest.raises(SarDespeckleError, match="used its .*budget"):
+        train(cfg, str(tmp_path), resume=True, log=silent)
+    more = config(tiny(**{"train.epochs": 2, "train.time_budget_minutes": 10.0}))
+    train(more, str(tmp_path), resume=True, log=silent)
+    assert json.load(open(tmp_path / "metrics.json"))["summary"]["steps"] == 9  # epoch 2 only
+
+
+def test_learning_rate_schedule_follows_steps_or_budget():
+    cfg = config(tiny(**{"train.schedule": "cosine", "train.warmup_steps": 10, "train.learning_rate": 1.0}))
+    assert learning_rate(cfg, 0, 110, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 10, 110, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 60, 110, 0.0) == pytest.approx(0.5)
+    assert learning_rate(cfg, 110, 110, 0.0) == pytest.approx(0.0)
+    budgeted = config(tiny(**{"train.schedule": "cosine", "train.learning_rate": 1.0, "train.time_budget_minutes": 1.0}))
+    assert learning_rate(budgeted, 10, 1000, 30.0) == pytest.approx(0.5)  # half the budget spent
+    assert learning_rate(budgeted, 10, 1000, 90.0) == pytest.approx(0.0)
 
 
 def write_speckled_geotiff(path, height=96, width=96, seed=0):

@@ -4,7 +4,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, read
 ``torch.load(..., weights_only=True)``:
 
 ``format``, ``version``, ``mode``, ``architecture``, ``hyperparameters``, ``model`` (state
-dict), ``optimizer``, ``scheduler``, ``scaler`` (state dicts), ``epoch`` (epochs completed),
+dict), ``optimizer``, ``scaler`` (state dicts), ``epoch`` (epochs completed),
 ``step``, ``seconds`` (training wall time so far), ``metrics`` (this epoch's validation),
 ``best`` (validation metrics of best.pt), ``config`` (the TOML content), ``config_folder``,
 ``data`` (description of the training data), ``commit``, ``device``.

@@ -104,8 +104,9 @@ class TrainConfig:
         mode: ``supervised`` (synthetic speckle on clean references), ``blind_spot``
             (self-supervised on noisy images), ``contrastive`` (encoder pre-training).
         batch_size: patches per optimiser step, all processes together.
-        time_budget_minutes: wall-clock limit of one invocation (0: none); the run then
-            validates, checkpoints and stops, and ``--resume`` continues it.
+        time_budget_minutes: wall-clock limit of the run, resumes included (0: none): the
+            learning-rate decay ends by then at the latest, and the run validates,
+            checkpoints and stops; raise it and ``--resume`` to continue.
         amp: mixed precision: ``auto`` (bf16, or fp16 where bf16 is unsupported, on CUDA; off
             on CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
         device: ``auto``, ``cpu`` or ``cuda``.

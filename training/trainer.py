@@ -65,19 +65,22 @@ def mixed_precision(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def learning_rate_factor(config: Config, total_steps: int):
-    """Linear warm-up, then constant or cosine decay to 0 over ``total_steps``."""
-    warmup, schedule = config.train.warmup_steps, config.train.schedule
+def learning_rate(config: Config, step: int, total_steps: int, seconds: float) -> float:
+    """Learning rate of optimiser step ``step``: linear warm-up, then constant or cosine decay.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
+    The decay's progress is the larger of the share of planned steps done and, when a time
+    budget is set, the share of the budget spent: on a busy machine the schedule still ends at
+    the budget (and the run is then the same as a planned one only if the steps end first).
+    """
+    train = config.train
+    if step < train.warmup_steps:
+        return train.learning_rate * (step + 1) / train.warmup_steps
+    if train.schedule == "constant":
+        return train.learning_rate
+    progress = (step - train.warmup_steps) / max(total_steps - train.warmup_steps, 1)
+    if train.time_budget_minutes:
+        progress = max(progress, seconds / (60 * train.time_budget_minutes))
+    return train.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def initialise_from(model: nn.Module, path: str) -> str:
@@ -114,7 +117,7 @@ def check_resumable(saved: dict, current: dict) -> None:
         )
 
 
-def _checkpoint_record(task: Task, model: nn.Module, optimizer, scheduler, scaler, state: RunState,
+def _checkpoint_record(task: Task, model: nn.Module, optimizer, scaler, state: RunState,
                        metrics: dict, device: torch.device) -> dict:
     config = task.config
     return {
@@ -123,7 +126,6 @@ def _checkpoint_record(task: Task, model: nn.Module, optimizer, scheduler, scale
         "hyperparameters": dict(getattr(task.despeckler(model), "hyperparameters", config.model.hyperparameters)),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": state.epoch,
         "step": state.step,
@@ -200,12 +202,10 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
     steps_per_epoch = config.data.samples_per_epoch // config.train.batch_size
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(model.parameters(), config.train.learning_rate, weight_decay=config.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config, total_steps))
     amp_dtype = mixed_precision(config.train.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
 
     network = model
@@ -236,8 +236,18 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
         (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     )
     budget = config.train.time_budget_minutes * 60
+    if budget and state.seconds >= budget:
+        raise SarDespeckleError(
+            f"The run in '{output}' has used its {config.train.time_budget_minutes:g}-minute budget: raise "
+            "[train].time_budget_minutes to continue it."
+        )
     start, seconds_before = time.perf_counter(), state.seconds
+
+    def seconds() -> float:
+        return seconds_before + time.perf_counter() - start
+
     stopped = False
+    rate = config.train.learning_rate
     for epoch in range(state.epoch, config.train.epochs):
         dataset.set_epoch(epoch)
         bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.train.epochs}", config.train.log_every) if main else None
@@ -253,13 +263,15 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
                     "[train].learning_rate or check the data for extreme values."
                 )
             optimizer.zero_grad(set_to_none=True)
+            rate = learning_rate(config, state.step, total_steps, seconds())
+            for group in optimizer.param_groups:
+                group["lr"] = rate
             scaler.scale(loss).backward()
             if config.train.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
             state.step += 1
             running.append(loss.item())
             if state.step % config.train.log_every == 0:
@@ -268,29 +280,28 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
                 if main:
                     metrics_log.append({
                         "epoch": epoch + 1, "step": state.step, "split": "train", "loss": mean,
-                        "learning_rate": scheduler.get_last_lr()[0],
-                        "seconds": seconds_before + time.perf_counter() - start,
+                        "learning_rate": rate, "seconds": seconds(),
                     })
             if bar:
                 bar.update(index + 1, loss=running[-1] if running else loss.item())
-            if budget and processes.main_says(time.perf_counter() - start > budget, device):
+            if budget and processes.main_says(seconds() > budget, device):
                 stopped = True
                 say(f"Time budget of {config.train.time_budget_minutes:g} min reached: stopping after step {state.step}.")
                 break
         state.epoch = epoch + 1
-        state.seconds = seconds_before + time.perf_counter() - start
+        state.seconds = seconds()
         last_epoch = stopped or state.epoch == config.train.epochs
         if main and (last_epoch or state.epoch % config.train.validate_every == 0):
             metrics = task.validate(network, device)
             metrics_log.append({"epoch": state.epoch, "step": state.step, "split": "validation", **metrics,
-                                "learning_rate": scheduler.get_last_lr()[0], "seconds": state.seconds})
+                                "learning_rate": rate, "seconds": state.seconds})
             say("  validation: " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
             if _is_better(metrics, state.best, task.selection):
                 state.best = {**metrics, "epoch": state.epoch, "step": state.step}
-                save_checkpoint(_checkpoint_record(task, network, optimizer, scheduler, scaler, state, metrics, device), best_path)
-            save_checkpoint(_checkpoint_record(task, network, optimizer, scheduler, scaler, state, metrics, device), last_path)
+                save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device), best_path)
+            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device), last_path)
         elif main:
-            save_checkpoint(_checkpoint_record(task, network, optimizer, scheduler, scaler, state, {}, device), last_path)
+            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, {}, device), last_path)
         processes.barrier()
         if stopped:
             break

@@ -40,6 +40,9 @@ from .logdomain import LOG_SCALE, log_to_intensity
 
 #: alpha - 1 is kept above this (alpha -> 1 is a prior so flat that its mean diverges).
 MIN_ALPHA_EXCESS = 1e-3
+#: alpha - 1 of an untrained network: a prior about as strong as 3 looks, so that training
+#: starts from a smoothing estimate rather than from the noisy image.
+INITIAL_ALPHA_EXCESS = 3.0
 
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:
@@ -124,6 +127,8 @@ class BlindSpotNet(DespecklingNet):
         self.head = nn.Sequential(
             nn.Conv2d(4 * self.widths[0], head_width, 1), nn.ReLU(inplace=True), nn.Conv2d(head_width, 2, 1)
         )
+        with torch.no_grad():  # softplus(bias) = INITIAL_ALPHA_EXCESS
+            self.head[-1].bias[1] = math.log(math.expm1(INITIAL_ALPHA_EXCESS))
 
     @property
     def hyperparameters(self) -> dict:
