@@ -239,7 +239,7 @@ def test_distributed_training_keeps_ranks_identical_and_only_rank_0_writes(tmp_p
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outputs = [str(tmp_path / "rank0_run"), str(tmp_path / "rank1_run")]
-    raw = tiny(**{"train.epochs": 1})
+    raw = tiny(**{"train.epochs": 1, "train.time_budget_minutes": 100.0})  # budget: clock broadcast
     mp.spawn(ddp_worker, args=(2, port, raw, os.path.dirname(TINY), outputs, str(tmp_path)), nprocs=2, join=True)
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for key in first:

@@ -49,10 +49,10 @@ class Processes:
         dist.all_reduce(tensor)
         return float(tensor) / self.world
 
-    def main_says(self, flag: bool, device: torch.device) -> bool:
-        """The main process's ``flag``, on every process (a decision all must share)."""
+    def from_main(self, value: float, device: torch.device) -> float:
+        """The main process's ``value``, on every process (for decisions all must share)."""
         if self.world == 1:
-            return flag
-        tensor = torch.tensor([int(flag)], device=device)
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
         dist.broadcast(tensor, 0)
-        return bool(tensor)
+        return float(tensor)

@@ -263,7 +263,9 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
                     "[train].learning_rate or check the data for extreme values."
                 )
             optimizer.zero_grad(set_to_none=True)
-            rate = learning_rate(config, state.step, total_steps, seconds())
+            # the main process's clock, so that every process takes the same decisions
+            elapsed = processes.from_main(seconds(), device) if budget else 0.0
+            rate = learning_rate(config, state.step, total_steps, elapsed)
             for group in optimizer.param_groups:
                 group["lr"] = rate
             scaler.scale(loss).backward()
@@ -284,7 +286,7 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
                     })
             if bar:
                 bar.update(index + 1, loss=running[-1] if running else loss.item())
-            if budget and processes.main_says(seconds() > budget, device):
+            if budget and elapsed > budget:
                 stopped = True
                 say(f"Time budget of {config.train.time_budget_minutes:g} min reached: stopping after step {state.step}.")
                 break
