@@ -3,6 +3,7 @@
 from processing.core.ProcessingConfig import ProcessingConfig, Setting
 from qgis.core import QgsProcessingProvider
 
+from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
 from .settings import MODELS_FOLDER_SETTING, default_models_folder
 
@@ -33,6 +34,7 @@ class SarDespeckleProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS's name)
         self.addAlgorithm(DespeckleAlgorithm())
+        self.addAlgorithm(DecorrelateAlgorithm())
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS's name)
         return ["tif"]
