@@ -65,6 +65,7 @@ $(COMPARE_VENV)/.done:
 bench: setup $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_filters.py --out $(BUILD)/bench
 	$(QGIS_ENV) $(PY) scripts/bench_networks.py --out $(BUILD)/bench/networks
+	$(QGIS_ENV) $(PY) scripts/bench_decorrelation.py --out $(BUILD)/bench/decorrelation
 
 package:
 	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package
