@@ -34,7 +34,9 @@ from .metrics import psnr_amplitude, ssim_amplitude
 
 class ContrastiveNet(nn.Module):
     """A log-residual U-Net's encoder plus a projection head: (B, 1, H, W) normalised log
-    intensity -> (B, D) unit embeddings (global average of the coarsest features, 2-layer MLP).
+    intensity -> (B, D) unit embeddings (global average of the coarsest features, then a
+    2-layer MLP with batch normalisation, as in SimCLR: at initialisation the pooled features
+    of a deep ReLU encoder are tiny and alike, and without it every embedding starts equal).
 
     Its ``encoder.*`` parameters have the names they have in :class:`LogResidualUNet`, so a
     supervised run's ``init_from`` picks them up.
@@ -45,7 +47,8 @@ class ContrastiveNet(nn.Module):
         self.alignment = 2 ** (len(widths) - 1)
         self.encoder = UNetEncoder(widths, convs_per_level)
         self.projection = nn.Sequential(
-            nn.Linear(widths[-1], projection_width), nn.ReLU(inplace=True), nn.Linear(projection_width, projection_width)
+            nn.BatchNorm1d(widths[-1]), nn.Linear(widths[-1], projection_width), nn.BatchNorm1d(projection_width),
+            nn.ReLU(inplace=True), nn.Linear(projection_width, projection_width),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

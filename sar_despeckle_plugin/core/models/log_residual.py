@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import DespecklingNet, conv_relu, pad_to_multiple
+from .base import DespecklingNet, conv_relu, he_initialise, pad_to_multiple
 from .logdomain import LOG_SCALE, log_to_intensity
 
 
@@ -41,6 +41,7 @@ class UNetEncoder(nn.Module):
             nn.Sequential(*conv_relu(w[i - 1], w[i], kernel=2, stride=2), *_same_width(w[i], n))
             for i in range(1, len(w))
         )
+        he_initialise(self)
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         """``z`` (B, 1, H, W), H and W multiples of 2 ** (levels - 1) -> features of every
@@ -81,6 +82,8 @@ class LogResidualUNet(DespecklingNet):
             nn.Sequential(*_same_width(w[i], self.convs_per_level)) for i in range(len(w) - 1)
         )
         self.head = nn.Conv2d(w[0], 1, 1)
+        he_initialise(self)
+        nn.init.zeros_(self.head.weight)  # an untrained network returns its (debiased) input
 
     @property
     def hyperparameters(self) -> dict:
@@ -112,86 +115,6 @@ class LogResidualUNet(DespecklingNet):
         for level in range(len(self.widths) - 2, -1, -1):
             total = max(total, reach[level]) + n * 2 ** level
         return total
-
-    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """``z`` (B, 1, H, W), H and W multiples of 2 ** (levels - 1) -> features of every
-        level, finest first: (B, widths[l], H / 2 ** l, W / 2 ** l)."""
-        features = [self.stem(z)]
-        for down in self.down:
-            features.append(down(features[-1]))
-        return features
-
-
-class LogResidualUNet(DespecklingNet):
-    """Args:
-        widths: channels per level, finest first; ``len(widths)`` levels, each coarser level
-            halves the resolution.
-        convs_per_level: 3 x 3 convolutions at each level, in the encoder and in the decoder.
-        looks: equivalent number of looks the network is trained for (sets the log bias).
-        log_scale: see :mod:`.logdomain`.
-    """
-
-    architecture = "log_residual"
-
-    def __init__(
-        self,
-        widths: Sequence[int] = (16, 32, 64, 96),
-        convs_per_level: int = 2,
-        looks: float = 1.0,
-        log_scale: float = LOG_SCALE,
-    ) -> None:
-        super().__init__(looks, log_scale)
-        if len(widths) < 1 or min(widths) < 1 or convs_per_level < 1:
-            raise ValueError("widths must be positive and convs_per_level >= 1")
-        self.widths = [int(w) for w in widths]
-        self.convs_per_level = int(convs_per_level)
-        w = self.widths
-        self.encoder = UNetEncoder(w, self.convs_per_level)
-        self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, 2) for i in range(len(w) - 1))
-        self.decode = nn.ModuleList(
-            nn.Sequential(*_same_width(w[i], self.convs_per_level)) for i in range(len(w) - 1)
-        )
-        self.head = nn.Conv2d(w[0], 1, 1)
-
-    @property
-    def hyperparameters(self) -> dict:
-        return {
-            "widths": list(self.widths),
-            "convs_per_level": self.convs_per_level,
-            "looks": self.looks,
-            "log_scale": self.log_scale,
-        }
-
-    @property
-    def alignment(self) -> int:
-        return 2 ** (len(self.widths) - 1)
-
-    @property
-    def receptive_radius(self) -> int:
-        """Bound on the reach, accumulated layer by layer.
-
-        A 3 x 3 convolution on a level of pixel spacing J adds J; a 2 x 2 stride-2 convolution
-        from spacing J adds J; a transposed 2 x 2 stride-2 convolution adds nothing (each fine
-        pixel reads one coarse pixel that covers it); an additive skip takes the larger reach.
-        """
-        n = self.convs_per_level
-        reach = [n]  # after the stem, per level
-        for level in range(1, len(self.widths)):
-            spacing = 2 ** level
-            reach.append(reach[-1] + spacing // 2 + n * spacing)
-        total = reach[-1]
-        for level in range(len(self.widths) - 2, -1, -1):
-            total = max(total, reach[level]) + n * 2 ** level
-        return total
-
-    def encode(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """Features of every level, finest first; ``z`` (B, 1, H, W) with H, W multiples of
-        :attr:`alignment`. The last one (B, widths[-1], H / alignment, W / alignment) is
-        what contrastive pre-training works on."""
-        features = [self.stem(z)]
-        for down in self.down:
-            features.append(down(features[-1]))
-        return features
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised log intensity (B, 1, H, W) -> normalised log reflectivity (B, 1, H, W)."""
