@@ -118,7 +118,7 @@ def check_resumable(saved: dict, current: dict) -> None:
 
 
 def _checkpoint_record(task: Task, model: nn.Module, optimizer, scaler, state: RunState,
-                       metrics: dict, device: torch.device) -> dict:
+                       metrics: dict, device: torch.device, commit: str) -> dict:
     config = task.config
     return {
         "mode": config.train.mode,
@@ -137,7 +137,7 @@ def _checkpoint_record(task: Task, model: nn.Module, optimizer, scaler, state: R
         "config_folder": config.folder,
         "config_name": config.name,
         "data": task.data_description(),
-        "commit": git_commit(),
+        "commit": commit,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
     }
 
@@ -184,6 +184,7 @@ def train(config: Config, output: str, resume: bool = False, log=print) -> nn.Mo
 def _train(config, output, resume, log, processes, device, last_path, best_path) -> nn.Module:
     main = processes.is_main
     say = log if main else (lambda message: None)
+    commit = git_commit()  # the code this invocation runs
     task = make_task(config)
     torch.manual_seed(config.train.seed)
     # channels-last runs the convolutions 1.5-2x faster on CPUs (oneDNN) and on recent GPUs
@@ -300,10 +301,10 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
             say("  validation: " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
             if _is_better(metrics, state.best, task.selection):
                 state.best = {**metrics, "epoch": state.epoch, "step": state.step}
-                save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device), best_path)
-            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device), last_path)
+                save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device, commit), best_path)
+            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device, commit), last_path)
         elif main:
-            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, {}, device), last_path)
+            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, {}, device, commit), last_path)
         processes.barrier()
         if stopped:
             break
