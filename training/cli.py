@@ -34,7 +34,7 @@ def _train(args) -> None:
 
     config = load_config(args.config)
     output = args.output or os.path.join(ROOT, "build", "runs", config.name)
-    train(config, os.path.abspath(output), resume=args.resume)
+    train(config, os.path.abspath(output), resume=args.resume, log=lambda message: print(message, flush=True))
 
 
 def _evaluate(args) -> None:
