@@ -3,6 +3,7 @@
 from processing.core.ProcessingConfig import ProcessingConfig, Setting
 from qgis.core import QgsProcessingProvider
 
+from .change_detection_algorithm import ChangeDetectionAlgorithm
 from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
 from .settings import MODELS_FOLDER_SETTING, default_models_folder
@@ -35,6 +36,7 @@ class SarDespeckleProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS's name)
         self.addAlgorithm(DespeckleAlgorithm())
         self.addAlgorithm(DecorrelateAlgorithm())
+        self.addAlgorithm(ChangeDetectionAlgorithm())
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS's name)
         return ["tif"]

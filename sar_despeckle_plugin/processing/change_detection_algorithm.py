@@ -1,0 +1,234 @@
+"""``sar_despeckle:change_detection``: changes between co-registered SAR dates."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+)
+
+from ..core.catalog import DEVICES
+from ..core.change_catalog import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
+from ..core.speckle import UNITS
+from .base import SarAlgorithm, with_help
+
+METHODS = list(CHANGE_METHOD_LABELS)
+LAYOUTS = list(BAND_LAYOUT_LABELS)
+OUTPUTS = ("CHANGE_MAP", "CHANGE_MASK", "CHANGE_DATE", "CHANGE_POLYGONS")
+
+
+def parse_looks(text: str) -> tuple[float, ...] | None:
+    """'4, 1' -> (4.0, 1.0); '' -> None; ValueError with a message otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        values = tuple(float(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"LOOKS_PER_DATE must be numbers separated by commas, e.g. '4, 1'; got '{text}'.") from None
+    if not values or not all(value > 0 for value in values):
+        raise ValueError(f"LOOKS_PER_DATE must hold positive numbers; got '{text}'.")
+    return values
+
+
+class ChangeDetectionAlgorithm(SarAlgorithm):
+    """Statistical change detection across two or more dates (learned detectors plug in as METHODs)."""
+
+    def name(self) -> str:
+        return "change_detection"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS's name)
+        return "Detect changes between SAR dates"
+
+    def summary(self) -> str:
+        return (
+            "Finds where the radar backscatter changed between two or more co-registered SAR "
+            "acquisitions (floods, harvest, construction, ice break-up). The omnibus test "
+            "(Conradsen et al. 2016) compares all dates at once with a known false-alarm rate "
+            "(SIGNIFICANCE) for single-pol intensities, dual-pol intensities or the dual-pol "
+            "covariance C2, and dates the first change of each pixel; the log-ratio methods "
+            "threshold the standardised log-ratio automatically (Kittler-Illingworth or Otsu). "
+            "Outputs keep the inputs' grid and georeference. Pixels that are nodata, NaN or exactly "
+            "zero on any date are nodata in every output."
+        )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
+        self.addParameter(with_help(
+            QgsProcessingParameterMultipleLayers("INPUTS", "Co-registered SAR dates (in date order)",
+                                                 QgsProcessing.TypeRaster),
+            "Two or more rasters of the same area on the same grid (size, CRS, geotransform), "
+            "oldest first, each with the bands BAND_LAYOUT describes. Calibrated sigma0/gamma0 "
+            "(intensity, amplitude or dB) or C2 covariance products, e.g. from SNAP.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "BAND_LAYOUT", "Band layout of each date", options=list(BAND_LAYOUT_LABELS.values()),
+                defaultValue=0,
+            ),
+            "What each date's bands are: 0 = single-pol (one band); 1 = dual-pol intensities "
+            "(band 1 VV, band 2 VH), tested as the diagonal of C2 (two independent Wishart "
+            "blocks); 2 = dual-pol covariance C2 (C11, C22, Re C12, Im C12, linear power), tested "
+            "as a full 2 x 2 complex Wishart matrix.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum("INPUT_UNITS", "Input units", options=list(UNITS), optional=True,
+                                       defaultValue=None),
+            "Units of the single-pol or dual-pol intensity bands: intensity (power), amplitude "
+            "(its square root) or dB. Left empty, detected from band descriptions and values "
+            "(negative values mean dB); intensity is assumed when it cannot be told. C2 bands "
+            "must be linear.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber("LOOKS", "Number of looks (ENL), all dates",
+                                         QgsProcessingParameterNumber.Double, optional=True, minValue=0.1),
+            "Equivalent number of looks of every date (1 for single-look data, about 4.4 for "
+            "Sentinel-1 IW GRDH). Left empty, estimated for each date separately from the image; "
+            "LOOKS_PER_DATE overrides it when dates differ.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterString("LOOKS_PER_DATE", "Number of looks per date", optional=True),
+            "Comma-separated looks, one per date in INPUTS order (e.g. '4, 1' when date 1 is "
+            "4-look and date 2 single-look). Overrides LOOKS.",
+            advanced=True,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "METHOD", "Method", options=[CHANGE_METHOD_LABELS[m] for m in METHODS],
+                defaultValue=METHODS.index(DEFAULT_CHANGE_METHOD),
+            ),
+            "How changes are found: " + "; ".join(
+                f"{index} = {label}" for index, label in enumerate(CHANGE_METHOD_LABELS.values())
+            ) + ". The omnibus test controls false alarms through SIGNIFICANCE and gives first "
+            "change dates; the log-ratio methods pick their threshold from the image histogram.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber("SIGNIFICANCE", "Significance level (omnibus test)",
+                                         QgsProcessingParameterNumber.Double, defaultValue=0.01,
+                                         minValue=1e-12, maxValue=0.5),
+            "Probability of flagging an unchanged pixel (false-alarm rate) of the omnibus test: a "
+            "pixel is changed when its p-value is below it. Smaller values give fewer, surer "
+            "changes. The log-ratio methods ignore it.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber("WINDOW", "Averaging window (pixels, odd)",
+                                         QgsProcessingParameterNumber.Integer, defaultValue=1,
+                                         minValue=1, maxValue=51),
+            "Side of a boxcar that averages each date's covariance before the test (1 = none). "
+            "It raises the looks (the test then uses looks x window^2, reduced for correlated "
+            "speckle as measured on the image) and so detects weaker changes, at the cost of "
+            "blurring their outlines. Needed for single-look C2.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber("MIN_AREA", "Minimum region size (pixels)",
+                                         QgsProcessingParameterNumber.Integer, defaultValue=0,
+                                         minValue=0),
+            "Changed and unchanged regions (4-connected) smaller than this many pixels are merged "
+            "into their surroundings in the mask, the dates and the polygons (GDAL sieve): a "
+            "minimum mapping unit. 0 keeps every pixel's own decision.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterBoolean("NORMALISE", "Normalise radiometry to the first date",
+                                          defaultValue=False),
+            "Scale every later date so that its median log-ratio to date 1 is zero. For "
+            "uncalibrated or differently processed products only: calibrated data need none, and "
+            "it hides changes that affect more than half of the image.",
+            advanced=True,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterBoolean("ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True),
+            "Sentinel-1 products mark swath borders with exact zeros, often without a nodata tag; "
+            "a pixel that is zero on any date is then nodata. Turn off only if zeros are real data.",
+            advanced=True,
+        ))
+        self.add_device_parameter()
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination("CHANGE_MAP", "Change p-value map", optional=True,
+                                                    createByDefault=True),
+            "Float32 p-value of 'no change' for every pixel (small = change; nodata -1): the "
+            "omnibus test's, or for the log-ratio methods a chi-square approximation of it.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination("CHANGE_MASK", "Change mask", optional=True,
+                                                    createByDefault=True),
+            "Uint8 mask: 1 changed, 0 unchanged, 255 nodata; at SIGNIFICANCE for the omnibus test, "
+            "at the automatic threshold for the log-ratio methods.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination("CHANGE_DATE", "First change date", optional=True,
+                                                    createByDefault=False),
+            "Uint8: for each changed pixel the position in INPUTS (2 = second date, ...) of the "
+            "first date after its first change; 0 unchanged, 255 nodata. Most useful with more "
+            "than two dates.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterVectorDestination("CHANGE_POLYGONS", "Change polygons",
+                                                    QgsProcessing.TypeVectorPolygon, optional=True,
+                                                    createByDefault=False),
+            "The changed regions as polygons (GeoPackage, Shapefile or GeoJSON) with their area "
+            "(field 'area', square CRS units; m^2 for geographic CRSs) and, with more than two "
+            "dates, their first change date (field 'date').",
+        ))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        raw = parameters.get("INPUTS")
+        raw = raw if isinstance(raw, (list, tuple)) else ([raw] if raw else [])
+        for value in raw:
+            if isinstance(value, str):
+                problem = self.input_path_problem(value)
+                if problem:
+                    return False, problem
+        layers = self.parameterAsLayerList(parameters, "INPUTS", context)
+        if len(layers) < 2:
+            return False, (
+                f"Change detection needs at least two dates in INPUTS; got {len(layers)}. Give the "
+                "co-registered acquisitions in date order."
+            )
+        window = self.parameterAsInt(parameters, "WINDOW", context)
+        if window % 2 == 0:
+            return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
+        try:
+            looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
+        except ValueError as error:
+            return False, str(error)
+        if looks is not None and len(looks) != len(layers):
+            return False, f"LOOKS_PER_DATE has {len(looks)} value(s) but INPUTS has {len(layers)} dates."
+        if all(parameters.get(name) in (None, "") for name in OUTPUTS):
+            return False, "Choose at least one output: CHANGE_MAP, CHANGE_MASK, CHANGE_DATE or CHANGE_POLYGONS."
+        return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+        change = self.core("change")
+        sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
+        looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
+        if looks is None and parameters.get("LOOKS") not in (None, ""):
+            looks = (self.parameterAsDouble(parameters, "LOOKS", context),)
+        settings = change.ChangeSettings(
+            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
+            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
+            units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
+            looks=looks,
+            significance=self.parameterAsDouble(parameters, "SIGNIFICANCE", context),
+            window=self.parameterAsInt(parameters, "WINDOW", context),
+            min_area=self.parameterAsInt(parameters, "MIN_AREA", context),
+            normalise=self.parameterAsBoolean(parameters, "NORMALISE", context),
+            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+        )
+        paths = {
+            name: (self.parameterAsOutputLayer(parameters, name, context) or None)
+            if parameters.get(name) not in (None, "") else None
+            for name in OUTPUTS
+        }
+        outputs = change.ChangeOutputs(
+            change_map=paths["CHANGE_MAP"], change_mask=paths["CHANGE_MASK"],
+            change_date=paths["CHANGE_DATE"], change_polygons=paths["CHANGE_POLYGONS"],
+        )
+        report = self.run_core(change.detect_changes, sources, outputs, settings, self.core_feedback(feedback))
+        feedback.pushInfo(f"Changed: {100 * report.changed_fraction:.2f} % of the valid pixels.")
+        return {name: path for name, path in paths.items() if path}

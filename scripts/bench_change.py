@@ -1,0 +1,456 @@
+"""Change-detection benchmark: accuracy on real data, calibration and power, CPU speed.
+
+1. Accuracy on the real two-date benchmarks in ../shared/data (skipped when absent), file to
+   file through ``core.change.detect_changes`` as the algorithm runs them: San Francisco (ERS-2),
+   Sulzberger (Envisat) and Yellow River Farm1 (RADARSAT-2, date 1 4-look, date 2 single-look),
+   8-bit processed amplitudes; and the 30 labelled Sentinel-1 dual-pol C2 patches of MTDN (pooled
+   confusion matrix). For each method: overall accuracy, kappa, F1, false and missed alarms, with
+   the defaults and with the best setting of a small grid (WINDOW, MIN_AREA, SIGNIFICANCE for the
+   omnibus test, NORMALISE), beside the plain log-ratio + Otsu baseline (|ln I2/I1|, Otsu, nothing
+   else). The grid is scored on the ground truth, so its row is an optimistic upper bound; the
+   defaults row is what a user gets without tuning.
+2. Calibration and power on synthetic stacks (one reflectivity, independent Gamma/Wishart speckle
+   per date): the omnibus test's false-alarm rate on unchanged pixels over SIGNIFICANCE, for
+   p = 1, the dual-pol diagonal and C2, k = 2, 3, 5 dates, 1 and 4 looks; detection rate against
+   change contrast for every method.
+3. Speed: megapixels per second (of one date's grid) for two 4096 x 4096 dual-pol dates, file to
+   file on the CPU, per method, with one torch thread and with one per core; best of ``--repeats``.
+   On a shared, busy machine torch's thread pool spins against other processes: the one-thread
+   figure is then the stable one.
+
+The 8-bit files hold amplitudes where 0 means "below one quantisation step" (a third of San
+Francisco): the benchmark writes them as amplitude DN + 0.5 so that they are data, not nodata.
+
+Markdown tables go to stdout and everything to ``<out>/change.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from osgeo import gdal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+import torch  # noqa: E402
+
+from sar_despeckle_plugin.core import change  # noqa: E402
+from sar_despeckle_plugin.core.change import ChangeOutputs, ChangeSettings, detect_changes  # noqa: E402
+from sar_despeckle_plugin.core.change_catalog import CHANGE_METHOD_LABELS  # noqa: E402
+from sar_despeckle_plugin.core.feedback import Feedback  # noqa: E402
+
+METHODS = list(CHANGE_METHOD_LABELS)
+QUIET = Feedback(warn=lambda message: None)
+
+
+# ------------------------------------------------------------------------------------------
+# data
+
+
+def write_tif(path: str, bands: np.ndarray) -> str:
+    bands = bands[None] if bands.ndim == 2 else bands
+    dataset = gdal.GetDriverByName("GTiff").Create(path, bands.shape[2], bands.shape[1], bands.shape[0],
+                                                   gdal.GDT_Float32)
+    dataset.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    for index, band in enumerate(bands):
+        dataset.GetRasterBand(index + 1).WriteArray(band.astype(np.float32))
+    dataset = None
+    return path
+
+
+def read_image(path: str) -> np.ndarray:
+    if path.endswith(".mat"):
+        from scipy.io import loadmat
+
+        content = loadmat(path)
+        return next(v for k, v in content.items() if not k.startswith("__")).astype(np.float64)
+    array = gdal.Open(path).ReadAsArray().astype(np.float64)
+    return array[0] if array.ndim == 3 else array
+
+
+def real_pairs() -> list[dict]:
+    """The two-date amplitude benchmarks that are present: name, dates, truth (bool)."""
+    folder = os.path.join(DATA, "change_detection")
+    found = []
+    for name, files, changed in (
+        ("San Francisco", ("san_1.bmp", "san_2.bmp", "san_gt.bmp"), lambda gt: gt > 127),
+        ("Sulzberger", ("Sulzberger1_1.bmp", "Sulzberger1_2.bmp", "Sulzberger1_gt.bmp"), lambda gt: gt > 127),
+        ("Yellow River Farm1", ("YellowRiverI_Farm1_t1.mat", "YellowRiverI_Farm1_t2.mat",
+                                "YellowRiverI_Farm1_gt.mat"), lambda gt: gt == 2),
+    ):
+        paths = [os.path.join(folder, f) for f in files]
+        if all(os.path.exists(p) for p in paths):
+            found.append({"name": name, "dates": [read_image(p) + 0.5 for p in paths[:2]],
+                          "truth": changed(read_image(paths[2]))})
+    return found
+
+
+def mtdn_patches() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(date 1 C2, date 2 C2, truth) per patch; C2 bands ordered C11, C22, Re C12, Im C12."""
+    from scipy.io import loadmat
+
+    patches = []
+    for path in sorted(glob.glob(os.path.join(DATA, "mtdn_patches", "*.mat")),
+                       key=lambda p: int(os.path.basename(p).split(".")[0])):
+        data = loadmat(path)["data"].astype(np.float64)
+        order = [0, 3, 1, 2]
+        patches.append((np.moveaxis(data[..., order], -1, 0), np.moveaxis(data[..., [7 + o for o in order]], -1, 0),
+                        data[..., 14] > 0.5))
+    return patches
+
+
+# ------------------------------------------------------------------------------------------
+# scoring
+
+
+def confusion(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    predicted, truth = predicted.astype(bool), truth.astype(bool)
+    tp = int((predicted & truth).sum())
+    tn = int((~predicted & ~truth).sum())
+    fp = int((predicted & ~truth).sum())
+    fn = int((~predicted & truth).sum())
+    return {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
+
+
+def scores(c: dict) -> dict:
+    n = c["tp"] + c["tn"] + c["fp"] + c["fn"]
+    oa = (c["tp"] + c["tn"]) / n
+    expected = ((c["tp"] + c["fp"]) * (c["tp"] + c["fn"]) + (c["fn"] + c["tn"]) * (c["fp"] + c["tn"])) / n ** 2
+    kappa = (oa - expected) / (1 - expected) if expected < 1 else 0.0
+    f1 = 2 * c["tp"] / max(2 * c["tp"] + c["fp"] + c["fn"], 1)
+    return {"oa": oa, "kappa": kappa, "f1": f1, "false_alarms": c["fp"], "missed_alarms": c["fn"],
+            "false_alarm_rate": c["fp"] / max(c["fp"] + c["tn"], 1), "missed_rate": c["fn"] / max(c["fn"] + c["tp"], 1)}
+
+
+def add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b[k] for k in b}
+
+
+def otsu_baseline(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The plain baseline: |ln(I2 / I1)| thresholded by Otsu, no looks, no averaging."""
+    index = np.abs(np.log(after / before))
+    return index > change.otsu_threshold(index.ravel())
+
+
+def run_mask(paths: list[str], folder: str, settings: ChangeSettings) -> np.ndarray:
+    out = os.path.join(folder, "mask.tif")
+    detect_changes(paths, ChangeOutputs(change_mask=out), settings, QUIET)
+    return gdal.Open(out).ReadAsArray() == 1
+
+
+#: The grid searched on the real two-date benchmarks (NORMALISE is on: the 8-bit products are
+#: not calibrated; San Francisco's second date is 0.6 times as bright).
+WINDOWS, AREAS, LEVELS = (1, 3, 5), (0, 20, 50, 100), (1e-2, 1e-4, 1e-6, 1e-10)
+CHAINS = ("none", "refined_lee")
+
+
+def real_grid(method: str) -> list[tuple]:
+    levels = LEVELS if method == "omnibus" else (0.01,)
+    return list(itertools.product(CHAINS, WINDOWS, AREAS, levels))
+
+
+def describe(chain: str, window: int, area: int, level: float, method: str) -> str:
+    parts = ["refined Lee 7x7 ->"] if chain != "none" else []
+    parts.append(f"w{window}")
+    if area:
+        parts.append(f"min{area}")
+    if method == "omnibus":
+        parts.append(f"a={level:g}")
+    return " ".join(parts)
+
+
+def despeckled(paths: list[str], folder: str) -> list[str]:
+    from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+
+    outputs = []
+    for index, path in enumerate(paths):
+        outputs.append(os.path.join(folder, f"refined_lee_{index + 1}.tif"))
+        despeckle_raster(path, outputs[-1], DespeckleSettings(method="refined_lee", window=7, units="amplitude",
+                                                              zeros_as_nodata=False, device="cpu"))
+    return outputs
+
+
+def bench_real(folder: str, quick: bool) -> dict:
+    """Per dataset: baseline, defaults, the one setting best on average over the datasets, and the
+    per-dataset best of the grid."""
+    pairs = real_pairs()
+    grids: dict = {}
+    tables: dict = {}
+    for pair in pairs:
+        name = pair["name"]
+        work = os.path.join(folder, name.replace(" ", "_"))
+        os.makedirs(work, exist_ok=True)
+        paths = [write_tif(os.path.join(work, f"date{i + 1}.tif"), a) for i, a in enumerate(pair["dates"])]
+        chains = {"none": paths, "refined_lee": despeckled(paths, work) if not quick else paths}
+        truth = pair["truth"]
+        intensities = [d ** 2 for d in pair["dates"]]
+        rows = {"baseline log-ratio + Otsu": {"setting": "-", **scores(confusion(otsu_baseline(*intensities), truth))}}
+        for method in METHODS:
+            settings = ChangeSettings(method=method, units="amplitude", zeros_as_nodata=False)
+            rows[f"{method} (defaults)"] = {"setting": "defaults", **scores(confusion(
+                run_mask(paths, work, settings), truth))}
+            if quick:
+                continue
+            for chain, window, area, level in real_grid(method):
+                settings = ChangeSettings(method=method, units="amplitude", zeros_as_nodata=False, normalise=True,
+                                          window=window, min_area=area, significance=level)
+                grids[(name, method, chain, window, area, level)] = scores(confusion(
+                    run_mask(chains[chain], work, settings), truth))
+        tables[name] = rows
+    for method in METHODS if not quick else []:
+        configurations = real_grid(method)
+        mean_kappa = {c: np.mean([grids[(p["name"], method, *c)]["kappa"] for p in pairs]) for c in configurations}
+        shared = max(configurations, key=lambda c: mean_kappa[c])
+        for pair in pairs:
+            name = pair["name"]
+            tables[name][f"{method} (one setting for all)"] = {
+                "setting": describe(*shared, method), **grids[(name, method, *shared)]}
+            best = max(configurations, key=lambda c: grids[(name, method, *c)]["kappa"])
+            tables[name][f"{method} (best for this dataset)"] = {
+                "setting": describe(*best, method), **grids[(name, method, *best)]}
+    for pair in pairs:
+        truth = pair["truth"]
+        print_table(f"{pair['name']} ({truth.shape[1]} x {truth.shape[0]}, {100 * truth.mean():.1f} % changed)",
+                    tables[pair["name"]])
+    return tables
+
+
+def bench_mtdn(folder: str, quick: bool) -> dict:
+    """The 30 labelled dual-pol patches, pooled: C2 (full 2 x 2 test) and its diagonal."""
+    patches = mtdn_patches()
+    if not patches:
+        return {}
+    work = os.path.join(folder, "mtdn")
+    os.makedirs(work, exist_ok=True)
+    files = {"c2": [], "dual": []}
+    for index, (first, second, _) in enumerate(patches):
+        for layout, bands in (("c2", slice(0, 4)), ("dual", slice(0, 2))):
+            files[layout].append([write_tif(os.path.join(work, f"p{index}_{layout}_d{d + 1}.tif"), image[bands])
+                                  for d, image in enumerate((first, second))])
+    truths = [truth for _, _, truth in patches]
+    baseline: dict = {}
+    for first, second, truth in patches:
+        baseline = add(baseline, confusion(otsu_baseline(first[0] + first[1], second[0] + second[1]), truth))
+    rows = {"baseline log-ratio + Otsu (VV + VH)": {"setting": "-", **scores(baseline)}}
+
+    def pooled(layout: str, settings: ChangeSettings) -> dict:
+        total: dict = {}
+        for pair, truth in zip(files[layout], truths):
+            total = add(total, confusion(run_mask(pair, work, settings), truth))
+        return scores(total)
+
+    for method in METHODS:
+        for layout in ("c2", "dual") if method == "omnibus" else ("dual",):
+            rows[f"{method} {layout} (defaults)"] = {
+                "setting": "defaults", **pooled(layout, ChangeSettings(method=method, layout=layout))}
+            if quick:
+                continue
+            best = None
+            levels = (1e-2, 1e-4, 1e-6) if method == "omnibus" else (0.01,)
+            for window, area, level in itertools.product((1, 3, 5), (0, 20), levels):
+                result = pooled(layout, ChangeSettings(method=method, layout=layout, window=window, min_area=area,
+                                                       significance=level))
+                if best is None or result["kappa"] > best[1]["kappa"]:
+                    best = ((window, area, level), result)
+            (window, area, level), result = best
+            setting = f"w{window}" + (f" min{area}" if area else "")
+            setting += f" a={level:g}" if method == "omnibus" else ""
+            rows[f"{method} {layout} (grid best)"] = {"setting": setting, **result}
+    print_table(f"MTDN patches: {len(patches)} Sentinel-1 dual-pol pairs, 100 x 100 each, pooled "
+                f"({100 * np.mean([t.mean() for t in truths]):.1f} % changed)", rows)
+    return rows
+
+
+def print_table(title: str, rows: dict) -> None:
+    print(f"\n### {title}\n")
+    print("| method | setting | OA | kappa | F1 | false alarms | missed alarms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label, r in rows.items():
+        print(f"| {label} | {r['setting']} | {r['oa']:.4f} | {r['kappa']:.3f} | {r['f1']:.3f} | "
+              f"{r['false_alarms']} ({100 * r['false_alarm_rate']:.2f} %) | "
+              f"{r['missed_alarms']} ({100 * r['missed_rate']:.1f} %) |", flush=True)
+
+
+# ------------------------------------------------------------------------------------------
+# synthetic calibration and power
+
+
+def wishart_c2(rng, looks: int, shape, covariance: np.ndarray) -> np.ndarray:
+    """Sample C2 (C11, C22, Re C12, Im C12) of ``looks`` looks with the given 2 x 2 covariance."""
+    factor = np.linalg.cholesky(covariance)
+    z = (rng.standard_normal((looks, *shape, 2)) + 1j * rng.standard_normal((looks, *shape, 2))) / np.sqrt(2)
+    v = z @ factor.T
+    c12 = (v[..., 0] * np.conj(v[..., 1])).mean(0)
+    return np.stack([(np.abs(v[..., 0]) ** 2).mean(0), (np.abs(v[..., 1]) ** 2).mean(0), c12.real, c12.imag])
+
+
+COVARIANCE = np.array([[1.0, 0.3 + 0.2j], [0.3 - 0.2j, 0.25]])
+
+
+def synthetic_stack(rng, layout: str, looks: int, dates: int, shape, gains=None) -> np.ndarray:
+    """(dates, bands, rows, cols) speckled stack of one scene; ``gains`` multiply date t."""
+    gains = gains if gains is not None else [1.0] * dates
+    out = []
+    for t in range(dates):
+        if layout == "c2":
+            out.append(wishart_c2(rng, looks, shape, COVARIANCE * gains[t]))
+        else:
+            bands = 1 if layout == "single" else 2
+            out.append(np.stack([[1.0, 0.25][b] * gains[t] * rng.gamma(looks, 1 / looks, shape)
+                                 for b in range(bands)]))
+    return np.stack(out)
+
+
+def bench_calibration(side: int) -> list[dict]:
+    rng = np.random.default_rng(7)
+    rows = []
+    print(f"\n### Omnibus test calibration: false-alarm rate / SIGNIFICANCE on unchanged pixels "
+          f"({side} x {side} per case)\n")
+    print("| layout | dates k | looks | a = 0.05 | a = 0.01 | a = 0.001 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for layout in ("single", "dual", "c2"):
+        for dates in (2, 3, 5):
+            for looks in ((2, 4) if layout == "c2" else (1, 4)):
+                stack = torch.from_numpy(synthetic_stack(rng, layout, looks, dates, (side, side)))[None]
+                p = change.omnibus_pvalue(stack, torch.full((1, dates, 1, 1), float(looks)), layout)
+                ratios = {a: float((p < a).double().mean()) / a for a in (0.05, 0.01, 0.001)}
+                rows.append({"layout": layout, "dates": dates, "looks": looks,
+                             **{str(a): r for a, r in ratios.items()}})
+                print(f"| {layout} | {dates} | {looks} | " + " | ".join(f"{r:.3f}" for r in ratios.values()) + " |",
+                      flush=True)
+    return rows
+
+
+def bench_power(side: int) -> list[dict]:
+    """Detection rate of a step change between two 4-look dates against its contrast (dB)."""
+    rng = np.random.default_rng(11)
+    contrasts = (1.0, 2.0, 3.0, 5.0, 8.0)
+    rows = []
+    block = (slice(int(0.3 * side), int(0.7 * side)),) * 2  # 16 % of the pixels change
+    print(f"\n### Detection rate against change contrast (two 4-look dates, {side} x {side}, 16 % of the "
+          "pixels brighter by the contrast; omnibus at SIGNIFICANCE 0.01, log-ratio thresholds automatic; "
+          "false-alarm rate in brackets)\n")
+    print("| method | layout | window | " + " | ".join(f"{c:g} dB" for c in contrasts) + " |")
+    print("|---|---|---:|" + "---:|" * len(contrasts))
+    variants = [(m, layout, 1) for m in METHODS for layout in ("single", "dual", "c2")]
+    variants += [("omnibus", layout, 3) for layout in ("single", "dual", "c2")]
+    for method, layout, window in variants:
+        cells = []
+        for contrast in contrasts:
+            gain = np.ones((side, side))
+            gain[block] = 10 ** (contrast / 10)
+            before = synthetic_stack(rng, layout, 4, 1, (side, side))[0]
+            after = synthetic_stack(rng, layout, 4, 1, (side, side))[0] * gain
+            stack = torch.from_numpy(np.stack([before, after]))[None]
+            looks = torch.full((1, 2, 1, 1), 4.0 * window ** 2, dtype=torch.float64)
+            if window > 1:
+                stack = torch.nn.functional.avg_pool2d(stack[0], window, 1, window // 2,
+                                                       count_include_pad=False)[None]
+            detector = change.DETECTORS[method](ChangeSettings(method=method, layout=layout))
+            sample = change.Stack(stack, looks, torch.ones((1, side, side), dtype=torch.bool), layout)
+            detector.fit([sample], QUIET)
+            changed = detector.detect(sample)[1][0].numpy()
+            low, high, margin = int(0.3 * side), int(0.7 * side), window // 2  # the window blurs the edge
+            interior = np.zeros((side, side), bool)
+            interior[low + margin: high - margin, low + margin: high - margin] = True
+            outside = np.ones((side, side), bool)
+            outside[low - margin: high + margin, low - margin: high + margin] = False
+            detected, false = changed[interior].mean(), changed[outside].mean()
+            cells.append((detected, false))
+            rows.append({"method": method, "layout": layout, "window": window, "contrast_db": contrast,
+                         "detection_rate": float(detected), "false_alarm_rate": float(false)})
+        print(f"| {method} | {layout} | {window} | " + " | ".join(f"{d:.3f} ({f:.3f})" for d, f in cells) + " |",
+              flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------
+# speed
+
+
+def write_dual_pol_date(path: str, side: int, seed: int) -> str:
+    if os.path.exists(path):
+        return path
+    rng = np.random.default_rng(seed)
+    options = ["TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512"]
+    dataset = gdal.GetDriverByName("GTiff").Create(path + ".tmp.tif", side, side, 2, gdal.GDT_Float32, options)
+    cols = np.arange(side)
+    for row in range(0, side, 1024):
+        height = min(1024, side - row)
+        scene = np.where((cols // 256 + row // 256) % 2 == 0, 1.0, 5.0)[None, :].repeat(height, 0)
+        for band, level in ((1, 1.0), (2, 0.2)):
+            data = scene * level * rng.gamma(4.4, 1 / 4.4, (height, side))
+            dataset.GetRasterBand(band).WriteArray(data.astype(np.float32), 0, row)
+    dataset = None
+    os.replace(path + ".tmp.tif", path)
+    return path
+
+
+def bench_speed(folder: str, side: int, repeats: int, threads: int) -> list[dict]:
+    torch.set_num_threads(threads)
+    paths = [write_dual_pol_date(os.path.join(folder, f"dual_{side}_{d}.tif"), side, d) for d in (1, 2)]
+    megapixels = side * side / 1e6
+    rows = []
+    print(f"\n### Speed: two {side} x {side} dual-pol dates (VV, VH), file to file, CPU "
+          f"({threads} torch thread(s) of {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at "
+          f"start), best of {repeats}\n")
+    print("| method | window | Mpx/s | seconds |")
+    print("|---|---:|---:|---:|")
+    for method in METHODS:
+        for window in (1, 5):
+            settings = ChangeSettings(method=method, layout="dual", units="intensity", looks=(4.4,),
+                                      window=window, device="cpu")
+            outputs = ChangeOutputs(change_map=os.path.join(folder, "speed_map.tif"),
+                                    change_mask=os.path.join(folder, "speed_mask.tif"))
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                detect_changes(paths, outputs, settings, QUIET)
+                times.append(time.perf_counter() - start)
+            best = min(times)
+            rows.append({"method": method, "window": window, "threads": threads, "mpx_per_s": megapixels / best,
+                         "seconds": best})
+            print(f"| {method} | {window} | {megapixels / best:.2f} | {best:.1f} |", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="build/bench/change")
+    parser.add_argument("--side", type=int, default=4096, help="speed test image side (0 skips it)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
+                        help="torch thread counts for the speed test")
+    parser.add_argument("--synthetic-side", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="defaults only, no grid search on real data")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["real", "mtdn", "synthetic", "speed"])
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    result: dict = {"cpu_count": os.cpu_count(), "speed_threads": args.threads, "load_average": os.getloadavg()}
+    torch.set_num_threads(1)  # accuracy runs are small images: threads only cost
+    if "real" not in args.skip:
+        result["real"] = bench_real(args.out, args.quick)
+    if "mtdn" not in args.skip:
+        result["mtdn"] = bench_mtdn(args.out, args.quick)
+    if "synthetic" not in args.skip:
+        result["calibration"] = bench_calibration(args.synthetic_side)
+        result["power"] = bench_power(args.synthetic_side)
+    if "speed" not in args.skip and args.side:
+        result["speed"] = [row for threads in dict.fromkeys(args.threads)
+                           for row in bench_speed(args.out, args.side, args.repeats, threads)]
+    with open(os.path.join(args.out, "change.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    print(f"\nWrote {os.path.join(args.out, 'change.json')}")
+
+
+if __name__ == "__main__":
+    main()
