@@ -28,13 +28,8 @@ SMALL = {
 
 
 def small(architecture, seed=0):
-    """A small network with random weights everywhere (untrained ones start with a zero head:
-    identity / constant prior)."""
     torch.manual_seed(seed)
-    model = build_model(architecture, **SMALL[architecture]).eval()
-    head = model.head if architecture == "log_residual" else model.head[-1]
-    torch.nn.init.normal_(head.weight, 0.0, 0.1)
-    return model
+    return build_model(architecture, **SMALL[architecture]).eval()
 
 
 def speckled_tensor(height, width, seed=0, batch=1):
@@ -111,15 +106,6 @@ def test_blind_spot_estimate_uses_the_centre_pixel_through_the_posterior_only():
     assert mean2[0, 0, 16, 16] == mean[0, 0, 16, 16] and alpha2[0, 0, 16, 16] == alpha[0, 0, 16, 16]
     expected = posterior_mean(brighter, mean2, alpha2, 1.0)
     torch.testing.assert_close(estimate, expected)
-
-
-def test_untrained_networks_start_from_identity_and_a_flat_prior():
-    image = speckled_tensor(32, 32)
-    log_residual = build_model("log_residual")
-    with torch.no_grad():
-        torch.testing.assert_close(log_residual.despeckle(image, 1.0), image * math.exp(-log_bias(1.0)))
-        mean, alpha = build_model("blind_spot").prior(image, 1.0)
-    assert torch.all(mean == 1.0) and torch.allclose(alpha, torch.full_like(alpha, 4.0 + 1e-3))
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))

@@ -32,11 +32,23 @@ from .data import TrainingPatches, load_sources, validation_images
 from .metrics import psnr_amplitude, ssim_amplitude
 
 
+def _he_initialise(module: nn.Module) -> None:
+    """He initialisation (std sqrt(2 / fan-in), zero bias) of every convolution in ``module``. torch's default shrinks the signal about sixfold in power per ReLU layer: the
+    supervised U-Net trains better from that (measured: 24.1 against 22.5 dB in 15 min), but
+    the pooled features of a deep encoder then start so small and alike that InfoNCE stays at
+    chance level."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+
 class ContrastiveNet(nn.Module):
     """A log-residual U-Net's encoder plus a projection head: (B, 1, H, W) normalised log
     intensity -> (B, D) unit embeddings (global average of the coarsest features, then a
     2-layer MLP with batch normalisation, as in SimCLR: at initialisation the pooled features
     of a deep ReLU encoder are tiny and alike, and without it every embedding starts equal).
+    The encoder starts from He initialisation for the same reason.
 
     Its ``encoder.*`` parameters have the names they have in :class:`LogResidualUNet`, so a
     supervised run's ``init_from`` picks them up.
@@ -50,6 +62,7 @@ class ContrastiveNet(nn.Module):
             nn.BatchNorm1d(widths[-1]), nn.Linear(widths[-1], projection_width), nn.BatchNorm1d(projection_width),
             nn.ReLU(inplace=True), nn.Linear(projection_width, projection_width),
         )
+        _he_initialise(self.encoder)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         features = self.encoder(pad_to_multiple(z, self.alignment))[-1]

@@ -74,20 +74,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, -width % multiple, 0, -height % multiple))
 
 
-def he_initialise(module: nn.Module) -> None:
-    """He initialisation (std sqrt(2 / inputs per output), zero bias) of every convolution in
-    ``module``, the right scale for ReLU networks: torch's default shrinks the signal about
-    sixfold in power per layer, so a deep encoder starts with vanishing features."""
-    for layer in module.modules():
-        if isinstance(layer, nn.ConvTranspose2d):  # a 2 x 2 stride-2 one: in_channels terms per output
-            nn.init.normal_(layer.weight, 0.0, (2.0 / layer.in_channels) ** 0.5)
-        elif isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-        else:
-            continue
-        nn.init.zeros_(layer.bias)
-
-
 def conv_relu(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
     """A "same"-size (for stride 1) convolution followed by an in-place ReLU."""
     padding = (kernel - 1) // 2 if stride == 1 else 0

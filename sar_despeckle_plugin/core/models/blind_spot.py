@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DespecklingNet, he_initialise, pad_to_multiple
+from .base import DespecklingNet, pad_to_multiple
 from .logdomain import LOG_SCALE, log_to_intensity
 
 #: alpha - 1 is kept above this (alpha -> 1 is a prior so flat that its mean diverges).
@@ -127,10 +127,7 @@ class BlindSpotNet(DespecklingNet):
         self.head = nn.Sequential(
             nn.Conv2d(4 * self.widths[0], head_width, 1), nn.ReLU(inplace=True), nn.Conv2d(head_width, 2, 1)
         )
-        he_initialise(self)
-        # an untrained network predicts the reference level with alpha - 1 = INITIAL_ALPHA_EXCESS
-        nn.init.zeros_(self.head[-1].weight)
-        with torch.no_grad():
+        with torch.no_grad():  # softplus(bias) = INITIAL_ALPHA_EXCESS
             self.head[-1].bias[1] = math.log(math.expm1(INITIAL_ALPHA_EXCESS))
 
     @property

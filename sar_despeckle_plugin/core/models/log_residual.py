@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import DespecklingNet, conv_relu, he_initialise, pad_to_multiple
+from .base import DespecklingNet, conv_relu, pad_to_multiple
 from .logdomain import LOG_SCALE, log_to_intensity
 
 
@@ -41,7 +41,6 @@ class UNetEncoder(nn.Module):
             nn.Sequential(*conv_relu(w[i - 1], w[i], kernel=2, stride=2), *_same_width(w[i], n))
             for i in range(1, len(w))
         )
-        he_initialise(self)
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         """``z`` (B, 1, H, W), H and W multiples of 2 ** (levels - 1) -> features of every
@@ -82,8 +81,6 @@ class LogResidualUNet(DespecklingNet):
             nn.Sequential(*_same_width(w[i], self.convs_per_level)) for i in range(len(w) - 1)
         )
         self.head = nn.Conv2d(w[0], 1, 1)
-        he_initialise(self)
-        nn.init.zeros_(self.head.weight)  # an untrained network returns its (debiased) input
 
     @property
     def hyperparameters(self) -> dict:
