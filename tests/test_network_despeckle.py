@@ -76,7 +76,8 @@ def test_processing_run_with_model_card_and_user_folder(qgis_processing, speckle
     out = str(tmp_path / "card.tif")
     qgis_processing.run("sar_despeckle:despeckle", {"INPUT": speckled_tif, "MODEL": model_card, "LOOKS": 1,
                                                      "OUTPUT": out})
-    np.testing.assert_array_equal(read_geotiff(out)[0], despeckle(speckled_tif, tmp_path / "core.tif", model_card))
+    np.testing.assert_allclose(read_geotiff(out)[0], despeckle(speckled_tif, tmp_path / "core.tif", model_card),
+                               rtol=1e-5)
 
     ProcessingConfig.setSettingValue(MODELS_FOLDER_SETTING, str(model_card).rsplit("/", 1)[0])
     try:
@@ -97,7 +98,9 @@ def test_qgis_process_with_model_card(qgis_process, speckled_tif, tmp_path, mode
     done = qgis_process("run", "sar_despeckle:despeckle", "--json", f"--INPUT={speckled_tif}",
                         f"--MODEL={model_card}", "--LOOKS=1", "--INPUT_UNITS=0", f"--OUTPUT={out}")
     assert json.loads(done.stdout[done.stdout.index("{"):])["results"]["OUTPUT"] == out
-    np.testing.assert_array_equal(read_geotiff(out)[0], despeckle(speckled_tif, tmp_path / "core.tif", model_card))
+    # Another process may sum convolutions in another order: equal to float32 rounding.
+    np.testing.assert_allclose(read_geotiff(out)[0], despeckle(speckled_tif, tmp_path / "core.tif", model_card),
+                               rtol=1e-5)
 
 
 def test_foreign_file_as_model_is_refused(qgis_processing, speckled_tif, tmp_path):
