@@ -120,11 +120,15 @@ def _output_nodata(reader: RasterReader, units: str, zeros_as_nodata: bool) -> f
 
 @dataclass(frozen=True)
 class BandStatistics:
-    """Whole-image statistics of one band, from the sample, in linear intensity."""
+    """Whole-image statistics of one band, from the sample, in linear intensity.
+
+    Only what the run needs is computed: the median for networks (their fill value and log
+    centre), the 98th percentile for Lee sigma (its point-target threshold); else ``None``.
+    """
 
     looks: float
-    median: float
-    percentile_98: float
+    median: float | None
+    percentile_98: float | None
 
 
 def _band_statistics(reader, samples, units, settings, feedback) -> list[BandStatistics]:
@@ -147,8 +151,10 @@ def _band_statistics(reader, samples, units, settings, feedback) -> list[BandSta
         looks = settings.looks or speckle.estimate_looks(intensity, valid)
         if settings.looks is None:
             feedback.info(f"Band {band}: estimated {looks:.2f} looks.")
-        median, percentile_98 = np.percentile(values, [50, 98])
-        statistics.append(BandStatistics(float(looks), float(median), float(percentile_98)))
+        median = float(np.median(values)) if settings.model_card else None
+        percentile_98 = (float(np.percentile(values, 98))
+                         if settings.model_card is None and settings.method == "lee_sigma" else None)
+        statistics.append(BandStatistics(float(looks), median, percentile_98))
     return statistics
 
 

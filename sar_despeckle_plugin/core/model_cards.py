@@ -18,7 +18,8 @@ from .errors import SarDespeckleError
 CARD_FORMAT = "sar_despeckle_model_card"
 #: Version of the card layout; a newer one is refused with a hint to update the plugin.
 CARD_VERSION = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: What a model name (the file stem of its card and weights) may look like.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass

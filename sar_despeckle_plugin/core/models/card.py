@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SarDespeckleError
-from ..model_cards import _NAME, ModelCard, read_card
+from ..model_cards import MODEL_NAME, ModelCard, read_card
 from .base import DespecklingNet
 from .complexity import macs_per_pixel, parameter_count
 from .registry import ARCHITECTURES, build_model
@@ -83,7 +83,7 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
     pixel, parameter count, weights file name and sha256 are taken from ``module`` and the
     written file, overriding whatever ``card`` held. Returns the card's path.
     """
-    if not _NAME.match(card.name):
+    if not MODEL_NAME.match(card.name):
         raise SarDespeckleError(
             f"Model name {card.name!r} is not usable as a file name: use letters, digits, '_', '.', '-'."
         )
