@@ -59,3 +59,23 @@ def read_geotiff(path: str) -> np.ndarray:
     return np.stack(
         [dataset.GetRasterBand(i + 1).ReadAsArray().astype(np.float64) for i in range(dataset.RasterCount)]
     )
+
+
+def assert_refused_without_output(processing, algorithm: str, parameters: dict, folder, message: str) -> None:
+    """Run ``algorithm`` expecting a QgsProcessingException matching ``message``, and check
+    that ``folder`` (where the inputs and every output path lie) gained no file.
+
+    A GDAL ``.aux.xml`` that QGIS may leave beside an input it opened is not an output.
+    """
+    import os
+
+    import pytest
+    from qgis.core import QgsProcessingException
+
+    def files() -> set:
+        return {f for f in os.listdir(folder) if not f.endswith(".aux.xml")}
+
+    before = files()
+    with pytest.raises(QgsProcessingException, match=message):
+        processing.run(algorithm, parameters)
+    assert files() == before

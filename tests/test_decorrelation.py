@@ -23,7 +23,7 @@ from sar_despeckle_plugin.core.raster import raster_info
 
 from . import slc_data
 from .slc_data import Axis, synthetic_slc
-from .synthetic import GEOTRANSFORM, write_geotiff
+from .synthetic import GEOTRANSFORM, assert_refused_without_output, write_geotiff
 
 MODEL = os.path.join(os.path.dirname(__file__), "data", "decorrelate_then_despeckle.model3")
 CPU = {"device": "cpu"}
@@ -319,8 +319,8 @@ def test_model_runs_in_qgis_process(qgis_process, slc_tif, tmp_path):
     assert raster_info(despeckled).width == 256
 
 
-def complex_tif(folder, name, values, data_type=gdal.GDT_CFloat32):
-    return write_geotiff(str(folder / name), values, data_type=data_type)
+def complex_tif(folder, name, values, data_type=gdal.GDT_CFloat32, nodata=None):
+    return write_geotiff(str(folder / name), values, data_type=data_type, nodata=nodata)
 
 
 BAD_INPUTS = {
@@ -334,8 +334,10 @@ BAD_INPUTS = {
                              {"BAND_LAYOUT": 2}, "complex bands"),
     "tiny image": (lambda d: complex_tif(d, "tiny.tif", np.ones((16, 20), np.complex64)), {}, "16 pixels"),
     "all zero": (lambda d: complex_tif(d, "zero.tif", np.zeros((64, 64), np.complex64)), {}, "no valid pixels"),
-    "all NaN": (lambda d: complex_tif(d, "nan.tif", np.full((64, 64), np.nan, np.complex64)), {},
-                "no valid pixels"),
+    "all NaN (nodata)": (lambda d: complex_tif(d, "nan.tif", np.full((64, 64), np.nan, np.complex64),
+                                               nodata=np.nan), {}, "no valid pixels"),
+    "NaN not declared as nodata": (lambda d: complex_tif(d, "nan.tif", np.where(
+        np.eye(64, dtype=bool), np.nan, 1 + 1j).astype(np.complex64)), {}, "NaN or infinite values"),
     "mostly zero": (lambda d: complex_tif(d, "holes.tif", np.where(
         np.add.outer(np.arange(64), np.arange(64)) % 9 == 0, 0, 1 + 1j).astype(np.complex64)), {},
         "mostly nodata"),
@@ -346,30 +348,22 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_gives_clear_error_and_no_output(qgis_processing, tmp_path, case):
-    from qgis.core import QgsProcessingException
-
     make_input, extra, message = BAD_INPUTS[case]
-    folder = tmp_path / "case"
-    folder.mkdir()
-    source = make_input(folder)
-    before = set(os.listdir(folder))
-    with pytest.raises(QgsProcessingException, match=message):
-        qgis_processing.run("sar_despeckle:decorrelate", {
-            "INPUT": source, "OUTPUT": str(folder / "out.tif"), "REPORT": str(folder / "r.json"),
-            "OUTPUT_INTENSITY": str(folder / "i.tif"), **extra,
-        })
-    # (QGIS may leave an .aux.xml beside the input it opened: not an output)
-    assert {f for f in os.listdir(folder) if not f.endswith(".aux.xml")} == before
+    outputs = {"OUTPUT": str(tmp_path / "out.tif"), "REPORT": str(tmp_path / "r.json"),
+               "OUTPUT_INTENSITY": str(tmp_path / "i.tif")}
+    assert_refused_without_output(qgis_processing, "sar_despeckle:decorrelate",
+                                  {"INPUT": make_input(tmp_path), **outputs, **extra}, tmp_path, message)
 
 
-def test_nan_pixels_are_nodata_in_the_output(tmp_path):
+def test_nan_declared_as_nodata_is_nodata_in_the_output(tmp_path):
     azimuth, range_ = CASES["hamming 1.4 / kaiser 1.25"]
     z = synthetic_slc(128, 128, azimuth, range_, seed=9)
     z[60:64, 30:40] = np.nan
     out = str(tmp_path / "nan_out.tif")
-    decorrelate_raster(complex_tif(tmp_path, "nan.tif", z), out, DecorrelationSettings(**CPU))
+    decorrelate_raster(complex_tif(tmp_path, "nan.tif", z, nodata=np.nan), out, DecorrelationSettings(**CPU))
     values = read_complex(out)
-    assert (values[60:64, 30:40] == 0).all() and np.isfinite(values).all()
+    assert np.isnan(values[60:64, 30:40]).all()  # the input's nodata value
+    assert np.isfinite(values).sum() == values.size - 40
     assert (values[:60] != 0).all()
 
 

@@ -14,7 +14,7 @@ from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_ras
 from sar_despeckle_plugin.core.raster import raster_info
 
 from .conftest import ROOT
-from .synthetic import GEOTRANSFORM, piecewise_scene, read_geotiff, speckle, write_geotiff
+from .synthetic import GEOTRANSFORM, assert_refused_without_output, piecewise_scene, read_geotiff, speckle, write_geotiff
 
 MODEL = os.path.join(os.path.dirname(__file__), "data", "despeckle_then_translate.model3")
 LEE = list(CLASSICAL_METHOD_LABELS).index("lee")
@@ -136,22 +136,19 @@ BAD_INPUTS = {
                    {}, "no valid pixels"),
     "all zero": (lambda d: write_geotiff(str(d / "zero.tif"), np.zeros((20, 20), np.float32)), {}, "ZEROS_AS_NODATA"),
     "1x1 raster": (lambda d: write_geotiff(str(d / "one.tif"), np.ones((1, 1), np.float32)), {}, "1 x 1 pixels"),
+    "NaN not declared as nodata": (lambda d: write_geotiff(str(d / "nan.tif"), np.where(
+        np.eye(40, dtype=bool), np.nan, speckle(piecewise_scene(40, 40), 1)).astype(np.float32)), {},
+        "NaN or infinite values"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_gives_clear_error_and_no_output(qgis_processing, tmp_path, case):
-    from qgis.core import QgsProcessingException
-
     make_input, extra, message = BAD_INPUTS[case]
-    folder = tmp_path / "case"
-    folder.mkdir()
-    source = make_input(folder)
-    before = set(os.listdir(folder))
-    out = folder / "out.tif"
-    with pytest.raises(QgsProcessingException, match=message):
-        qgis_processing.run("sar_despeckle:despeckle", {"INPUT": source, "OUTPUT": str(out), **extra})
-    assert set(os.listdir(folder)) == before
+    source = make_input(tmp_path)
+    assert_refused_without_output(qgis_processing, "sar_despeckle:despeckle",
+                                  {"INPUT": source, "OUTPUT": str(tmp_path / "out.tif"), **extra},
+                                  tmp_path, message)
 
 
 @pytest.mark.parametrize("output, message", [("/proc/sar/out.tif", "does not exist"), ("/proc/out.tif", "Cannot write")])
@@ -170,15 +167,15 @@ def test_even_window_is_refused(qgis_processing, speckled_tif, tmp_path):
                                                          "OUTPUT": str(tmp_path / "o.tif")})
 
 
-def test_nan_becomes_nodata(qgis_processing, tmp_path):
+def test_nan_declared_as_nodata_stays_nodata(qgis_processing, tmp_path):
     image = speckle(piecewise_scene(40, 40), 4)
     image[10:12, 10:12] = np.nan
-    source = write_geotiff(str(tmp_path / "nan.tif"), image)
+    source = write_geotiff(str(tmp_path / "nan.tif"), image, nodata=np.nan)
     out = str(tmp_path / "out.tif")
     qgis_processing.run("sar_despeckle:despeckle", {"INPUT": source, "LOOKS": 4, "INPUT_UNITS": 0, "OUTPUT": out})
     output = read_geotiff(out)[0]
-    assert raster_info(out).nodata == (0.0,)
-    assert (output[10:12, 10:12] == 0).all() and np.isfinite(output).all()
+    assert np.isnan(raster_info(out).nodata[0])
+    assert np.isnan(output[10:12, 10:12]).all() and np.isfinite(output).sum() == 40 * 40 - 4
     assert (output[20:, 20:] > 0).all()
 
 

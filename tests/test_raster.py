@@ -15,7 +15,7 @@ from .synthetic import EPSG, GEOTRANSFORM, write_geotiff
 def test_windows_beyond_the_edge_are_padded_invalid(tmp_path):
     image = np.arange(30, dtype=np.float32).reshape(5, 6)
     image[1, 1] = -1
-    image[2, 2] = np.nan
+    image[2, 2] = -1
     reader = RasterReader(write_geotiff(str(tmp_path / "a.tif"), image, nodata=-1))
     values, valid = reader.read(-2, 3, 4, 5)
     assert values.shape == valid.shape == (1, 4, 5)
@@ -24,6 +24,19 @@ def test_windows_beyond_the_edge_are_padded_invalid(tmp_path):
     full, ok = reader.read(0, 0, 5, 6)
     assert not ok[0, 1, 1] and not ok[0, 2, 2] and ok.sum() == 28
     assert full[0, 2, 2] == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_values_are_nodata_only_when_nan_is_the_nodata_value(tmp_path, bad):
+    image = np.arange(30, dtype=np.float32).reshape(5, 6)
+    image[3, 4] = bad
+    declared = RasterReader(write_geotiff(str(tmp_path / "declared.tif"), image, nodata=np.nan))
+    values, valid = declared.read(0, 0, 5, 6)
+    assert valid.sum() == 29 and not valid[0, 3, 4] and values[0, 3, 4] == 0
+    undeclared = RasterReader(write_geotiff(str(tmp_path / "undeclared.tif"), image, nodata=-1))
+    undeclared.read(0, 0, 3, 6)  # the window without it reads
+    with pytest.raises(SarDespeckleError, match="NaN or infinite values .first at row 3, column 4."):
+        undeclared.read(0, 0, 5, 6)
 
 
 def test_writer_keeps_georeference_nodata_descriptions_and_metadata(tmp_path):
@@ -104,8 +117,7 @@ def test_complex_bands_read_as_complex64_with_validity(tmp_path):
     rng = np.random.default_rng(0)
     image = (rng.normal(size=(6, 7)) + 1j * rng.normal(size=(6, 7))).astype(np.complex64)
     image[1, 1] = -5 + 0j
-    image[2, 2] = complex(np.nan, 1.0)
-    image[3, 3] = complex(1.0, np.inf)
+    image[2, 2] = image[3, 3] = -5 + 1j
     reader = RasterReader(write_complex_geotiff(str(tmp_path / "c.tif"), image, nodata=-5),
                           complex_values=True)
     values, valid = reader.read(-1, 0, 8, 7)

@@ -282,8 +282,10 @@ class ArraySource:
             values = values[None]
         if values.ndim != 3 or not np.iscomplexobj(values):
             raise SarDespeckleError("Give a complex array of layout (rows, cols) or (channels, rows, cols).")
-        ok = np.isfinite(values) if valid is None else np.broadcast_to(valid, values.shape).copy()
-        ok &= np.isfinite(values)
+        ok = np.ones(values.shape, bool) if valid is None else np.broadcast_to(valid, values.shape).copy()
+        if not np.isfinite(values[ok]).all():
+            raise SarDespeckleError("The complex array holds NaN or infinite values where it is "
+                                    "valid: mark them invalid with ``valid``.")
         if zeros_as_nodata:
             ok &= values != 0
         self.values = np.where(ok, values, 0).astype(np.complex64)

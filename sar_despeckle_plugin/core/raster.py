@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -160,7 +161,12 @@ class RasterReader:
             ``(values, valid)``: float32 (complex64 with ``complex_values``) array (bands,
             height, width) and a bool array of the same shape, False outside the image, at the
             band's nodata value (compared with the real part, as GDAL does for complex bands)
-            and at NaN/inf in either part. Values are 0 wherever ``valid`` is False.
+            and, when the band's nodata value is NaN, at NaN/inf in either part. Values are 0
+            wherever ``valid`` is False.
+
+        Raises:
+            SarDespeckleError: the window holds NaN or infinite values and the band does not
+                declare NaN as its nodata value.
         """
         dtype = np.complex64 if self.complex_values else np.float32
         values = np.zeros((len(self.bands), height, width), dtype)
@@ -184,7 +190,16 @@ class RasterReader:
                 block = block.real.astype(np.float32)
             ok = np.isfinite(block)
             nodata = self.info.nodata[band_number - 1]
-            if nodata is not None:
+            nan_is_nodata = nodata is not None and math.isnan(nodata)
+            if not nan_is_nodata and not ok.all():
+                r, c = np.argwhere(~ok)[0]
+                raise SarDespeckleError(
+                    f"Band {band_number} of '{self.info.path}' holds NaN or infinite values (first "
+                    f"at row {r0 + r}, column {c0 + c}) but does not declare NaN as its nodata "
+                    "value: SAR intensities and SLC samples must be finite. Fill them, or declare "
+                    f"NaN as nodata (gdal_edit.py -a_nodata nan '{self.info.path}') to skip them."
+                )
+            if nodata is not None and not nan_is_nodata:
                 ok &= block.real != np.float32(nodata)
             values[(index, *inner)] = np.where(ok, block, 0.0)
             valid[(index, *inner)] = ok

@@ -54,8 +54,8 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "(SIGNIFICANCE) for single-pol intensities, dual-pol intensities or the dual-pol "
             "covariance C2, and dates the first change of each pixel; the log-ratio methods "
             "threshold the standardised log-ratio automatically (Kittler-Illingworth or Otsu). "
-            "Outputs keep the inputs' grid and georeference. Pixels that are nodata, NaN or exactly "
-            "zero on any date are nodata in every output."
+            "Outputs keep the inputs' grid and georeference. Pixels that are nodata or exactly zero on "
+            "any date are nodata in every output; NaN is refused unless declared as nodata."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)

@@ -149,8 +149,8 @@ class DecorrelateAlgorithm(SarAlgorithm):
         self.addParameter(with_help(
             QgsProcessingParameterBoolean("ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True),
             "Pixels exactly 0 + 0i (swath borders, unfocused margins) are nodata: they stay out "
-            "of every estimate and are 0 (or the input's nodata value) in the output. NaN and "
-            "the input's nodata value always are.",
+            "of every estimate and are 0 (or the input's nodata value) in the output. The input's "
+            "nodata value always is; NaN is refused unless it is the declared nodata value.",
             advanced=True,
         ))
         self.add_device_parameter()

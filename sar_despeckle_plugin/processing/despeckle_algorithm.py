@@ -48,8 +48,8 @@ class DespeckleAlgorithm(SarAlgorithm):
             "Removes speckle from a SAR image given as intensity, amplitude or dB, band by band. "
             "Classical filters run in PyTorch, on a GPU when there is one. The output keeps the "
             "input's georeference, size, units, nodata and band descriptions, and records the "
-            "method and parameters in its metadata. Exact zeros (Sentinel-1 swath borders) and "
-            "NaN count as nodata."
+            "method and parameters in its metadata. Exact zeros (Sentinel-1 swath borders) count "
+            "as nodata; NaN is refused unless the input declares NaN as its nodata value."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
