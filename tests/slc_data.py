@@ -133,7 +133,8 @@ def tops_sea() -> np.ndarray | None:
 
 def envisat_metadata() -> dict | None:
     """The Envisat product's own numbers: PRF, Doppler centroid over the crop (mean, min,
-    max), processed azimuth and range bandwidths, range sampling rate."""
+    max), processed azimuth and range bandwidths, range sampling rate, along-track pixel
+    spacing on the ground (m)."""
     path = _path("envisat.h5")
     if path is None:
         return None
@@ -159,4 +160,5 @@ def envisat_metadata() -> dict | None:
         "processed_azimuth_bandwidth_hz": float(read("swaths/frequencyA/processedAzimuthBandwidth")),
         "processed_range_bandwidth_hz": float(read("swaths/frequencyA/processedRangeBandwidth")),
         "range_sampling_rate_hz": 299_792_458.0 / (2 * spacing),
+        "along_track_spacing_m": float(read("swaths/frequencyA/sceneCenterAlongTrackSpacing")),
     }
