@@ -90,6 +90,9 @@ weights: setup
 	rm -rf $(BUILD)/runs/sarcnn_default
 	$(PY) -m training train --config training/configs/sarcnn_default.toml --output $(BUILD)/runs/sarcnn_default
 	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_default/best.pt --name sarcnn_default --to $(PLUGIN)/weights
+	rm -rf $(BUILD)/runs/change_default
+	$(PY) -m training train --config training/configs/change_default.toml --output $(BUILD)/runs/change_default
+	$(PY) -m training export --checkpoint $(BUILD)/runs/change_default/best.pt --name change_default --to $(PLUGIN)/weights
 
 clean:
 	rm -rf $(BUILD) $(PROFILE_DIR)

@@ -4,7 +4,9 @@
    file through ``core.change.detect_changes`` as the algorithm runs them: San Francisco (ERS-2),
    Sulzberger (Envisat) and Yellow River Farm1 (RADARSAT-2, date 1 4-look, date 2 single-look),
    8-bit processed amplitudes; and the 30 labelled Sentinel-1 dual-pol C2 patches of MTDN (pooled
-   confusion matrix). For each method: overall accuracy, kappa, F1, false and missed alarms, with
+   confusion matrix; the learned detector, which trained on patches 1-20 and was selected on
+   21-24, is compared with the others on the held-out patches 25-30 only). For each method:
+   overall accuracy, kappa, F1, false and missed alarms, with
    the defaults and with the best setting of a small grid (WINDOW, MIN_AREA, SIGNIFICANCE for the
    omnibus test, NORMALISE), beside the plain log-ratio + Otsu baseline (|ln I2/I1|, Otsu, nothing
    else). The grid is scored on the ground truth, so its row is an optimistic upper bound; the
@@ -47,8 +49,13 @@ from sar_despeckle_plugin.core import change  # noqa: E402
 from sar_despeckle_plugin.core.change import ChangeOutputs, ChangeSettings, detect_changes  # noqa: E402
 from sar_despeckle_plugin.core.change_catalog import CHANGE_METHOD_LABELS  # noqa: E402
 from sar_despeckle_plugin.core.feedback import Feedback  # noqa: E402
+from training.metrics import confusion, scores  # noqa: E402
 
 METHODS = list(CHANGE_METHOD_LABELS)
+#: The methods with statistical models (the learned one reads dual-pol data only and has no grid).
+STATISTICAL = [m for m in METHODS if m != "learned"]
+#: MTDN patches the shipped learned detector never saw (training/configs/change_default.toml).
+HELD_OUT = tuple(range(25, 31))
 QUIET = Feedback(warn=lambda message: None)
 
 
@@ -110,25 +117,6 @@ def mtdn_patches() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 # ------------------------------------------------------------------------------------------
 # scoring
-
-
-def confusion(predicted: np.ndarray, truth: np.ndarray) -> dict:
-    predicted, truth = predicted.astype(bool), truth.astype(bool)
-    tp = int((predicted & truth).sum())
-    tn = int((~predicted & ~truth).sum())
-    fp = int((predicted & ~truth).sum())
-    fn = int((~predicted & truth).sum())
-    return {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
-
-
-def scores(c: dict) -> dict:
-    n = c["tp"] + c["tn"] + c["fp"] + c["fn"]
-    oa = (c["tp"] + c["tn"]) / n
-    expected = ((c["tp"] + c["fp"]) * (c["tp"] + c["fn"]) + (c["fn"] + c["tn"]) * (c["fp"] + c["tn"])) / n ** 2
-    kappa = (oa - expected) / (1 - expected) if expected < 1 else 0.0
-    f1 = 2 * c["tp"] / max(2 * c["tp"] + c["fp"] + c["fn"], 1)
-    return {"oa": oa, "kappa": kappa, "f1": f1, "false_alarms": c["fp"], "missed_alarms": c["fn"],
-            "false_alarm_rate": c["fp"] / max(c["fp"] + c["tn"], 1), "missed_rate": c["fn"] / max(c["fn"] + c["tp"], 1)}
 
 
 def add(a: dict, b: dict) -> dict:
@@ -194,7 +182,7 @@ def bench_real(folder: str, quick: bool) -> dict:
         truth = pair["truth"]
         intensities = [d ** 2 for d in pair["dates"]]
         rows = {"baseline log-ratio + Otsu": {"setting": "-", **scores(confusion(otsu_baseline(*intensities), truth))}}
-        for method in METHODS:
+        for method in STATISTICAL:
             settings = ChangeSettings(method=method, units="amplitude", zeros_as_nodata=False)
             rows[f"{method} (defaults)"] = {"setting": "defaults", **scores(confusion(
                 run_mask(paths, work, settings), truth))}
@@ -206,7 +194,7 @@ def bench_real(folder: str, quick: bool) -> dict:
                 grids[(name, method, chain, window, area, level)] = scores(confusion(
                     run_mask(chains[chain], work, settings), truth))
         tables[name] = rows
-    for method in METHODS if not quick else []:
+    for method in STATISTICAL if not quick else []:
         configurations = real_grid(method)
         mean_kappa = {c: np.mean([grids[(p["name"], method, *c)]["kappa"] for p in pairs]) for c in configurations}
         shared = max(configurations, key=lambda c: mean_kappa[c])
@@ -225,7 +213,9 @@ def bench_real(folder: str, quick: bool) -> dict:
 
 
 def bench_mtdn(folder: str, quick: bool) -> dict:
-    """The 30 labelled dual-pol patches, pooled: C2 (full 2 x 2 test) and its diagonal."""
+    """The 30 labelled dual-pol patches: every statistical method pooled over all of them (C2,
+    full 2 x 2 test, and its diagonal); then every method, the learned detector included, on
+    the held-out patches it never saw."""
     patches = mtdn_patches()
     if not patches:
         return {}
@@ -236,23 +226,42 @@ def bench_mtdn(folder: str, quick: bool) -> dict:
         for layout, bands in (("c2", slice(0, 4)), ("dual", slice(0, 2))):
             files[layout].append([write_tif(os.path.join(work, f"p{index}_{layout}_d{d + 1}.tif"), image[bands])
                                   for d, image in enumerate((first, second))])
-    truths = [truth for _, _, truth in patches]
+    changed = 100 * np.mean([truth.mean() for _, _, truth in patches])
+    everything = mtdn_table(patches, files, range(len(patches)), STATISTICAL, work, quick)
+    print_table(f"MTDN patches: {len(patches)} Sentinel-1 dual-pol pairs, 100 x 100 each, pooled "
+                f"({changed:.1f} % changed)", everything)
+    held = [number - 1 for number in HELD_OUT if number <= len(patches)]
+    held_out = mtdn_table(patches, files, held, METHODS, work, quick)
+    print_table(f"MTDN held-out patches {HELD_OUT[0]}-{HELD_OUT[-1]} (never seen in training or model "
+                "selection), pooled; omnibus grid scored on these same patches", held_out)
+    learned = max(r["kappa"] for label, r in held_out.items() if label.startswith("learned"))
+    omnibus = max(r["kappa"] for label, r in held_out.items() if label.startswith("omnibus"))
+    print(f"\nLearned detector minus best omnibus row on the held-out patches: {learned - omnibus:+.3f} kappa")
+    return {"all_patches": everything, "held_out": held_out, "held_out_patches": list(HELD_OUT),
+            "learned_minus_best_omnibus_kappa": learned - omnibus}
+
+
+def mtdn_table(patches, files, indices, methods, work: str, quick: bool) -> dict:
+    """Rows (pooled confusion over the patches ``indices``): the log-ratio + Otsu baseline, each
+    method at its defaults (both dual-pol layouts for the omnibus test and the learned detector)
+    and, for the statistical methods, the best of a small grid scored on these patches."""
     baseline: dict = {}
-    for first, second, truth in patches:
+    for index in indices:
+        first, second, truth = patches[index]
         baseline = add(baseline, confusion(otsu_baseline(first[0] + first[1], second[0] + second[1]), truth))
     rows = {"baseline log-ratio + Otsu (VV + VH)": {"setting": "-", **scores(baseline)}}
 
     def pooled(layout: str, settings: ChangeSettings) -> dict:
         total: dict = {}
-        for pair, truth in zip(files[layout], truths):
-            total = add(total, confusion(run_mask(pair, work, settings), truth))
+        for index in indices:
+            total = add(total, confusion(run_mask(files[layout][index], work, settings), patches[index][2]))
         return scores(total)
 
-    for method in METHODS:
-        for layout in ("c2", "dual") if method == "omnibus" else ("dual",):
+    for method in methods:
+        for layout in ("c2", "dual") if method in ("omnibus", "learned") else ("dual",):
             rows[f"{method} {layout} (defaults)"] = {
                 "setting": "defaults", **pooled(layout, ChangeSettings(method=method, layout=layout))}
-            if quick:
+            if quick or method == "learned":
                 continue
             best = None
             levels = (1e-2, 1e-4, 1e-6) if method == "omnibus" else (0.01,)
@@ -265,8 +274,6 @@ def bench_mtdn(folder: str, quick: bool) -> dict:
             setting = f"w{window}" + (f" min{area}" if area else "")
             setting += f" a={level:g}" if method == "omnibus" else ""
             rows[f"{method} {layout} (grid best)"] = {"setting": setting, **result}
-    print_table(f"MTDN patches: {len(patches)} Sentinel-1 dual-pol pairs, 100 x 100 each, pooled "
-                f"({100 * np.mean([t.mean() for t in truths]):.1f} % changed)", rows)
     return rows
 
 
@@ -341,7 +348,8 @@ def bench_power(side: int) -> list[dict]:
           "false-alarm rate in brackets)\n")
     print("| method | layout | window | " + " | ".join(f"{c:g} dB" for c in contrasts) + " |")
     print("|---|---|---:|" + "---:|" * len(contrasts))
-    variants = [(m, layout, 1) for m in METHODS for layout in ("single", "dual", "c2")]
+    variants = [(m, layout, 1) for m in METHODS for layout in ("single", "dual", "c2")
+                if not (m == "learned" and layout == "single")]
     variants += [("omnibus", layout, 3) for layout in ("single", "dual", "c2")]
     for method, layout, window in variants:
         cells = []
@@ -406,7 +414,7 @@ def bench_speed(folder: str, side: int, repeats: int, threads: int) -> list[dict
     print("| method | window | Mpx/s | seconds |")
     print("|---|---:|---:|---:|")
     for method in METHODS:
-        for window in (1, 5):
+        for window in (1,) if method == "learned" else (1, 5):
             settings = ChangeSettings(method=method, layout="dual", units="intensity", looks=(4.4,),
                                       window=window, device="cpu")
             outputs = ChangeOutputs(change_map=os.path.join(folder, "speed_map.tif"),

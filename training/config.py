@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import glob
 import os
 import tomllib
 import typing
@@ -19,8 +20,10 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.models import ARCHITECTURES, build_model
 from sar_despeckle_plugin.core.speckle import UNITS
 
-MODES = ("supervised", "blind_spot", "contrastive")
-KINDS = ("clean", "single_look", "stack")
+MODES = ("supervised", "blind_spot", "contrastive", "change")
+KINDS = ("clean", "single_look", "stack", "change_pair")
+#: The architecture each mode trains, where only one fits.
+MODE_ARCHITECTURE = {"blind_spot": "blind_spot", "change": "change_attention"}
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 
@@ -39,8 +42,10 @@ class SourceConfig:
     Attributes:
         kind: ``clean`` (speckle-free reference: speckle is synthesised on it; the default),
             ``single_look`` (real speckled intensity, spatially white), ``stack``
-            (co-registered dates of one area, layout (dates, rows, cols)). A ``prepare`` file
-            states its own kind (giving another one is an error).
+            (co-registered dates of one area, layout (dates, rows, cols)), ``change_pair``
+            (two labelled dual-pol dates, see :mod:`training.change_data`; ``path`` may be a
+            glob pattern). A ``prepare`` file states its own kind (giving another one is an
+            error).
         units: units of the stored values (``intensity``, ``amplitude``, ``dB``); ignored for
             ``prepare`` files and synthetic scenes, which are intensity.
         rows, cols: ``[start, stop)`` region to use (held-out evaluation regions), whole image
@@ -152,6 +157,27 @@ class ContrastiveConfig:
 
 
 @dataclass
+class ChangeConfig:
+    """Attributes (``change`` mode):
+        real_fraction: share of training patches drawn from labelled pairs when clean
+            sources (synthetic changes) are given too.
+        contrast_db: range of the synthetic changes' contrast (dB, either sign).
+        looks: range of the looks of each synthetic date.
+        gain_db: calibration offset of each synthetic date and channel, +/- dB.
+        reference_jitter: reference levels of training patches are their medians times
+            exp(U(+/-jitter)), so the network tolerates image-wide medians.
+        dice_weight: weight of the soft Dice term beside binary cross-entropy.
+    """
+
+    real_fraction: float = 0.5
+    contrast_db: list = field(default_factory=lambda: [2.0, 10.0])
+    looks: list = field(default_factory=lambda: [1.0, 8.0])
+    gain_db: float = 2.0
+    reference_jitter: float = 0.3
+    dice_weight: float = 1.0
+
+
+@dataclass
 class Config:
     name: str
     description: str
@@ -159,6 +185,7 @@ class Config:
     data: DataConfig
     train: TrainConfig
     contrastive: ContrastiveConfig
+    change: ChangeConfig
     #: folder of the config file: relative paths resolve against it
     folder: str
     #: the file's content as parsed (stored in checkpoints and model cards)
@@ -216,7 +243,10 @@ def _check_source(source: SourceConfig, where: str, config_folder: str) -> None:
         source.path = source.path if os.path.isabs(source.path) else os.path.normpath(
             os.path.join(config_folder, source.path)
         )
-        if not os.path.exists(source.path):
+        if glob.has_magic(source.path):
+            if not glob.glob(source.path):
+                raise ConfigError(f"{where}.path: the pattern '{source.path}' matches no file.")
+        elif not os.path.exists(source.path):
             raise ConfigError(
                 f"{where}.path: '{source.path}' does not exist (relative paths resolve against "
                 f"the config's folder, {config_folder})."
@@ -237,7 +267,7 @@ def load_config(path: str) -> Config:
 
 def config_from_dict(raw: dict, folder: str, default_name: str) -> Config:
     """Check a parsed configuration (the content of a TOML file) whose paths are relative to ``folder``."""
-    sections = {"name", "description", "model", "data", "train", "contrastive"}
+    sections = {"name", "description", "model", "data", "train", "contrastive", "change"}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"Unknown top-level key '{key}'{_suggest(key, sections)}.")
@@ -255,13 +285,19 @@ def config_from_dict(raw: dict, folder: str, default_name: str) -> Config:
     data.train, data.validation = sources["train"], sources["validation"]
     train = _build(TrainConfig, raw.get("train", {}), "[train]")
     contrastive = _build(ContrastiveConfig, raw.get("contrastive", {}), "[contrastive]")
+    change = _build(ChangeConfig, raw.get("change", {}), "[change]")
     config = Config(
         name=_check_type(raw.get("name", default_name), "str", "name"),
         description=_check_type(raw.get("description", ""), "str", "description"),
-        model=model, data=data, train=train, contrastive=contrastive, folder=folder, raw=raw,
+        model=model, data=data, train=train, contrastive=contrastive, change=change, folder=folder, raw=raw,
     )
     _check_values(config)
     return config
+
+
+def _is_range(values: list, lowest: float) -> bool:
+    return (len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            and lowest <= values[0] <= values[1])
 
 
 def _check_values(config: Config) -> None:
@@ -273,10 +309,12 @@ def _check_values(config: Config) -> None:
         )
     if train.mode not in MODES:
         raise ConfigError(f"[train].mode must be one of {MODES}; got '{train.mode}'{_suggest(train.mode, MODES)}.")
-    if train.mode == "blind_spot" and model.architecture != "blind_spot":
-        raise ConfigError("[train].mode 'blind_spot' trains the 'blind_spot' architecture only.")
-    if train.mode != "blind_spot" and model.architecture == "blind_spot":
-        raise ConfigError("The 'blind_spot' architecture trains in [train].mode 'blind_spot' only.")
+    for mode, architecture in MODE_ARCHITECTURE.items():
+        if (train.mode == mode) != (model.architecture == architecture):
+            raise ConfigError(
+                f"[train].mode '{mode}' trains the '{architecture}' architecture, and that "
+                f"architecture trains in mode '{mode}' only."
+            )
     if not data.train:
         raise ConfigError("[data].train lists no sources: give at least one path or synthetic source.")
     if train.amp not in AMP_CHOICES:
@@ -294,18 +332,23 @@ def _check_values(config: Config) -> None:
         "[train].time_budget_minutes": train.time_budget_minutes >= 0,
         "[contrastive].temperature": config.contrastive.temperature > 0,
         "[contrastive].real_fraction": 0 <= config.contrastive.real_fraction <= 1,
+        "[change].real_fraction": 0 <= config.change.real_fraction <= 1,
+        "[change].contrast_db": _is_range(config.change.contrast_db, 0),
+        "[change].looks": _is_range(config.change.looks, 1),
+        "[change].gain_db": config.change.gain_db >= 0,
     }
     for key, ok in positive.items():
         if not ok:
             raise ConfigError(
                 f"{key} has an impossible value (patch >= 8, looks >= 1, samples_per_epoch >= "
-                "batch_size, positive epochs/batch/learning rate/temperature, real_fraction in [0, 1])."
+                "batch_size, positive epochs/batch/learning rate/temperature, fractions in [0, 1], "
+                "ranges [low, high] with low <= high)."
             )
     try:
         network = build_model(model.architecture, **model.hyperparameters)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"[model].hyperparameters: {error}.") from None
-    if network.looks != data.looks:
+    if train.mode != "change" and network.looks != data.looks:
         raise ConfigError(
             f"[model].hyperparameters.looks ({network.looks:g}) must equal [data].looks "
             f"({data.looks:g}): the network is made for the speckle it is trained on."

@@ -30,6 +30,7 @@ MODE_KINDS = {
     "supervised": ("clean",),
     "blind_spot": ("clean", "single_look", "stack"),
     "contrastive": ("clean", "stack"),
+    "change": ("clean", "change_pair"),
 }
 
 
@@ -124,6 +125,10 @@ def _read_raster(source: SourceConfig) -> np.ndarray:
 
 def load_source(source: SourceConfig) -> ImageSet:
     """Load and check the images of one configured source."""
+    if source.kind == "change_pair":
+        from .change_data import load_change_pairs
+
+        return load_change_pairs(source)
     if source.synthetic:
         rngs = [np.random.default_rng([source.seed, i]) for i in range(source.synthetic)]
         images = [piecewise_smooth_scene(source.side, rng)[None] for rng in rngs]

@@ -10,6 +10,14 @@ from sar_despeckle_plugin.core.models import ModelCard, build_model, save_model
 from .checkpoints import load_checkpoint
 
 
+METRIC_DEFINITIONS = {
+    "despeckle": "PSNR (dB) / SSIM on amplitude, peak = 99th percentile of the reference; "
+                 "psnr_input = the noisy input's PSNR; loss = the training loss",
+    "change": "kappa, F1, overall accuracy (oa), false/missed alarms of the mask at probability 0.5 "
+              "over all validation pixels; loss = the training loss (BCE + soft Dice)",
+}
+
+
 def card_metrics(checkpoint: dict) -> dict:
     """The validation metrics of the checkpoint, with what they were measured on."""
     data = checkpoint["data"]
@@ -17,8 +25,7 @@ def card_metrics(checkpoint: dict) -> dict:
     return {
         **metrics,
         "measured_on": "validation: " + "; ".join(data["validation"]),
-        "definition": "PSNR (dB) / SSIM on amplitude, peak = 99th percentile of the reference; "
-                      "psnr_input = the noisy input's PSNR; loss = the training loss",
+        "definition": METRIC_DEFINITIONS["change" if checkpoint["mode"] == "change" else "despeckle"],
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
     }

@@ -1,6 +1,6 @@
-"""Full-reference quality on AMPLITUDE, as the SAR-CNN / SAR2SAR / MERLIN papers report it.
+"""Quality metrics: despeckling (full-reference, on amplitude) and change detection.
 
-Both metrics take linear intensities (H, W) or (1, 1, H, W), compare their square roots, and use
+Despeckling, as the SAR-CNN / SAR2SAR / MERLIN papers report it: both metrics take linear intensities (H, W) or (1, 1, H, W), compare their square roots, and use
 as peak (dynamic range) the 99th percentile of the reference amplitude. Estimates are not
 clipped. Computed in float64.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,3 +50,33 @@ def ssim_amplitude(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     c1, c2 = (SSIM_K1 * peak) ** 2, (SSIM_K2 * peak) ** 2
     ssim = ((2 * mu_e * mu_r + c1) * (2 * cov + c2)) / ((mu_e ** 2 + mu_r ** 2 + c1) * (var_e + var_r + c2))
     return float(ssim.mean())
+
+
+# ------------------------------------------------------------------------------------------
+# Change detection: confusion counts of a binary change mask against the truth
+
+
+def confusion(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    """True/false positives/negatives (``tp``, ``tn``, ``fp``, ``fn``) of bool masks; 1 = changed."""
+    predicted, truth = predicted.astype(bool), truth.astype(bool)
+    tp = int((predicted & truth).sum())
+    tn = int((~predicted & ~truth).sum())
+    fp = int((predicted & ~truth).sum())
+    fn = int((~predicted & truth).sum())
+    return {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
+
+
+def scores(c: dict) -> dict:
+    """Overall accuracy, Cohen's kappa, F1, false and missed alarms (counts and rates) of confusion counts."""
+    n = c["tp"] + c["tn"] + c["fp"] + c["fn"]
+    oa = (c["tp"] + c["tn"]) / n
+    expected = ((c["tp"] + c["fp"]) * (c["tp"] + c["fn"]) + (c["fn"] + c["tn"]) * (c["fp"] + c["tn"])) / n ** 2
+    kappa = (oa - expected) / (1 - expected) if expected < 1 else 0.0
+    f1 = 2 * c["tp"] / max(2 * c["tp"] + c["fp"] + c["fn"], 1)
+    return {"oa": oa, "kappa": kappa, "f1": f1, "false_alarms": c["fp"], "missed_alarms": c["fn"],
+            "false_alarm_rate": c["fp"] / max(c["fp"] + c["tn"], 1), "missed_rate": c["fn"] / max(c["fn"] + c["tp"], 1)}
+
+
+def change_scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    """:func:`scores` of bool masks ``predicted`` and ``truth`` (any matching shapes)."""
+    return scores(confusion(predicted, truth))

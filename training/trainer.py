@@ -147,12 +147,16 @@ def _to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
     return value.contiguous(memory_format=torch.channels_last) if value.dim() == 4 else value
 
 
+#: Validation metrics that pick ``best.pt`` by their highest value (others: lowest).
+HIGHER_IS_BETTER = ("psnr", "kappa")
+
+
 def _is_better(metrics: dict, best: dict, selection: str) -> bool:
     if not best:
         return True
-    if selection == "psnr":
-        return metrics["psnr"] > best["psnr"]
-    return metrics["loss"] < best["loss"]
+    if selection in HIGHER_IS_BETTER:
+        return metrics[selection] > best[selection]
+    return metrics[selection] < best[selection]
 
 
 def train(config: Config, output: str, resume: bool = False, log=print) -> nn.Module:

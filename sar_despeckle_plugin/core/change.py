@@ -46,10 +46,15 @@ classes (on x, as Bazi et al. 2005 on the log-ratio) or Gamma classes (on x^2, e
 log-ratios), or Otsu. With more than two dates each consecutive pair gets its own threshold and the
 first pair over it gives the change date.
 
-**Adding a method** (the learned MTDN-style detector): subclass :class:`ChangeDetector` (``halo``
-for its receptive field, ``fit`` to look at a sample of the image before the tiled pass,
-``detect`` from a :class:`Stack` to (map, changed, date)), register a factory in
-:data:`DETECTORS` and append its id to ``change_catalog.CHANGE_METHOD_LABELS``.
+**Learned detector** (:class:`LearnedDetector`): the network of ``core.models.change_net``
+(siamese dilated CNN with global attention, after MTDN's change branch), trained by
+``python -m training`` in ``change`` mode, on each pair of consecutive dual-pol dates; the map is
+the change probability.
+
+**Adding a method**: subclass :class:`ChangeDetector` (``halo`` for its receptive field, ``fit``
+to look at a sample of the image before the tiled pass, ``detect`` from a :class:`Stack` to
+(map, changed, date)), register a factory in :data:`DETECTORS` and append its id to
+``change_catalog.CHANGE_METHOD_LABELS``.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ import torch.nn.functional as F
 from osgeo import gdal
 
 from . import speckle
-from .change_catalog import DEFAULT_CHANGE_METHOD, LAYOUT_BANDS
+from .change_catalog import DEFAULT_CHANGE_METHOD, DEFAULT_CHANGE_MODEL, LAYOUT_BANDS
 from .device import resolve_device
 from .errors import SarDespeckleError
 from .feedback import Feedback
@@ -615,12 +620,114 @@ class LogRatioDetector(ChangeDetector):
         return {"thresholds": self.thresholds}
 
 
-#: METHOD id -> factory taking the run's settings (a learned detector registers here too).
+class LearnedDetector(ChangeDetector):
+    """The learned detector (:class:`~.models.ChangeNet`, after MTDN's change branch) on each
+    pair of consecutive dates of dual-pol intensity (VV, VH; C11, C22 of C2).
+
+    ``fit`` sets, from the sampled windows of the whole image, each date's and channel's
+    reference level (median intensity) and each pair's global-attention context, so every tile
+    sees the same normalisation and context: tiled output equals whole-image output. The map is
+    the highest change probability over the pairs; a pixel changed where it passes 0.5; its date
+    is the first pair that does (the most probable pair where none does).
+    """
+
+    name = "learned"
+    map_kind = "change probability (learned detector)"
+
+    def __init__(self, card_path: str) -> None:
+        from .model_cards import read_card
+
+        self.card_path = card_path
+        self.card = read_card(card_path)
+        if self.card.input_kind != "dual_pol_pair":
+            raise SarDespeckleError(
+                f"Model '{self.card.name}' is not a change detector (it reads {self.card.input_kind}): "
+                "choose the card of a model trained in change mode."
+            )
+        self.halo = self.card.receptive_radius
+        self.model = None
+        self.references: torch.Tensor | None = None
+        self.contexts: list[torch.Tensor] = []
+
+    @staticmethod
+    def intensities(stack: Stack) -> torch.Tensor:
+        """(B, k, 2, H, W) linear intensities of the two polarisations."""
+        return stack.cov[:, :, list(INTENSITY_BANDS[stack.layout])]
+
+    def _pair(self, stack: Stack, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised dates j - 1 and j (B, 2, H, W); invalid pixels at the reference level."""
+        intensity = self.intensities(stack)
+        valid = stack.valid[:, None]
+        dates = []
+        for date in (j - 1, j):
+            reference = self.references[date].to(intensity.dtype)
+            level = torch.where(valid, intensity[:, date], reference[None, :, None, None])
+            dates.append(self.model.normalise(level, reference))
+        return dates[0], dates[1]
+
+    def fit(self, samples, feedback):
+        from .models import load_model
+
+        if samples[0].layout == "single":
+            raise SarDespeckleError(
+                "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
+                "(VV, VH) or C2, or choose another METHOD for single-pol images."
+            )
+        device = samples[0].cov.device
+        self.model = load_model(self.card_path, device, input_kind="dual_pol_pair").module.float()
+        valid_values = torch.cat(
+            [self.intensities(s).permute(1, 2, 0, 3, 4)[:, :, s.valid] for s in samples], dim=-1
+        )  # (k, 2, valid pixels)
+        self.references = valid_values.float().median(dim=-1).values.clamp_min(torch.finfo(torch.float32).tiny)
+        self.contexts = []
+        with torch.no_grad():
+            for j in range(1, samples[0].cov.shape[1]):
+                fused, masks = [], []
+                for s in samples:
+                    z1, z2 = self._pair(s, j)
+                    features = self.model.features(z1.float(), z2.float())
+                    fused.append(features.permute(1, 0, 2, 3).flatten(1))
+                    masks.append(s.valid.flatten())
+                self.contexts.append(self.model.context(torch.cat(fused, 1)[None, :, None],
+                                                        torch.cat(masks)[None, None, None]))
+        feedback.info("Learned detector: model " + self.card.name + "; reference levels (median "
+                      "intensity per date and channel): "
+                      + "; ".join(", ".join(f"{v:.4g}" for v in row) for row in self.references.tolist()))
+
+    def detect(self, stack):
+        probability = changed = date = None
+        with torch.no_grad():
+            for j in range(1, stack.cov.shape[1]):
+                z1, z2 = self._pair(stack, j)
+                p = torch.sigmoid(self.model(z1.float(), z2.float(), self.contexts[j - 1]))[:, 0]
+                over = p > 0.5
+                if probability is None:
+                    probability, changed = p, over
+                    date = torch.full_like(p, 2, dtype=torch.long)
+                    continue
+                date = torch.where(changed, date, torch.where(over | (p > probability), j + 1, date))
+                probability, changed = torch.maximum(probability, p), changed | over
+        return probability, changed, date
+
+    def record(self):
+        return {"model": self.card.name, "model_sha256": self.card.sha256,
+                "reference_levels": self.references.tolist() if self.references is not None else None}
+
+
+def shipped_change_model() -> str:
+    """The card of the shipped change detector."""
+    from .catalog import SHIPPED_WEIGHTS
+
+    return os.path.join(SHIPPED_WEIGHTS, DEFAULT_CHANGE_MODEL + ".json")
+
+
+#: METHOD id -> factory taking the run's settings.
 DETECTORS: dict[str, Callable[["ChangeSettings"], ChangeDetector]] = {
     "omnibus": lambda settings: OmnibusDetector(settings.significance, settings.approximation),
     "log_ratio_ki_gg": lambda settings: LogRatioDetector("ki_gg"),
     "log_ratio_ki_gamma": lambda settings: LogRatioDetector("ki_gamma"),
     "log_ratio_otsu": lambda settings: LogRatioDetector("otsu"),
+    "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model()),
 }
 
 
@@ -747,6 +854,7 @@ class ChangeSettings:
         device: ``auto``, ``cpu`` or ``cuda``.
         approximation: null distribution of the omnibus statistic (see :func:`omnibus_pvalue`).
         tile: tile core side for the tiling engine (chosen from the image width when None).
+        model: model card of the ``learned`` method (the shipped detector when None).
     """
 
     method: str = DEFAULT_CHANGE_METHOD
@@ -761,6 +869,7 @@ class ChangeSettings:
     device: str = "auto"
     approximation: str = "auto"
     tile: int | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -819,6 +928,11 @@ def _check_settings(settings: ChangeSettings, dates: int) -> None:
     if settings.layout == "c2" and settings.units not in (None, "intensity"):
         raise SarDespeckleError(
             "C2 covariance bands must be linear (power): set INPUT_UNITS to intensity or leave it empty."
+        )
+    if settings.method == "learned" and settings.layout == "single":
+        raise SarDespeckleError(
+            "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
+            "(VV, VH) or C2, or choose another METHOD for single-pol images."
         )
     if settings.looks is not None:
         if len(settings.looks) not in (1, dates):
@@ -1143,7 +1257,7 @@ def detect_changes(
     plan = _plan(settings, readers, raw, halo, feedback)
     effective = tuple(n * settings.window ** 2 / plan.kappa for n in plan.looks)
     p, _ = BLOCKS[settings.layout]
-    if min(effective) < p - 1 + MIN_LOOKS_MARGIN:
+    if settings.method == "omnibus" and min(effective) < p - 1 + MIN_LOOKS_MARGIN:
         raise SarDespeckleError(
             f"The C2 test needs more than {p - 1} look per date (the determinant of single-look C2 is "
             f"zero); the dates have {min(effective):.2f}. Set WINDOW to 3 or more, or use BAND_LAYOUT dual."

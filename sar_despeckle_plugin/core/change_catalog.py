@@ -2,8 +2,8 @@
 
 ``sar_despeckle:change_detection`` builds its METHOD and BAND_LAYOUT enums from these before
 torch is ever imported; ``core.change.DETECTORS`` implements every method listed here (a test
-checks). Enum indices are part of the scripting interface: new methods (the learned MTDN-style
-detector) are appended, never inserted.
+checks). Enum indices are part of the scripting interface: new methods are appended, never
+inserted.
 """
 
 #: METHOD id -> label, in enum order.
@@ -12,9 +12,12 @@ CHANGE_METHOD_LABELS = {
     "log_ratio_ki_gg": "Log-ratio, Kittler-Illingworth threshold (generalized Gaussian classes)",
     "log_ratio_ki_gamma": "Log-ratio, Kittler-Illingworth threshold (Gamma classes)",
     "log_ratio_otsu": "Log-ratio, Otsu threshold",
+    "learned": "Learned detector (CNN with global attention after MTDN; dual-pol, change probability)",
 }
 
 DEFAULT_CHANGE_METHOD = "omnibus"
+#: The shipped learned detector (card and weights in the plugin's weights folder).
+DEFAULT_CHANGE_MODEL = "change_default"
 
 #: BAND_LAYOUT id -> label, in enum order. Bands per date: 1, 2 and 4.
 BAND_LAYOUT_LABELS = {

@@ -193,7 +193,7 @@ NETWORK_BLEND = 8
 def _network(settings, statistics, device, feedback) -> BandDespeckler:
     from .models import load_model
 
-    model = load_model(settings.model_card, device)
+    model = load_model(settings.model_card, device, input_kind="intensity")
     card = model.card
     for band, stats in enumerate(statistics):
         if abs(stats.looks - card.looks) > 0.25 * card.looks:

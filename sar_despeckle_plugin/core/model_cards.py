@@ -30,7 +30,9 @@ class ModelCard:
         name: file stem of the card and weights (letters, digits, ``_ . -``).
         architecture: key of ``ARCHITECTURES``.
         hyperparameters: keyword arguments of the architecture's constructor.
-        input_kind: what the network reads; ``intensity`` (linear) for both of ours.
+        input_kind: what the network reads: ``intensity`` (one date of linear intensity, the
+            despeckling networks) or ``dual_pol_pair`` (two dates of VV, VH intensity, the
+            change detector).
         looks: equivalent number of looks the network expects.
         normalisation: input normalisation constants (see ``core.models.logdomain``).
         receptive_radius: reach in pixels (the halo a tile needs).
@@ -107,8 +109,9 @@ def read_card(card_path: str) -> ModelCard:
     return ModelCard.from_json(text, f"'{card_path}'")
 
 
-def list_model_cards(folder: str) -> list[str]:
-    """Paths of the model cards of ours in ``folder`` (sorted; [] if the folder is absent)."""
+def list_model_cards(folder: str, input_kind: str | None = None) -> list[str]:
+    """Paths of the model cards of ours in ``folder`` (sorted; [] if the folder is absent),
+    only those whose networks read ``input_kind`` when it is given."""
     if not os.path.isdir(folder):
         return []
     cards = []
@@ -116,8 +119,9 @@ def list_model_cards(folder: str) -> list[str]:
         path = os.path.join(folder, entry)
         if entry.endswith(".json") and os.path.isfile(path):
             try:
-                read_card(path)
+                card = read_card(path)
             except SarDespeckleError:
                 continue
-            cards.append(path)
+            if input_kind is None or card.input_kind == input_kind:
+                cards.append(path)
     return cards

@@ -6,6 +6,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -38,7 +39,7 @@ def parse_looks(text: str) -> tuple[float, ...] | None:
 
 
 class ChangeDetectionAlgorithm(SarAlgorithm):
-    """Statistical change detection across two or more dates (learned detectors plug in as METHODs)."""
+    """Change detection across two or more dates: statistical tests and a learned detector."""
 
     def name(self) -> str:
         return "change_detection"
@@ -53,7 +54,8 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "(Conradsen et al. 2016) compares all dates at once with a known false-alarm rate "
             "(SIGNIFICANCE) for single-pol intensities, dual-pol intensities or the dual-pol "
             "covariance C2, and dates the first change of each pixel; the log-ratio methods "
-            "threshold the standardised log-ratio automatically (Kittler-Illingworth or Otsu). "
+            "threshold the standardised log-ratio automatically (Kittler-Illingworth or Otsu); "
+            "the learned detector (after MTDN) maps the probability of change between dual-pol dates. "
             "Outputs keep the inputs' grid and georeference. Pixels that are nodata or exactly zero on "
             "any date are nodata in every output; NaN is refused unless declared as nodata."
         )
@@ -105,7 +107,17 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "How changes are found: " + "; ".join(
                 f"{index} = {label}" for index, label in enumerate(CHANGE_METHOD_LABELS.values())
             ) + ". The omnibus test controls false alarms through SIGNIFICANCE and gives first "
-            "change dates; the log-ratio methods pick their threshold from the image histogram.",
+            "change dates; the log-ratio methods pick their threshold from the image histogram; "
+            "the learned detector (dual-pol layouts only) is a network trained on labelled "
+            "Sentinel-1 pairs and synthetic changes, and maps the probability of change.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterFile("MODEL", "Change model card (learned method)", extension="json",
+                                       optional=True),
+            "For the learned method: a change-detector model card (.json beside its weights) "
+            "exported by `python -m training export` from a run in change mode; empty = the "
+            "shipped detector. Its weights are checked against the card's sha256 before loading.",
+            advanced=True,
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber("SIGNIFICANCE", "Significance level (omnibus test)",
@@ -148,16 +160,18 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         ))
         self.add_device_parameter()
         self.addParameter(with_help(
-            QgsProcessingParameterRasterDestination("CHANGE_MAP", "Change p-value map", optional=True,
-                                                    createByDefault=True),
-            "Float32 p-value of 'no change' for every pixel (small = change; nodata -1): the "
-            "omnibus test's, or for the log-ratio methods a chi-square approximation of it.",
+            QgsProcessingParameterRasterDestination("CHANGE_MAP", "Change map (p-value or probability)",
+                                                    optional=True, createByDefault=True),
+            "Float32 for every pixel, nodata -1: the p-value of 'no change' (small = change) of "
+            "the omnibus test, or for the log-ratio methods a chi-square approximation of it; "
+            "for the learned method the probability of change (large = change).",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterRasterDestination("CHANGE_MASK", "Change mask", optional=True,
                                                     createByDefault=True),
             "Uint8 mask: 1 changed, 0 unchanged, 255 nodata; at SIGNIFICANCE for the omnibus test, "
-            "at the automatic threshold for the log-ratio methods.",
+            "at the automatic threshold for the log-ratio methods, at probability 0.5 for the "
+            "learned method.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterRasterDestination("CHANGE_DATE", "First change date", optional=True,
@@ -219,6 +233,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             normalise=self.parameterAsBoolean(parameters, "NORMALISE", context),
             zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            model=self.parameterAsFile(parameters, "MODEL", context) or None,
         )
         paths = {
             name: (self.parameterAsOutputLayer(parameters, name, context) or None)

@@ -28,7 +28,7 @@ def available_methods() -> list[tuple[str, str | None]]:
     filters first (their indices never change), then the shipped networks, then the user's."""
     methods = [(label, None) for label in CLASSICAL_METHOD_LABELS.values()]
     for folder, origin in ((SHIPPED_WEIGHTS, "network"), (user_models_folder(), "user network")):
-        for path in list_model_cards(folder):
+        for path in list_model_cards(folder, input_kind="intensity"):
             card = read_card(path)
             methods.append((f"{card.name} ({origin}, {card.looks:g} look(s))", path))
     return methods

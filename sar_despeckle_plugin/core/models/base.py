@@ -24,6 +24,8 @@ class DespecklingNet(nn.Module):
     """
 
     architecture: ClassVar[str] = ""
+    #: what the network reads, as recorded in its model card
+    input_kind: ClassVar[str] = "intensity"
 
     def __init__(self, looks: float, log_scale: float) -> None:
         super().__init__()
@@ -62,6 +64,11 @@ class DespecklingNet(nn.Module):
         """Linear intensity (B, 1, H, W), all pixels valid -> estimated reflectivity, linear
         intensity (B, 1, H, W). ``reference``: the image's median intensity (float or (B,))."""
         raise NotImplementedError
+
+    def cost_probe(self, side: int) -> None:
+        """Despeckle a ``side`` x ``side`` image (what MACs per pixel are counted on)."""
+        parameter = next(self.parameters())
+        self.despeckle(torch.ones(1, 1, side, side, dtype=parameter.dtype, device=parameter.device), 1.0)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -97,6 +97,7 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
         card,
         architecture=module.architecture,
         hyperparameters=module.hyperparameters,
+        input_kind=module.input_kind,
         looks=module.looks,
         normalisation=module.normalisation,
         receptive_radius=module.receptive_radius,
@@ -111,15 +112,25 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
     return card_path
 
 
-def load_model(card_path: str, device: torch.device | str = "cpu") -> LoadedModel:
+#: What each card input kind is for, in refusals.
+INPUT_KIND_USES = {"intensity": "a despeckling network", "dual_pol_pair": "a change detector (two dual-pol dates)"}
+
+
+def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: str | None = None) -> LoadedModel:
     """Check and load the model whose card is ``card_path`` onto ``device``.
 
-    Refuses (SarDespeckleError): cards that are not ours, unknown architectures, weights
+    Refuses (SarDespeckleError): cards that are not ours, networks reading another
+    ``input_kind`` than the one asked for (when given), unknown architectures, weights
     files outside the card's folder, checksum mismatches (checked before the weights are
     read), files ``torch.load(weights_only=True)`` rejects, and weights that do not fit the
     architecture.
     """
     card = read_card(card_path)
+    if input_kind is not None and card.input_kind != input_kind:
+        raise SarDespeckleError(
+            f"Model '{card.name}' is {INPUT_KIND_USES.get(card.input_kind, card.input_kind)}, but "
+            f"{INPUT_KIND_USES.get(input_kind, input_kind)} is needed here: choose another model card."
+        )
     if card.architecture not in ARCHITECTURES:
         raise SarDespeckleError(
             f"Model '{card.name}' needs architecture '{card.architecture}', which this plugin "

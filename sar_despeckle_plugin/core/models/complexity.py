@@ -16,13 +16,13 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def macs_per_pixel(module: DespecklingNet, side: int = 256) -> int:
-    """Multiply-accumulates per input pixel of ``module.despeckle`` on a ``side`` x ``side``
-    image, counted by torch's FLOP counter on convolutions and matrix products (element-wise operations and pooling are not counted)."""
-    parameter = next(module.parameters())
-    image = torch.ones(1, 1, side, side, dtype=parameter.dtype, device=parameter.device)
+def macs_per_pixel(module: nn.Module, side: int = 256) -> int:
+    """Multiply-accumulates per input pixel of ``module.cost_probe`` (a despeckling pass, or a
+    change-detection pass over a pair) on a ``side`` x ``side`` image, counted by torch's FLOP
+    counter on convolutions and matrix products (element-wise operations and pooling are not
+    counted)."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module.despeckle(image, 1.0)
+        module.cost_probe(side)
     return round(counter.get_total_flops() / 2 / side ** 2)
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import inspect
 
-from .base import DespecklingNet
+from torch import nn
+
 from .blind_spot import BlindSpotNet
+from .change_net import ChangeNet
 from .log_residual import LogResidualUNet
 
 #: Architecture name (as in model cards and training configs) -> class.
-ARCHITECTURES: dict[str, type[DespecklingNet]] = {
-    cls.architecture: cls for cls in (LogResidualUNet, BlindSpotNet)
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    cls.architecture: cls for cls in (LogResidualUNet, BlindSpotNet, ChangeNet)
 }
 
 
-def build_model(architecture: str, **hyperparameters) -> DespecklingNet:
+def build_model(architecture: str, **hyperparameters) -> nn.Module:
     """A freshly initialised network; raises ValueError naming what is unknown or wrong."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURES)}")

@@ -1,0 +1,206 @@
+"""Training data for the change detector: labelled two-date dual-pol pairs, and synthetic
+changes inserted into speckled pairs made from clean references.
+
+A *pair* is float32 (5, rows, cols): date-1 VV, date-1 VH, date-2 VV, date-2 VH (linear
+intensity), then the label (1 = changed, 0 = unchanged). Sources of kind ``change_pair`` are:
+
+* MTDN ``.mat`` patches (key ``data``, (rows, cols, 15): channels 0 and 3 are date 1's C11 (VV)
+  and C22 (VH), 7 and 10 date 2's, 14 the label);
+* ``.npy`` arrays or GDAL rasters holding the five bands above, in that order.
+
+``path`` may be a glob pattern (``patches/[1-9].mat``): every match is one pair.
+Patches are a pure function of (seed, epoch, index), as in :mod:`training.data`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sar_despeckle_plugin.core import speckle
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.raster import RasterReader
+
+from .config import ChangeConfig, DataConfig, SourceConfig
+from .data import ImageSet, PatchSampler
+
+#: Bands of a pair: VV1, VH1, VV2, VH2, label.
+PAIR_BANDS = 5
+#: MTDN .mat channels of VV1, VH1, VV2, VH2 and the label.
+MTDN_CHANNELS = (0, 3, 7, 10, 14)
+
+
+def source_paths(path: str) -> list[str]:
+    """The files a source path names: itself, or the sorted matches of a glob pattern."""
+    return sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+
+
+def _read_pair(path: str) -> np.ndarray:
+    name = f"'{path}'"
+    if path.endswith(".mat"):
+        from scipy.io import loadmat
+
+        try:
+            data = loadmat(path)["data"]
+        except (OSError, ValueError, KeyError) as error:
+            raise SarDespeckleError(f"{name} is not an MTDN patch file with key 'data' ({error}).") from None
+        if data.ndim != 3 or data.shape[-1] <= max(MTDN_CHANNELS):
+            raise SarDespeckleError(f"{name} has shape {data.shape}; MTDN patches are (rows, cols, 15).")
+        return np.moveaxis(data[..., list(MTDN_CHANNELS)], -1, 0).astype(np.float32)
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False).astype(np.float32)
+    reader = RasterReader(path)
+    values, valid = reader.read(0, 0, reader.height, reader.width)
+    if not valid.all():
+        raise SarDespeckleError(f"{name} has {int((~valid).sum())} nodata pixels; change pairs must be fully valid.")
+    return values
+
+
+def check_pair(pair: np.ndarray, name: str) -> np.ndarray:
+    """Refuse pairs of the wrong layout, with non-finite or non-positive intensities, or
+    labels other than 0/1; return it as float32."""
+    if pair.ndim != 3 or pair.shape[0] != PAIR_BANDS:
+        raise SarDespeckleError(
+            f"{name} has shape {pair.shape}; a change pair is (5, rows, cols): VV1, VH1, VV2, VH2, label."
+        )
+    intensity, label = pair[:4], pair[4]
+    if not np.isfinite(pair).all():
+        raise SarDespeckleError(f"{name} holds NaN or infinite values.")
+    speckle.check_values(intensity.ravel(), "intensity", 1)
+    if (intensity <= 0).any():
+        raise SarDespeckleError(f"{name} has zero intensities: change pairs need positive linear intensity.")
+    if not np.isin(label, (0, 1)).all():
+        raise SarDespeckleError(f"{name}: the label band must hold 0 (unchanged) and 1 (changed) only.")
+    return pair.astype(np.float32)
+
+
+def load_change_pairs(source: SourceConfig) -> ImageSet:
+    paths = source_paths(source.path)
+    pairs = []
+    for path in paths:
+        pair = _read_pair(path)
+        rows = source.rows or [0, pair.shape[-2]]
+        cols = source.cols or [0, pair.shape[-1]]
+        pairs.append(check_pair(pair[..., rows[0]: rows[1], cols[0]: cols[1]], f"'{path}'"))
+    names = ", ".join(os.path.basename(p) for p in paths)
+    return ImageSet(pairs, "change_pair", f"{len(pairs)} labelled dual-pol pair(s): {names}")
+
+
+def _blobs(side: int, rng: np.random.Generator) -> np.ndarray:
+    """A bool (side, side) mask of 0-4 random ellipses and rectangles, 3-30 px across."""
+    rows, cols = np.mgrid[:side, :side].astype(np.float32)
+    mask = np.zeros((side, side), bool)
+    for _ in range(int(rng.choice(5, p=[0.15, 0.35, 0.25, 0.15, 0.10]))):
+        r, c = rng.uniform(0, side, 2)
+        a, b = rng.uniform(1.5, 15, 2)
+        if rng.random() < 0.5:
+            mask |= ((rows - r) / a) ** 2 + ((cols - c) / b) ** 2 <= 1
+        else:
+            mask |= (np.abs(rows - r) <= a) & (np.abs(cols - c) <= b)
+    return mask
+
+
+def synthetic_pair(clean: np.ndarray, settings: ChangeConfig, rng: np.random.Generator) -> np.ndarray:
+    """A speckled dual-pol pair (5, P, P) with changes inserted into a clean patch (P, P).
+
+    VH is VV times a cross-pol ratio (-10 to -4 dB, mildly textured); inside random blobs date 2
+    is multiplied by a change of ``settings.contrast_db`` (either sign; one or both channels);
+    each date gets its own looks (uniform in ``settings.looks``) and a calibration gain
+    (+/- ``settings.gain_db``) per channel, so that only local contrast marks change.
+    """
+    side = clean.shape[-1]
+    cross = 10 ** (rng.uniform(-1.0, -0.4)) * np.exp(rng.normal(0, 0.3, clean.shape))
+    first = np.stack([clean, clean * cross]).astype(np.float64)
+    mask = _blobs(side, rng)
+    change_db = rng.uniform(*settings.contrast_db) * rng.choice([-1.0, 1.0])
+    channels = [[1.0, 1.0], [1.0, rng.uniform(0, 1)], [rng.uniform(0, 1), 1.0]][int(rng.integers(3))]
+    factors = np.array([10 ** (change_db * share / 10) for share in channels])[:, None, None]
+    second = np.where(mask, first * factors, first)
+    dates = []
+    for date in (first, second):
+        looks = rng.uniform(*settings.looks)
+        gains = 10 ** (rng.uniform(-settings.gain_db, settings.gain_db, (2, 1, 1)) / 10)
+        dates.append(date * gains * rng.gamma(looks, 1.0 / looks, date.shape))
+    return np.concatenate([*dates, mask[None]]).astype(np.float32)
+
+
+def reference_levels(pair: np.ndarray, jitter: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(2, 2) median intensity of each date (rows) and channel (cols), times exp(U(+/-jitter))."""
+    levels = np.median(pair[:4].reshape(2, 2, -1), axis=-1)
+    if rng is not None and jitter:
+        levels = levels * np.exp(rng.uniform(-jitter, jitter, levels.shape))
+    return levels.astype(np.float32)
+
+
+def as_example(pair: np.ndarray, references: np.ndarray) -> dict:
+    """Tensors the change task reads: ``first``/``second`` (2, P, P) intensity,
+    ``reference_first``/``reference_second`` (2,), ``label`` (1, P, P)."""
+    return {
+        "first": torch.from_numpy(np.ascontiguousarray(pair[0:2])),
+        "second": torch.from_numpy(np.ascontiguousarray(pair[2:4])),
+        "reference_first": torch.from_numpy(references[0]),
+        "reference_second": torch.from_numpy(references[1]),
+        "label": torch.from_numpy(np.ascontiguousarray(pair[4:5])),
+    }
+
+
+class ChangePatches(Dataset):
+    """Training patches: from labelled pairs (share ``settings.real_fraction`` when clean
+    sources are there too) or synthetic changes on clean patches; random flips/rotations."""
+
+    def __init__(self, sets: list, data: DataConfig, settings: ChangeConfig, seed: int,
+                 length: int | None = None) -> None:
+        self.settings, self.seed, self.jitter = settings, seed, settings.reference_jitter
+        self.length = data.samples_per_epoch if length is None else length
+        self.epoch = 0
+        by_kind = {}
+        for image_set in sets:
+            by_kind.setdefault(image_set.kind, []).extend((image, image_set.description) for image in image_set.images)
+        self.samplers = {
+            kind: PatchSampler([img for img, _ in items], data.patch, items[0][1]) for kind, items in by_kind.items()
+        }
+        if len(self.samplers) == 2:
+            self.real_fraction = settings.real_fraction
+        else:
+            self.real_fraction = 1.0 if "change_pair" in self.samplers else 0.0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch + 1, index])
+        if rng.random() < self.real_fraction:
+            pair = self.samplers["change_pair"].draw(rng)
+        else:
+            pair = synthetic_pair(self.samplers["clean"].draw(rng)[0], self.settings, rng)
+        return as_example(pair, reference_levels(pair, self.jitter, rng))
+
+
+@dataclass
+class ValidationPair:
+    """A fixed whole validation pair (tensors with a batch axis of 1) and its name."""
+
+    example: dict
+    name: str
+
+
+def validation_pairs(sets: list, settings: ChangeConfig, seed: int) -> list[ValidationPair]:
+    """Labelled pairs as they are; clean images with fixed synthetic changes."""
+    pairs = []
+    for s, image_set in enumerate(sets):
+        for i, image in enumerate(image_set.images):
+            if image_set.kind == "clean":
+                pair = synthetic_pair(image[0], settings, np.random.default_rng([seed, 0, s, i]))
+            else:
+                pair = image
+            example = {key: value[None] for key, value in as_example(pair, reference_levels(pair)).items()}
+            pairs.append(ValidationPair(example, f"{image_set.description} #{i}"))
+    return pairs
