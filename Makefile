@@ -84,8 +84,9 @@ install: package
 	cd $(QGIS_PROFILE_PATH)/python/plugins && unzip -q $(CURDIR)/$(BUILD)/$(PLUGIN).zip
 	@echo "Installed into $(QGIS_PROFILE_PATH)/python/plugins/$(PLUGIN); enable it in Plugins > Manage."
 
-# Retrains the shipped default network (about 15 minutes on a 2-core CPU: the config's time
-# budget) and exports weights + model card into the plugin's weights/ folder.
+# Retrains the shipped networks (the default despeckler, about 15 minutes on a 2-core CPU: its
+# config's time budget; the change detector, about 6 minutes) and exports weights + model cards
+# into the plugin's weights/ folder.
 weights: setup
 	rm -rf $(BUILD)/runs/sarcnn_default
 	$(PY) -m training train --config training/configs/sarcnn_default.toml --output $(BUILD)/runs/sarcnn_default
