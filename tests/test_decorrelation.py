@@ -380,11 +380,11 @@ def test_bad_settings_are_refused():
 
 
 def test_large_image_path_streams_through_a_temporary_file(slc_tif, tmp_path, monkeypatch):
-    from sar_despeckle_plugin.core import decorrelation
+    from sar_despeckle_plugin.core.decorrelation import pipeline
 
     path, z, _ = slc_tif
     expected, _ = decorrelate_array(z, DecorrelationSettings(resample=True, **CPU))
-    monkeypatch.setattr(decorrelation, "IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT", 0)
     folder = tmp_path / "big"
     folder.mkdir()
     out = str(folder / "out.tif")
