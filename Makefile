@@ -84,13 +84,13 @@ install: package
 	cd $(QGIS_PROFILE_PATH)/python/plugins && unzip -q $(CURDIR)/$(BUILD)/$(PLUGIN).zip
 	@echo "Installed into $(QGIS_PROFILE_PATH)/python/plugins/$(PLUGIN); enable it in Plugins > Manage."
 
-# Retrains the shipped networks (the default despeckler, about 15 minutes on a 2-core CPU: its
+# Retrains the shipped networks (the default despeckler, 42 minutes on a 2-core CPU: its
 # config's time budget; the change detector, about 6 minutes) and exports weights + model cards
 # into the plugin's weights/ folder.
 weights: setup
 	rm -rf $(BUILD)/runs/sarcnn_default
 	$(PY) -m training train --config training/configs/sarcnn_default.toml --output $(BUILD)/runs/sarcnn_default
-	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_default/best.pt --name sarcnn_default --to $(PLUGIN)/weights
+	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_default/last.pt --name sarcnn_default --to $(PLUGIN)/weights
 	rm -rf $(BUILD)/runs/change_default
 	$(PY) -m training train --config training/configs/change_default.toml --output $(BUILD)/runs/change_default
 	$(PY) -m training export --checkpoint $(BUILD)/runs/change_default/best.pt --name change_default --to $(PLUGIN)/weights

@@ -171,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)
-    cards = list_model_cards(SHIPPED_WEIGHTS) + args.model
+    cards = list_model_cards(SHIPPED_WEIGHTS, input_kind="intensity") + args.model
     default_card = os.path.join(SHIPPED_WEIGHTS, f"{DEFAULT_NETWORK}.json")
     methods = {m: {"method": m, "window": 7} for m in CLASSICAL_METHODS}
     methods.update({read_card(c).name: {"model_card": c} for c in cards})

@@ -54,10 +54,10 @@ def silent(message):
 
 def test_shipped_configs_parse_and_state_their_budget():
     folder = os.path.join(ROOT, "training", "configs")
-    for name in ("tiny_test", "sarcnn_default", "blind_spot", "contrastive_pretrain"):
+    for name in ("tiny_test", "sarcnn_default", "blind_spot", "contrastive_pretrain", "change_default"):
         path = os.path.join(folder, name + ".toml")
         raw = tomllib.load(open(path, "rb"))
-        assert raw["train"]["mode"] in ("supervised", "blind_spot", "contrastive")
+        assert raw["train"]["mode"] in ("supervised", "blind_spot", "contrastive", "change")
         if name != "tiny_test":
             assert raw["train"]["time_budget_minutes"] > 0
         if os.path.isdir(os.path.join(os.path.dirname(ROOT), "shared", "data")) or name == "tiny_test":
