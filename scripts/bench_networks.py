@@ -131,20 +131,36 @@ def lag1(ratio: np.ndarray, axis: int) -> float:
     return float((a * b).mean() / centred.var())
 
 
+def ratio_of(intensity: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The ratio image I / I_hat (1 where either is not positive) and its statistics over the
+    pixels where both are positive."""
+    valid = (intensity > 0) & (estimate > 0)
+    ratio = np.where(valid, intensity / np.where(valid, estimate, 1), 1.0)
+    stats = {"mean": float(ratio[valid].mean()), "enl": float(ratio[valid].mean() ** 2 / ratio[valid].var()),
+             "lag1_rows": lag1(ratio, 0), "lag1_cols": lag1(ratio, 1), "shape": list(intensity.shape)}
+    return ratio, stats
+
+
 def ratio_statistics(card: str, out: str, folder: str) -> dict:
+    """Ratio statistics of the default network on the real single-look images, and of MuLoG+BM3D
+    for comparison (its log needs positive values: zeros are raised to the smallest positive one)."""
+    images = real_images(folder)
+    mulog = mulog_bm3d({name: np.maximum(i, i[i > 0].min()) for name, i in images.items()}, folder)
     table = {}
-    print("\n### Real single-look images: ratio I / I_hat of the default network\n")
+    print("\n### Real single-look images: ratio I / I_hat of the default network (MuLoG+BM3D in brackets)\n")
     print("| image | size | ratio mean | ratio ENL (input looks 1) | lag-1 rows | lag-1 cols |")
     print("|---|---|---:|---:|---:|---:|")
-    for name, intensity in real_images(folder).items():
+    for name, intensity in images.items():
         estimate = despeckle_array(intensity, folder, model_card=card)
-        valid = (intensity > 0) & (estimate > 0)
-        ratio = np.where(valid, intensity / np.where(valid, estimate, 1), 1.0)
-        stats = {"mean": float(ratio[valid].mean()), "enl": float(ratio[valid].mean() ** 2 / ratio[valid].var()),
-                 "lag1_rows": lag1(ratio, 0), "lag1_cols": lag1(ratio, 1), "shape": list(intensity.shape)}
+        ratio, stats = ratio_of(intensity, estimate)
         table[name] = stats
-        print(f"| {name} | {intensity.shape[0]} x {intensity.shape[1]} | {stats['mean']:.3f} | {stats['enl']:.2f} | "
-              f"{stats['lag1_rows']:.3f} | {stats['lag1_cols']:.3f} |")
+        cells = [f"{stats['mean']:.3f}", f"{stats['enl']:.2f}", f"{stats['lag1_rows']:.3f}", f"{stats['lag1_cols']:.3f}"]
+        if mulog is not None:
+            _, reference = ratio_of(intensity, mulog[name])
+            table[name]["mulog_bm3d"] = reference
+            cells = [f"{c} ({reference[k]:{f}})" for c, k, f in
+                     zip(cells, ("mean", "enl", "lag1_rows", "lag1_cols"), (".3f", ".2f", ".3f", ".3f"))]
+        print(f"| {name} | {intensity.shape[0]} x {intensity.shape[1]} | " + " | ".join(cells) + " |")
         low, high = db_limits(intensity)
         ratio_grey = (255 * np.clip(ratio / 3.0, 0, 1)).astype(np.uint8)
         save_png(mosaic([[db_stretch(intensity, low, high), db_stretch(estimate, low, high), ratio_grey]]),
