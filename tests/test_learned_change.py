@@ -163,15 +163,17 @@ def test_change_scores_on_known_masks():
 # The learned METHOD
 
 
-def dual_pol_dates(folder, shape=(96, 112), region=(slice(30, 66), slice(30, 80)), contrast_db=9.0, seed=0):
-    """Two dual-pol (VV, VH) dates, 5 looks, with a strong backscatter change in ``region``."""
+def dual_pol_dates(folder, shape=(96, 112), region=(slice(30, 66), slice(30, 80)), contrast_db=9.0, seed=0,
+                   unchanged_dates=1):
+    """Dual-pol (VV, VH) dates, 5 looks: ``unchanged_dates`` of one scene, then one with a strong
+    backscatter change in ``region``."""
     rng = np.random.default_rng(seed)
     vv = piecewise_scene(*shape, seed=seed)
     clean = np.stack([vv, 0.2 * vv])
-    second = clean.copy()
-    second[:, region[0], region[1]] *= 10 ** (contrast_db / 10)
+    changed = clean.copy()
+    changed[:, region[0], region[1]] *= 10 ** (contrast_db / 10)
     paths = []
-    for t, scene in enumerate((clean, second)):
+    for t, scene in enumerate([clean] * unchanged_dates + [changed]):
         bands = (scene * rng.gamma(5, 1 / 5, scene.shape)).astype(np.float32)
         paths.append(write_geotiff(str(folder / f"dual{t + 1}.tif"), bands, descriptions=("VV", "VH")))
     truth = np.zeros(shape, bool)
@@ -192,6 +194,16 @@ def test_shipped_detector_finds_a_strong_change_and_tiles_do_not_matter(tmp_path
     assert report.detector["name"] == "learned" and report.detector["model"] == "change_default"
     np.testing.assert_array_equal(masks[0], masks[1])
     assert change_scores(masks[0] == 1, truth)["kappa"] > 0.8
+
+
+@needs_shipped
+def test_learned_detector_dates_the_change_in_a_three_date_stack(tmp_path):
+    paths, truth = dual_pol_dates(tmp_path, seed=1, unchanged_dates=2)
+    outputs = ChangeOutputs(change_mask=str(tmp_path / "mask.tif"), change_date=str(tmp_path / "date.tif"))
+    detect_changes(paths, outputs, ChangeSettings(method="learned", layout="dual"), QUIET)
+    mask, date = read_geotiff(outputs.change_mask)[0], read_geotiff(outputs.change_date)[0]
+    assert change_scores(mask == 1, truth)["kappa"] > 0.8
+    assert np.mean(date[mask == 1] == 3) > 0.95 and (date[mask == 0] == 0).all()
 
 
 @needs_shipped
