@@ -87,6 +87,23 @@ def test_given_context_makes_tiles_match_the_whole_image():
     torch.testing.assert_close(tile[..., halo: 40 - halo, : 50 - halo], whole[..., 20 + halo: 60 - halo, : 50 - halo])
 
 
+def test_context_pooled_in_parts_equals_pooling_the_whole():
+    torch.manual_seed(2)
+    net = ChangeNet(width=8, dilations=(1, 2), fusion_dilations=(1,)).eval()
+    features = torch.randn(1, 8, 40, 60) * 3
+    valid = torch.rand(1, 1, 40, 60) > 0.2
+    with torch.no_grad():
+        whole = net.context(features, valid)
+        parts = [net.attention.partial(features[..., :, :25], valid[..., :, :25]),
+                 net.attention.partial(features[..., :, 25:], valid[..., :, 25:])]
+        torch.testing.assert_close(net.attention.combine(parts), whole, rtol=1e-5, atol=1e-6)
+        # softmax pooling by hand
+        logits = net.attention.key(features).flatten(1)[0][valid.flatten()]
+        weights = torch.softmax(logits, 0)
+        expected = (features.flatten(2)[0][:, valid.flatten()] * weights).sum(1)
+        torch.testing.assert_close(whole.flatten(), expected, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training data and the change mode
 

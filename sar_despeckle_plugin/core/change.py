@@ -682,14 +682,13 @@ class LearnedDetector(ChangeDetector):
         self.contexts = []
         with torch.no_grad():
             for j in range(1, samples[0].cov.shape[1]):
-                fused, masks = [], []
+                parts = []  # one sample window at a time: softmax pooling over all of them
                 for s in samples:
                     z1, z2 = self._pair(s, j)
                     features = self.model.features(z1.float(), z2.float())
-                    fused.append(features.permute(1, 0, 2, 3).flatten(1))
-                    masks.append(s.valid.flatten())
-                self.contexts.append(self.model.context(torch.cat(fused, 1)[None, :, None],
-                                                        torch.cat(masks)[None, None, None]))
+                    for b in range(len(features)):
+                        parts.append(self.model.attention.partial(features[b: b + 1], s.valid[b: b + 1, None]))
+                self.contexts.append(self.model.attention.combine(parts))
         feedback.info("Learned detector: model " + self.card.name + "; reference levels (median "
                       "intensity per date and channel): "
                       + "; ".join(", ".join(f"{v:.4g}" for v in row) for row in self.references.tolist()))

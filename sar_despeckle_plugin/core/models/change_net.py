@@ -51,11 +51,28 @@ class GlobalContext(nn.Module):
         )
 
     def pool(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.key(features).flatten(2)  # (B, 1, N)
+        return self.combine([self.partial(features, valid)])
+
+    def partial(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> tuple:
+        """The pooling's sufficient statistics over one part of an image, so that parts can be
+        pooled one at a time (:meth:`combine`): the largest key logit m (B,), the sum of
+        exp(logit - m) (B,) and the features weighted by it (B, C)."""
+        logits = self.key(features).flatten(2).float()[:, 0]  # (B, N)
         if valid is not None:
-            logits = logits.masked_fill(~valid.flatten(2), float("-inf"))
-        weights = torch.softmax(logits.float(), dim=-1).to(features.dtype)
-        return torch.einsum("bcn,bon->bc", features.flatten(2), weights)[..., None, None]
+            logits = logits.masked_fill(~valid.flatten(1), float("-inf"))
+        peak = logits.amax(dim=-1).clamp_min(torch.finfo(torch.float32).min)
+        weights = torch.exp(logits - peak[:, None])
+        return peak, weights.sum(-1), torch.einsum("bcn,bn->bc", features.flatten(2).float(), weights)
+
+    @staticmethod
+    def combine(parts: list) -> torch.Tensor:
+        """Context (B, C, 1, 1) from the :meth:`partial` statistics of an image's parts: the
+        softmax attention pooling over all their pixels together."""
+        peak = torch.stack([p[0] for p in parts]).amax(dim=0)
+        scales = [torch.exp(p[0] - peak) for p in parts]
+        total = sum(scale * p[1] for scale, p in zip(scales, parts))
+        weighted = sum(scale[:, None] * p[2] for scale, p in zip(scales, parts))
+        return (weighted / total.clamp_min(torch.finfo(torch.float32).tiny)[:, None])[..., None, None]
 
 
 class ChangeNet(nn.Module):
@@ -123,7 +140,8 @@ class ChangeNet(nn.Module):
 
     def context(self, fused: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Context (B, width, 1, 1) pooled over ``fused`` (B, width, H, W) where ``valid``
-        (B, 1, H, W); give a whole image, or samples of one laid side by side."""
+        (B, 1, H, W). For an image in parts, combine ``attention.partial`` of each part with
+        ``attention.combine``."""
         return self.attention.pool(fused, valid)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
