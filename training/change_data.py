@@ -20,14 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from sar_despeckle_plugin.core import speckle
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ChangeConfig, DataConfig, SourceConfig
-from .data import ImageSet, PatchSampler
+from .data import ImageSet, OnTheFlyPatches
 
 #: Bands of a pair: VV1, VH1, VV2, VH2, label.
 PAIR_BANDS = 5
@@ -149,36 +148,21 @@ def as_example(pair: np.ndarray, references: np.ndarray) -> dict:
     }
 
 
-class ChangePatches(Dataset):
-    """Training patches: from labelled pairs (share ``settings.real_fraction`` when clean
-    sources are there too) or synthetic changes on clean patches; random flips/rotations."""
+class ChangePatches(OnTheFlyPatches):
+    """Training patches: from labelled pairs (the real pool; share ``settings.real_fraction``
+    when clean sources are there too) or synthetic changes on clean patches; random
+    flips/rotations."""
 
     def __init__(self, sets: list, data: DataConfig, settings: ChangeConfig, seed: int,
                  length: int | None = None) -> None:
-        self.settings, self.seed, self.jitter = settings, seed, settings.reference_jitter
-        self.length = data.samples_per_epoch if length is None else length
-        self.epoch = 0
-        by_kind = {}
-        for image_set in sets:
-            by_kind.setdefault(image_set.kind, []).extend((image, image_set.description) for image in image_set.images)
-        self.samplers = {
-            kind: PatchSampler([img for img, _ in items], data.patch, items[0][1]) for kind, items in by_kind.items()
-        }
-        if len(self.samplers) == 2:
-            self.real_fraction = settings.real_fraction
-        else:
-            self.real_fraction = 1.0 if "change_pair" in self.samplers else 0.0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
+        super().__init__(sets, data, seed, length)
+        self.settings, self.jitter = settings, settings.reference_jitter
+        self.real_fraction = settings.real_fraction if self.both_pools() else self.only_pool_fraction()
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch + 1, index])
+        rng = self.generator(index)
         if rng.random() < self.real_fraction:
-            pair = self.samplers["change_pair"].draw(rng)
+            pair = self.samplers["real"].draw(rng)
         else:
             pair = synthetic_pair(self.samplers["clean"].draw(rng)[0], self.settings, rng)
         return as_example(pair, reference_levels(pair, self.jitter, rng))

@@ -207,8 +207,44 @@ def reference_level(noisy: np.ndarray, jitter: float, rng: np.random.Generator |
     return level * float(np.exp(rng.uniform(-jitter, jitter))) if rng is not None and jitter else level
 
 
-class TrainingPatches(Dataset):
-    """Patches for one training mode, drawn on the fly; ``len`` = samples per epoch.
+class OnTheFlyPatches(Dataset):
+    """Base of the training datasets: ``length`` patches per epoch, each drawn by
+    :meth:`generator` from (seed, epoch, index), from two pools of images: ``clean`` (speckle
+    or changes are synthesised on them) and ``real`` (every other kind); ``real_fraction`` is
+    the share of patches taken from the real pool. Subclasses implement ``__getitem__``."""
+
+    def __init__(self, sets: list, data: DataConfig, seed: int, length: int | None) -> None:
+        self.seed = seed
+        self.length = data.samples_per_epoch if length is None else length
+        self.epoch = 0
+        by_origin = {}
+        for image_set in sets:
+            by_origin.setdefault("real" if image_set.kind != "clean" else "clean", []).extend(
+                (image, image_set.description) for image in image_set.images
+            )
+        self.samplers = {
+            key: PatchSampler([img for img, _ in items], data.patch, items[0][1]) for key, items in by_origin.items()
+        }
+
+    def both_pools(self) -> bool:
+        return len(self.samplers) == 2
+
+    def only_pool_fraction(self) -> float:
+        """``real_fraction`` when one pool is empty: 1 with real images only, else 0."""
+        return 1.0 if "real" in self.samplers else 0.0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def generator(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch + 1, index])
+
+
+class TrainingPatches(OnTheFlyPatches):
+    """Patches for one despeckling training mode, drawn on the fly; ``len`` = samples per epoch.
 
     Items (tensors; images (1, P, P) linear intensity, references 0-d):
 
@@ -220,38 +256,22 @@ class TrainingPatches(Dataset):
 
     def __init__(self, mode: str, sets: list, data: DataConfig, seed: int, real_fraction: float = 0.0,
                  length: int | None = None, jitter: float | None = None) -> None:
+        super().__init__(sets, data, seed, length)
         self.mode = mode
         self.looks = data.looks
         self.jitter = data.reference_jitter if jitter is None else jitter
-        self.seed = seed
-        self.length = data.samples_per_epoch if length is None else length
-        self.epoch = 0
-        by_kind = {}
-        for image_set in sets:
-            by_kind.setdefault("real" if image_set.kind != "clean" else "clean", []).extend(
-                (image, image_set.description) for image in image_set.images
-            )
-        self.samplers = {
-            key: PatchSampler([img for img, _ in items], data.patch, items[0][1]) for key, items in by_kind.items()
-        }
         # share of real images: contrastive follows the config, blind-spot follows the areas
-        if "real" in self.samplers and "clean" in self.samplers:
+        if self.both_pools():
             if mode == "contrastive":
                 self.real_fraction = real_fraction
             else:
                 areas = {k: sum(i.size for i in s.images) for k, s in self.samplers.items()}
                 self.real_fraction = areas["real"] / (areas["real"] + areas["clean"])
         else:
-            self.real_fraction = 1.0 if "real" in self.samplers else 0.0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
+            self.real_fraction = self.only_pool_fraction()
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch + 1, index])
+        rng = self.generator(index)
         real = rng.random() < self.real_fraction
         patch = self.samplers["real" if real else "clean"].draw(rng)
         if self.mode == "supervised":
