@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from osgeo import gdal
 
 from . import speckle
+from .catalog import SHIPPED_WEIGHTS
 from .change_catalog import DEFAULT_CHANGE_METHOD, DEFAULT_CHANGE_MODEL, LAYOUT_BANDS
 from .device import resolve_device
 from .errors import SarDespeckleError
@@ -634,9 +635,14 @@ class LearnedDetector(ChangeDetector):
     name = "learned"
     map_kind = "change probability (learned detector)"
 
-    def __init__(self, card_path: str) -> None:
+    def __init__(self, card_path: str, layout: str) -> None:
         from .model_cards import read_card
 
+        if layout == "single":
+            raise SarDespeckleError(
+                "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
+                "(VV, VH) or C2, or choose another METHOD for single-pol images."
+            )
         self.card_path = card_path
         self.card = read_card(card_path)
         if self.card.input_kind != "dual_pol_pair":
@@ -668,11 +674,6 @@ class LearnedDetector(ChangeDetector):
     def fit(self, samples, feedback):
         from .models import load_model
 
-        if samples[0].layout == "single":
-            raise SarDespeckleError(
-                "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
-                "(VV, VH) or C2, or choose another METHOD for single-pol images."
-            )
         device = samples[0].cov.device
         self.model = load_model(self.card_path, device, input_kind="dual_pol_pair").module.float()
         valid_values = torch.cat(
@@ -715,8 +716,6 @@ class LearnedDetector(ChangeDetector):
 
 def shipped_change_model() -> str:
     """The card of the shipped change detector."""
-    from .catalog import SHIPPED_WEIGHTS
-
     return os.path.join(SHIPPED_WEIGHTS, DEFAULT_CHANGE_MODEL + ".json")
 
 
@@ -726,7 +725,7 @@ DETECTORS: dict[str, Callable[["ChangeSettings"], ChangeDetector]] = {
     "log_ratio_ki_gg": lambda settings: LogRatioDetector("ki_gg"),
     "log_ratio_ki_gamma": lambda settings: LogRatioDetector("ki_gamma"),
     "log_ratio_otsu": lambda settings: LogRatioDetector("otsu"),
-    "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model()),
+    "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model(), settings.layout),
 }
 
 
@@ -927,11 +926,6 @@ def _check_settings(settings: ChangeSettings, dates: int) -> None:
     if settings.layout == "c2" and settings.units not in (None, "intensity"):
         raise SarDespeckleError(
             "C2 covariance bands must be linear (power): set INPUT_UNITS to intensity or leave it empty."
-        )
-    if settings.method == "learned" and settings.layout == "single":
-        raise SarDespeckleError(
-            "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
-            "(VV, VH) or C2, or choose another METHOD for single-pol images."
         )
     if settings.looks is not None:
         if len(settings.looks) not in (1, dates):
