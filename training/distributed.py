@@ -6,6 +6,7 @@ a single process and every helper here is a no-op. Backend: nccl on CUDA, gloo o
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -33,8 +34,16 @@ class Processes:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=self.rank, world_size=self.world)
 
-    def stop(self) -> None:
+    def stop(self, finished: bool) -> None:
+        """Tear the process group down. After a ``finished`` run every process first waits for the
+        others (so none closes its connections while a peer still talks to it), and objects that
+        hold the group (the DistributedDataParallel wrapper and its gradient reducer) are freed
+        while it is alive: gloo aborts the process when they outlive it. After a failure the
+        peers may never arrive, so there is no wait."""
         if self.world > 1 and dist.is_initialized():
+            if finished:
+                dist.barrier()
+            gc.collect()
             dist.destroy_process_group()
 
     def barrier(self) -> None:

@@ -179,10 +179,13 @@ def train(config: Config, output: str, resume: bool = False, log=print) -> nn.Mo
             f"'{output}' already holds a run: pass --resume to continue it, or choose another --output."
         )
     processes.start(device)
+    finished = False
     try:
-        return _train(config, output, resume, log, processes, device, last_path, best_path)
+        network = _train(config, output, resume, log, processes, device, last_path, best_path)
+        finished = True
+        return network
     finally:
-        processes.stop()
+        processes.stop(finished)
 
 
 def _train(config, output, resume, log, processes, device, last_path, best_path) -> nn.Module:
