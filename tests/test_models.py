@@ -367,17 +367,38 @@ class ArraySink:
 
 
 @pytest.mark.parametrize("architecture", DESPECKLERS)
-def test_tiles_with_an_aligned_halo_equal_the_whole_image(tmp_path, architecture):
+@pytest.mark.parametrize("self_ensemble", [False, True])
+def test_tiles_with_an_aligned_halo_equal_the_whole_image(tmp_path, architecture, self_ensemble):
     """What the plugin relies on: halo >= receptive_radius, tile and halo multiples of alignment
-    give the result of the whole image surrounded by ``halo`` invalid (filled) pixels."""
+    give the result of the whole image surrounded by ``halo`` invalid (filled) pixels, with or
+    without the mirrored pass."""
     _, card_path = saved(tmp_path, architecture)
     loaded = load_model(card_path)
     image = speckled_tensor(45, 70, seed=5)[0].numpy()
     fill = float(np.median(image))
     halo = -(-loaded.receptive_radius // loaded.alignment) * loaded.alignment
     padded = torch.nn.functional.pad(torch.from_numpy(image[None]), (halo,) * 4, value=fill)
-    whole = loaded.despeckle(padded, torch.ones_like(padded, dtype=torch.bool), fill)[..., halo:-halo, halo:-halo]
+    whole = loaded.despeckle(padded, torch.ones_like(padded, dtype=torch.bool), fill,
+                             self_ensemble)[..., halo:-halo, halo:-halo]
     sink = ArraySink(image.shape)
     options = TilingOptions(tile=4 * loaded.alignment, halo=halo)
-    run_tiled(ArraySource(image), sink, lambda v, ok: loaded.despeckle(v, ok, fill), options, 1)
+    run_tiled(ArraySource(image), sink, lambda v, ok: loaded.despeckle(v, ok, fill, self_ensemble), options, 1)
     np.testing.assert_allclose(sink.image, whole[0].numpy(), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", DESPECKLERS)
+def test_self_ensemble_is_the_geometric_mean_with_the_mirrored_estimate(tmp_path, architecture):
+    _, card_path = saved(tmp_path, architecture)
+    loaded = load_model(card_path)
+    width = 4 * loaded.alignment  # a multiple: the mirror needs no padding
+    image = speckled_tensor(40, width, seed=3)
+    valid = torch.ones_like(image, dtype=torch.bool)
+    fill = float(image.median())
+    plain = loaded.despeckle(image, valid, fill)
+    mirrored = loaded.despeckle(image.flip(-1), valid, fill).flip(-1)
+    assert not torch.allclose(plain, mirrored, rtol=1e-3)  # the network is not mirror-symmetric
+    torch.testing.assert_close(loaded.despeckle(image, valid, fill, self_ensemble=True),
+                               torch.sqrt(plain * mirrored), rtol=1e-5, atol=1e-6)
+    symmetric = torch.cat([image[..., : width // 2], image[..., : width // 2].flip(-1)], dim=-1)
+    estimate = loaded.despeckle(symmetric, valid, fill, self_ensemble=True)
+    torch.testing.assert_close(estimate, estimate.flip(-1), rtol=1e-5, atol=1e-6)

@@ -36,12 +36,23 @@ def despeckle(source, out, card, **settings):
     return read_geotiff(str(out))[0]
 
 
-def test_tiled_network_matches_whole_image_in_log_domain(speckled_tif, tmp_path, model_card):
-    tiled = despeckle(speckled_tif, tmp_path / "tiled.tif", model_card, tile=32)
-    whole = despeckle(speckled_tif, tmp_path / "whole.tif", model_card, tile=512)
+@pytest.mark.parametrize("self_ensemble", [True, False])
+def test_tiled_network_matches_whole_image_in_log_domain(speckled_tif, tmp_path, model_card, self_ensemble):
+    tiled = despeckle(speckled_tif, tmp_path / "tiled.tif", model_card, tile=32, self_ensemble=self_ensemble)
+    whole = despeckle(speckled_tif, tmp_path / "whole.tif", model_card, tile=512, self_ensemble=self_ensemble)
     valid = tiled > 0
     assert (tiled[:, :5] == 0).all() and valid[:, 5:].all()
     assert np.abs(np.log(tiled[valid]) - np.log(whole[valid])).max() < 1e-3
+
+
+def test_self_ensemble_is_on_by_default_and_recorded(speckled_tif, tmp_path, model_card):
+    default = despeckle(speckled_tif, tmp_path / "default.tif", model_card)
+    single = despeckle(speckled_tif, tmp_path / "single.tif", model_card, self_ensemble=False)
+    valid = default > 0
+    assert np.abs(np.log(default[valid]) - np.log(single[valid])).max() > 1e-3
+    for name, expected in (("default.tif", True), ("single.tif", False)):
+        parameters = json.loads(raster_info(str(tmp_path / name)).metadata["SAR_DESPECKLE_PARAMETERS"])
+        assert parameters["self_ensemble"] is expected
 
 
 def test_output_records_the_model_and_its_checksum(speckled_tif, tmp_path, model_card):

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import SarDespeckleError
 from ..model_cards import MODEL_NAME, ModelCard, read_card
@@ -46,7 +47,8 @@ class LoadedModel:
         tiled result equals the whole-image one (choose tile and halo as multiples of it)."""
         return self.module.alignment
 
-    def despeckle(self, intensity: torch.Tensor, valid: torch.Tensor, fill_value) -> torch.Tensor:
+    def despeckle(self, intensity: torch.Tensor, valid: torch.Tensor, fill_value,
+                  self_ensemble: bool = False) -> torch.Tensor:
         """Despeckle a batch of tiles.
 
         Args:
@@ -56,6 +58,9 @@ class LoadedModel:
             fill_value: one linear intensity for the whole image (float or 0-d tensor): the
                 median of its valid pixels. It is also the reference level the network's
                 log input is centred on, so it must not change from tile to tile.
+            self_ensemble: also despeckle the left-right mirror of the tiles and return the
+                geometric mean of the two estimates (the average of their logs): a little
+                less error for twice the time.
         Returns:
             Estimated reflectivity, linear intensity (B, 1, H, W) float32 (meaningless where
             ``valid`` is False).
@@ -65,7 +70,18 @@ class LoadedModel:
             raise SarDespeckleError(f"fill_value must be a positive intensity; got {float(fill)}.")
         inputs = torch.where(valid, intensity, fill).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            return self.module.despeckle(inputs, fill).float().contiguous()
+            estimate = self.module.despeckle(inputs, fill).float()
+            if self_ensemble:
+                estimate = torch.exp(0.5 * (estimate.log() + self._mirrored_estimate(inputs, fill).log()))
+            return estimate.contiguous()
+
+    def _mirrored_estimate(self, inputs: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """The estimate of the left-right mirrored tiles, mirrored back. Their width is first
+        padded (with ``fill``) to a multiple of ``alignment``, so that the mirrored tile sees the
+        pooling grid of the unmirrored one and tiles still add up to the whole image."""
+        width = inputs.shape[-1]
+        padded = F.pad(inputs, (0, -width % self.alignment), value=float(fill))
+        return self.module.despeckle(padded.flip(-1), fill).float().flip(-1)[..., :width]
 
 
 def sha256_of(path: str) -> str:
