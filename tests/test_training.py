@@ -335,7 +335,12 @@ def test_export_then_load_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", "--model", card_path, "--references", str(tmp_path / "ref.npy"),
                  "--json", str(tmp_path / "eval.json")]) == 0
     assert "PSNR / SSIM on amplitude" in capsys.readouterr().out
-    assert json.load(open(tmp_path / "eval.json"))[0]["ssim"] <= 1.0
+    single = json.load(open(tmp_path / "eval.json"))[0]
+    assert single["ssim"] <= 1.0
+    assert main(["evaluate", "--model", card_path, "--references", str(tmp_path / "ref.npy"),
+                 "--self-ensemble", "--json", str(tmp_path / "eval.json")]) == 0
+    ensemble = json.load(open(tmp_path / "eval.json"))[0]
+    assert ensemble["psnr_input"] == single["psnr_input"] and ensemble["psnr"] != single["psnr"]
 
 
 def test_psnr_and_ssim_on_amplitude():

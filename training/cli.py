@@ -40,7 +40,8 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from .evaluate import evaluate, format_table
 
-    results = evaluate(args.model, args.references, args.units, args.looks, args.seed, args.rows, args.cols, args.device)
+    results = evaluate(args.model, args.references, args.units, args.looks, args.seed, args.rows, args.cols,
+                       args.device, args.self_ensemble)
     print(format_table(results, args.looks, args.seed))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -100,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--looks", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="also despeckle the mirrored image and average (the plugin's default)")
     p.add_argument("--json", default="", help="also write the results here")
     p.set_defaults(run=_evaluate)
 

@@ -28,8 +28,9 @@ def parse_span(text: str) -> list:
 
 
 def evaluate(card: str, references: list, units: str, looks: float, seed: int, rows: str = "",
-             cols: str = "", device: str = "cpu") -> list[dict]:
-    """One record per reference: name, size, psnr/ssim of the model and of the noisy input."""
+             cols: str = "", device: str = "cpu", self_ensemble: bool = False) -> list[dict]:
+    """One record per reference: name, size, psnr/ssim of the model and of the noisy input.
+    ``self_ensemble``: average in the mirrored image's estimate, as the plugin does by default."""
     model = load_model(card, device)
     results = []
     for index, path in enumerate(references):
@@ -39,7 +40,7 @@ def evaluate(card: str, references: list, units: str, looks: float, seed: int, r
         noisy = speckled(clean, looks, np.random.default_rng([seed, index]))
         noisy_t = torch.from_numpy(noisy[None]).to(device)
         valid = torch.ones_like(noisy_t, dtype=torch.bool)
-        estimate = model.despeckle(noisy_t, valid, reference_level(noisy, 0.0, None)).cpu()
+        estimate = model.despeckle(noisy_t, valid, reference_level(noisy, 0.0, None), self_ensemble).cpu()
         clean_t = torch.from_numpy(clean[None])
         results.append({
             "reference": source.describe(),
