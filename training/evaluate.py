@@ -30,7 +30,7 @@ def parse_span(text: str) -> list:
 def evaluate(card: str, references: list, units: str, looks: float, seed: int, rows: str = "",
              cols: str = "", device: str = "cpu", self_ensemble: bool = False) -> list[dict]:
     """One record per reference: name, size, psnr/ssim of the model and of the noisy input.
-    ``self_ensemble``: average in the mirrored image's estimate, as the plugin does by default."""
+    ``self_ensemble``: average in the mirrored image's estimate, as the plugin's SELF_ENSEMBLE does."""
     model = load_model(card, device)
     results = []
     for index, path in enumerate(references):
