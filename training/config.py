@@ -20,6 +20,8 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.models import ARCHITECTURES, build_model
 from sar_despeckle_plugin.core.speckle import UNITS
 
+from .scenes import SCENES
+
 MODES = ("supervised", "blind_spot", "contrastive", "change")
 KINDS = ("clean", "single_look", "stack", "change_pair")
 #: The architecture each mode trains, where only one fits.
@@ -52,6 +54,8 @@ class SourceConfig:
             when empty.
         band: 1-based raster band for ``clean`` / ``single_look`` rasters (stacks use all).
         side, seed: size and seed of synthetic scenes.
+        scene: generator of synthetic scenes: ``countryside`` (piecewise-smooth fields, rivers,
+            roads) or ``urban`` (city blocks, bright walls and point scatterers over countryside).
     """
 
     path: str = ""
@@ -63,11 +67,12 @@ class SourceConfig:
     band: int = 1
     side: int = 256
     seed: int = 0
+    scene: str = "countryside"
 
     def describe(self) -> str:
         """One line for model cards and logs."""
         if self.synthetic:
-            return f"{self.synthetic} synthetic piecewise-smooth scenes {self.side}x{self.side} (seed {self.seed})"
+            return f"{self.synthetic} synthetic {self.scene} scenes {self.side}x{self.side} (seed {self.seed})"
         region = []
         if self.rows:
             region.append(f"rows {self.rows[0]}-{self.rows[1]}")
@@ -226,6 +231,8 @@ def _check_source(source: SourceConfig, where: str, config_folder: str) -> None:
         raise ConfigError(f"{where} needs exactly one of 'path' and 'synthetic'.")
     if source.synthetic < 0 or source.side < 16:
         raise ConfigError(f"{where}: 'synthetic' must be >= 0 and 'side' >= 16.")
+    if source.scene not in SCENES:
+        raise ConfigError(f"{where}.scene must be one of {tuple(SCENES)}; got '{source.scene}'.")
     if not source.kind and not source.path.endswith(".npz"):
         source.kind = "clean"
     if source.kind and source.kind not in KINDS:

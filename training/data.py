@@ -21,7 +21,7 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
-from .scenes import piecewise_smooth_scene
+from .scenes import SCENES
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
@@ -131,7 +131,7 @@ def load_source(source: SourceConfig) -> ImageSet:
         return load_change_pairs(source)
     if source.synthetic:
         rngs = [np.random.default_rng([source.seed, i]) for i in range(source.synthetic)]
-        images = [piecewise_smooth_scene(source.side, rng)[None] for rng in rngs]
+        images = [SCENES[source.scene](source.side, rng)[None] for rng in rngs]
         return ImageSet(images, "clean", source.describe())
     name = f"'{source.path}'"
     if source.path.endswith(".npz"):

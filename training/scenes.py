@@ -39,3 +39,42 @@ def piecewise_smooth_scene(side: int, rng: np.random.Generator) -> np.ndarray:
     targets = int(rng.integers(0, 1 + side * side // 8000))
     log_scene[rng.integers(0, side, targets), rng.integers(0, side, targets)] += rng.uniform(3.0, 6.0, targets)
     return np.exp(log_scene).astype(np.float32)
+
+
+def urban_scene(side: int, rng: np.random.Generator) -> np.ndarray:
+    """One ``side`` x ``side`` float32 built-up reflectivity (linear intensity, > 0).
+
+    A piecewise-smooth scene (:func:`piecewise_smooth_scene`) over which a district of city
+    blocks is laid: a rotated street grid (pitch 6-24 px, dark streets 1-3 px wide), each block
+    a building about 1 ln unit (0.6 spread) brighter than the ground with lognormal texture, a
+    bright double-bounce line along its near wall (+1 to +2.5 ln units), and bright point
+    scatterers (0.3 % of the built-up pixels, +1.5 to +4 ln units) -- the heavy-tailed bright
+    structures of cities that references of fields and forests lack. With one-look speckle the
+    99th percentile of a scene is 40-60 x its median (Sentinel-1 over Shanghai: 20-27 x).
+    """
+    log_scene = np.log(piecewise_smooth_scene(side, rng))
+    rows, cols = np.mgrid[:side, :side].astype(np.float32)
+    angle = rng.uniform(0, np.pi / 2)
+    along = rows * np.cos(angle) + cols * np.sin(angle)
+    across = -rows * np.sin(angle) + cols * np.cos(angle)
+    pitch = rng.uniform(6, 24, 2)
+    street = rng.uniform(1, 3)
+    block_u, block_v = np.floor(along / pitch[0]).astype(int), np.floor(across / pitch[1]).astype(int)
+    offset_u, offset_v = along - block_u * pitch[0], across - block_v * pitch[1]
+    levels = rng.normal(1.0, 0.6, (block_u.max() - block_u.min() + 1, block_v.max() - block_v.min() + 1))
+    building = levels[block_u - block_u.min(), block_v - block_v.min()]
+    district = _smooth_noise(rng, side, 3) > rng.uniform(-0.8, 0.4)
+    roof = district & (offset_u > street) & (offset_v > street)
+    wall = roof & (offset_u <= street + 1)
+    ground = float(np.median(log_scene))
+    texture = rng.normal(0.0, rng.uniform(0.2, 0.6), (side, side))
+    log_scene = np.where(district, ground - 1.0, log_scene)
+    log_scene = np.where(roof, ground + building + texture, log_scene)
+    log_scene = np.where(wall, log_scene + rng.uniform(1.0, 2.5), log_scene)
+    scatterers = district & (rng.random((side, side)) < 0.003)
+    log_scene[scatterers] += rng.uniform(1.5, 4.0, int(scatterers.sum()))
+    return np.exp(log_scene).astype(np.float32)
+
+
+#: Generators of synthetic scenes, by the ``scene`` name a training source gives.
+SCENES = {"countryside": piecewise_smooth_scene, "urban": urban_scene}
