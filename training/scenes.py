@@ -1,9 +1,10 @@
 """Synthetic speckle-free scenes, so that training works without any real reference.
 
-A scene is a piecewise-smooth reflectivity map (linear intensity, > 0, layout (rows, cols)):
-Voronoi fields with log-normal levels, a smooth large-scale modulation, mild texture, dark and
-bright linear features (rivers, roads) and a few bright point targets -- the structures a
-despeckler must keep.
+A scene is a reflectivity map (linear intensity, > 0, layout (rows, cols)). ``countryside``
+(:func:`piecewise_smooth_scene`): Voronoi fields with log-normal levels, a smooth large-scale
+modulation, mild texture, dark and bright linear features (rivers, roads) and a few bright
+point targets -- the structures a despeckler must keep. ``urban`` (:func:`urban_scene`) lays
+city blocks over it. :data:`SCENES` maps the names training configs use to the generators.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def urban_scene(side: int, rng: np.random.Generator) -> np.ndarray:
     bright double-bounce line along its near wall (+1 to +2.5 ln units), and bright point
     scatterers (0.3 % of the built-up pixels, +1.5 to +4 ln units) -- the heavy-tailed bright
     structures of cities that references of fields and forests lack. With one-look speckle the
-    99th percentile of a scene is 40-60 x its median (Sentinel-1 over Shanghai: 20-27 x).
+    99th percentile of a scene is about 40-60 x its median (Sentinel-1 over Shanghai: 20-27 x).
     """
     log_scene = np.log(piecewise_smooth_scene(side, rng))
     rows, cols = np.mgrid[:side, :side].astype(np.float32)
