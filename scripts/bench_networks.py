@@ -150,6 +150,7 @@ def ratio_statistics(cards: dict[str, str], out: str, folder: str) -> dict:
     log needs positive values: zeros are raised to the smallest positive one)."""
     images = real_images(folder)
     mulog = mulog_bm3d({name: np.maximum(i, i[i > 0].min()) for name, i in images.items()}, folder)
+    references = {name: ratio_of(intensity, mulog[name])[1] for name, intensity in images.items()} if mulog is not None else {}
     table = {network: {} for network in cards}
     print("\n### Real single-look images: ratio I / I_hat of the networks (MuLoG+BM3D in brackets)\n")
     print("| network | image | size | ratio mean | ratio ENL (input looks 1) | lag-1 rows | lag-1 cols |")
@@ -160,9 +161,8 @@ def ratio_statistics(cards: dict[str, str], out: str, folder: str) -> dict:
             ratio, stats = ratio_of(intensity, estimate)
             table[network][name] = stats
             cells = [f"{stats['mean']:.3f}", f"{stats['enl']:.2f}", f"{stats['lag1_rows']:.3f}", f"{stats['lag1_cols']:.3f}"]
-            if mulog is not None:
-                _, reference = ratio_of(intensity, mulog[name])
-                stats["mulog_bm3d"] = reference
+            if references:
+                reference = stats["mulog_bm3d"] = references[name]
                 cells = [f"{c} ({reference[k]:{f}})" for c, k, f in
                          zip(cells, ("mean", "enl", "lag1_rows", "lag1_cols"), (".3f", ".2f", ".3f", ".3f"))]
             print(f"| {network} | {name} | {intensity.shape[0]} x {intensity.shape[1]} | " + " | ".join(cells) + " |")
@@ -193,18 +193,18 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)
-    cards = list_model_cards(SHIPPED_WEIGHTS, input_kind="intensity") + args.model
+    extra = {read_card(c).name: c for c in args.model}
+    shipped = {read_card(c).name: c for c in list_model_cards(SHIPPED_WEIGHTS, input_kind="intensity")}
     default_card = os.path.join(SHIPPED_WEIGHTS, f"{DEFAULT_NETWORK}.json")
     methods = {m: {"method": m, "window": 7} for m in CLASSICAL_METHODS}
-    methods.update({read_card(c).name: {"model_card": c} for c in cards})
+    methods.update({name: {"model_card": c} for name, c in {**shipped, **extra}.items()})
     if os.path.exists(default_card):
         methods[f"{DEFAULT_NETWORK} + SELF_ENSEMBLE"] = {"model_card": default_card, "self_ensemble": True}
     result = {"cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as folder:
         result["full_reference"] = full_reference(methods, folder, args.seed)
         if os.path.exists(default_card):
-            networks = {DEFAULT_NETWORK: default_card, **{read_card(c).name: c for c in args.model}}
-            result["real_ratio"] = ratio_statistics(networks, args.out, folder)
+            result["real_ratio"] = ratio_statistics({DEFAULT_NETWORK: default_card, **extra}, args.out, folder)
             seconds = speed(default_card, folder, self_ensemble=False)
             ensemble = speed(default_card, folder, self_ensemble=True)
             card = read_card(default_card)
