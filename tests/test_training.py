@@ -21,7 +21,7 @@ from training.evaluate import evaluate
 from training.export import export
 from training.metrics import psnr_amplitude, ssim_amplitude
 from training.prepare import PrepareOptions, prepare
-from training.scenes import piecewise_smooth_scene, urban_scene
+from training.scenes import POINT_SCATTERER_LN, piecewise_smooth_scene, point_scatterers, urban_scene
 from training.tasks import make_task
 from training.trainer import learning_rate, mixed_precision, train
 
@@ -55,17 +55,28 @@ def silent(message):
 
 def test_shipped_configs_parse_and_state_their_budget():
     folder = os.path.join(ROOT, "training", "configs")
-    for name in ("tiny_test", "sarcnn_default", "blind_spot", "contrastive_pretrain", "change_default"):
+    names = ("tiny_test", "sarcnn_default", "sarcnn_default_scatterers", "blind_spot", "contrastive_pretrain",
+             "change_default")
+    for name in names:
         path = os.path.join(folder, name + ".toml")
         raw = tomllib.load(open(path, "rb"))
         assert raw["train"]["mode"] in ("supervised", "blind_spot", "contrastive", "change")
         if name != "tiny_test":
             assert raw["train"]["time_budget_minutes"] > 0
         if os.path.isdir(os.path.join(os.path.dirname(ROOT), "shared", "data")) or name == "tiny_test":
-            load_config(path)
-    default = tomllib.load(open(os.path.join(folder, "sarcnn_default.toml"), "rb"))
-    assert all(s["rows"] == [0, 300] for s in default["data"]["train"])
-    assert all(s["rows"] == [300, 500] for s in default["data"]["validation"])
+            init_from = os.path.join(folder, raw["train"].get("init_from", ""))
+            if os.path.isfile(init_from) or not raw["train"].get("init_from"):
+                load_config(path)
+            else:  # a later stage, before the run it starts from exists
+                with pytest.raises(ConfigError, match="init_from"):
+                    load_config(path)
+    for stage in ("sarcnn_default", "sarcnn_default_scatterers"):
+        default = tomllib.load(open(os.path.join(folder, stage + ".toml"), "rb"))
+        assert all(s["rows"] == [0, 300] for s in default["data"]["train"])
+        assert all(s["rows"] == [300, 500] for s in default["data"]["validation"])
+    stage_two = tomllib.load(open(os.path.join(folder, "sarcnn_default_scatterers.toml"), "rb"))
+    assert stage_two["train"]["init_from"] == "../../build/runs/sarcnn_default/last.pt"  # make weights' stage 1
+    assert stage_two["data"]["point_scatterers"] > 0
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -79,6 +90,7 @@ def test_shipped_configs_parse_and_state_their_budget():
     ({"data.train": [{"path": "a.npy", "synthetic": 3}]}, "exactly one of 'path' and 'synthetic'"),
     ({"data.train": [{"synthetic": 3, "scene": "city"}]}, "scene must be one of \\('countryside', 'urban'\\)"),
     ({"data.validation": []}, "validation lists no sources"),
+    ({"data.point_scatterers": 1.5}, "point_scatterers has an impossible value"),
     ({"train.init_from": "nowhere.pt"}, "init_from: checkpoint"),
 ])
 def test_bad_configs_are_refused_clearly(changes, message):
@@ -114,6 +126,37 @@ def test_urban_scenes_are_reproducible_built_up_and_heavy_tailed():
         assert tail[0] > 3 * tail[1]  # bright walls and scatterers
     patches = make_task(config(tiny(**{"data.train": [{"synthetic": 2, "scene": "urban", "side": 64, "seed": 1}]})))
     assert patches.data_description()["train"] == ["2 synthetic urban scenes 64x64 (seed 1)"]
+
+
+def test_point_scatterers_are_isolated_strong_unspeckled_and_as_frequent_as_asked():
+    flat = np.full((200, 300), 2.0, np.float32)
+    scatterers = point_scatterers(flat, 0.01, np.random.default_rng(0))
+    assert scatterers.dtype == np.float32 and scatterers.shape == flat.shape
+    gain = scatterers[scatterers > 0] / 2.0
+    assert 400 < gain.size < 800  # Poisson around 0.01 x 60000 (a few draws may coincide)
+    low, high = np.exp(POINT_SCATTERER_LN)
+    assert gain.min() >= low * 0.999 and gain.max() <= high * 1.001
+    task = make_task(config(tiny(**{"data.point_scatterers": 0.02})))
+    assert "unspeckled single-pixel point scatterers (20-403 x the reflectivity) on 2.000%" in \
+        task.data_description()["speckle"]
+    patches = [task.train_dataset()[i] for i in range(8)]
+    plain = [make_task(config(tiny())).train_dataset()[i] for i in range(8)]
+    clean = np.stack([p["clean"].numpy() for p in patches])
+    peaks = isolated_peaks(clean)
+    assert peaks.mean() > 0.01 > 10 * isolated_peaks(np.stack([p["clean"].numpy() for p in plain])).mean()
+    # scatterers are added after the speckle: the observed value is at least the scatterer's
+    noisy = np.stack([p["noisy"].numpy() for p in patches])
+    assert (noisy[peaks] >= 0.9 * clean[peaks]).all()
+    assert np.median(noisy[peaks] / clean[peaks]) < 1.2  # not speckled: Exp(1) would spread them
+
+
+def isolated_peaks(images: np.ndarray) -> np.ndarray:
+    """Where the pixels of (..., H, W) images are over 10 x all eight neighbours (boolean)."""
+    padded = np.pad(images, [(0, 0)] * (images.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    rows, cols = images.shape[-2:]
+    neighbours = [padded[..., 1 + dr: 1 + dr + rows, 1 + dc: 1 + dc + cols]
+                  for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc]
+    return images > 10 * np.max(neighbours, axis=0)
 
 
 # ---------------------------------------------------------------------------------------------

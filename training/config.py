@@ -98,6 +98,9 @@ class DataConfig:
             times exp(u), u uniform in [-jitter, jitter] (ln units), so that the network
             works whatever the image-wide median it gets at inference.
         samples_per_epoch: patches drawn per epoch (all processes together).
+        point_scatterers: average fraction of the pixels of each clean training patch that
+            become strong single-pixel point scatterers before speckle is drawn (see
+            :func:`training.scenes.add_point_scatterers`); 0: none.
     """
 
     train: list = field(default_factory=list)
@@ -106,6 +109,7 @@ class DataConfig:
     patch: int = 64
     reference_jitter: float = 1.0
     samples_per_epoch: int = 1024
+    point_scatterers: float = 0.0
 
 
 @dataclass
@@ -333,6 +337,7 @@ def _check_values(config: Config) -> None:
     positive = {
         "[data].patch": data.patch >= 8, "[data].looks": data.looks >= 1,
         "[data].samples_per_epoch": data.samples_per_epoch >= train.batch_size,
+        "[data].point_scatterers": 0 <= data.point_scatterers <= 1,
         "[train].epochs": train.epochs >= 1, "[train].batch_size": train.batch_size >= 1,
         "[train].learning_rate": train.learning_rate > 0, "[train].log_every": train.log_every >= 1,
         "[train].validate_every": train.validate_every >= 1,

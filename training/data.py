@@ -21,7 +21,7 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
-from .scenes import SCENES
+from .scenes import SCENES, point_scatterers
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
@@ -259,6 +259,7 @@ class TrainingPatches(OnTheFlyPatches):
         super().__init__(sets, data, seed, length)
         self.mode = mode
         self.looks = data.looks
+        self.point_scatterers = data.point_scatterers
         self.jitter = data.reference_jitter if jitter is None else jitter
         # share of real images: contrastive follows the config, blind-spot follows the areas
         if self.both_pools():
@@ -275,19 +276,31 @@ class TrainingPatches(OnTheFlyPatches):
         real = rng.random() < self.real_fraction
         patch = self.samplers["real" if real else "clean"].draw(rng)
         if self.mode == "supervised":
-            clean = patch[:1]
-            noisy = speckled(clean, self.looks, rng)
+            patch = patch[:1]
+        if real:
+            scatterers = None
+        elif self.point_scatterers:
+            scatterers = point_scatterers(patch, self.point_scatterers, rng)
+        else:
+            scatterers = np.zeros_like(patch)
+
+        def observed(clean: np.ndarray) -> np.ndarray:
+            """A speckled look at the clean patch; point scatterers do not speckle."""
+            return speckled(clean, self.looks, rng) + scatterers
+
+        if self.mode == "supervised":
+            noisy, clean = observed(patch), patch + scatterers
             return {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
                     "reference": torch.tensor(reference_level(noisy, self.jitter, rng))}
         if self.mode == "blind_spot":
-            noisy = patch[rng.integers(len(patch))][None] if real else speckled(patch, self.looks, rng)
+            noisy = patch[rng.integers(len(patch))][None] if real else observed(patch)
             return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
                     "reference": torch.tensor(reference_level(noisy, self.jitter, rng))}
         if real:
             first, second = rng.choice(len(patch), 2, replace=False)
             view_a, view_b = patch[first][None], patch[second][None]
         else:
-            view_a, view_b = speckled(patch, self.looks, rng), speckled(patch, self.looks, rng)
+            view_a, view_b = observed(patch), observed(patch)
         return {
             "view_a": torch.from_numpy(np.ascontiguousarray(view_a)),
             "view_b": torch.from_numpy(np.ascontiguousarray(view_b)),

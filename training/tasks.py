@@ -37,6 +37,7 @@ from .change_data import ChangePatches, validation_pairs
 from .config import Config
 from .data import TrainingPatches, load_sources, validation_images
 from .metrics import change_scores, psnr_amplitude, ssim_amplitude
+from .scenes import POINT_SCATTERER_LN
 
 
 def _he_initialise(module: nn.Module) -> None:
@@ -118,11 +119,17 @@ class Task:
         raise NotImplementedError
 
     def data_description(self) -> dict:
+        data = self.config.data
+        speckle = f"Gamma({data.looks:g}, 1/{data.looks:g}) drawn on the fly over clean sources"
+        if data.point_scatterers:
+            low, high = (math.exp(v) for v in POINT_SCATTERER_LN)
+            speckle += (f", plus unspeckled single-pixel point scatterers ({low:.0f}-{high:.0f} x the "
+                        f"reflectivity) on {data.point_scatterers:.3%} of the training pixels")
         return {
             "mode": self.config.train.mode,
             "train": [s.description for s in self.train_sets],
             "validation": [s.description for s in self.validation_sets],
-            "speckle": f"Gamma({self.config.data.looks:g}, 1/{self.config.data.looks:g}) drawn on the fly over clean sources",
+            "speckle": speckle,
         }
 
 
