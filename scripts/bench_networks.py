@@ -2,7 +2,8 @@
 
 1. Full reference: the speckle-free Sentinel-1 references in ``../shared/data/telecom_paris_clean``
    (amplitude), HELD-OUT bottom 200 rows (the shipped model trains on the top 300), with seeded
-   one-look Gamma speckle on the intensity. PSNR and SSIM on amplitude, peak = 99th percentile of
+   one-look Gamma speckle on the intensity, three draws by default (``--seeds``): one table per
+   draw, then their average. PSNR and SSIM on amplitude, peak = 99th percentile of
    the reference (``training.metrics``), for every classical filter (7 x 7, L = 1), MuLoG + BM3D
    (PyPI ``mulog``, run in the separate comparison venv, never shipped) and every network, plus
    the default network with its optional self-ensemble (mirrored pass averaged in).
@@ -100,13 +101,33 @@ def full_reference(methods: dict[str, dict], folder: str, seed: int) -> dict:
                   for n in REFERENCES}
         scores["mean"] = tuple(float(np.mean([scores[n][k] for n in REFERENCES])) for k in (0, 1))
         table[label] = scores
-    print("\n### Full reference: held-out rows 300-499, 1-look speckle, PSNR (dB) / SSIM on amplitude\n")
+    print_table(table, f"speckle seed {seed}")
+    return table
+
+
+def print_table(table: dict, title: str) -> None:
+    """One full-reference table ({method: {image or "mean": (PSNR, SSIM)}}) as Markdown."""
+    print(f"\n### Full reference: held-out rows 300-499, 1-look speckle, {title}: PSNR (dB) / SSIM on amplitude\n")
     print("| method | " + " | ".join(REFERENCES) + " | mean |")
     print("|---|" + "---:|" * (len(REFERENCES) + 1))
     for label, scores in sorted(table.items(), key=lambda item: item[1]["mean"][0]):
         cells = " | ".join(f"{scores[n][0]:.2f} / {scores[n][1]:.3f}" for n in (*REFERENCES, "mean"))
         print(f"| {label} | {cells} |")
-    return table
+
+
+def average_over_seeds(tables: dict) -> dict:
+    """{seed: table} -> one table of the scores averaged over the seeds; prints it and the
+    default network's margin over MuLoG + BM3D per seed (a few bright structures of marais2
+    swing single draws by up to 2 dB)."""
+    first = next(iter(tables.values()))
+    mean = {label: {key: tuple(float(np.mean([t[label][key][k] for t in tables.values()])) for k in (0, 1))
+                    for key in first[label]} for label in first}
+    print_table(mean, f"mean over speckle seeds {', '.join(map(str, tables))}")
+    if DEFAULT_NETWORK in first and "MuLoG+BM3D" in first:
+        margins = [t[DEFAULT_NETWORK]["mean"][0] - t["MuLoG+BM3D"]["mean"][0] for t in tables.values()]
+        print(f"\n{DEFAULT_NETWORK} - MuLoG+BM3D, mean PSNR: " + ", ".join(
+            f"seed {s} {m:+.3f} dB" for s, m in zip(tables, margins)) + f"; mean {np.mean(margins):+.3f} dB")
+    return mean
 
 
 def real_images(folder: str) -> dict[str, np.ndarray]:
@@ -188,7 +209,8 @@ def speed(card: str, folder: str, self_ensemble: bool, side: int = 2048) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="build/bench/networks")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="speckle seeds of the full-reference benchmark (image i of seed s draws with s + i)")
     parser.add_argument("--model", action="append", default=[], help="extra model card(s) to compare")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -202,7 +224,10 @@ def main() -> None:
         methods[f"{DEFAULT_NETWORK} + SELF_ENSEMBLE"] = {"model_card": default_card, "self_ensemble": True}
     result = {"cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as folder:
-        result["full_reference"] = full_reference(methods, folder, args.seed)
+        tables = {seed: full_reference(methods, folder, seed) for seed in args.seeds}
+        if all(tables.values()):
+            result["full_reference"] = {str(seed): table for seed, table in tables.items()}
+            result["full_reference_mean"] = average_over_seeds(tables)
         if os.path.exists(default_card):
             result["real_ratio"] = ratio_statistics({DEFAULT_NETWORK: default_card, **extra}, args.out, folder)
             seconds = speed(default_card, folder, self_ensemble=False)
