@@ -85,7 +85,7 @@ install: package
 	@echo "Installed into $(QGIS_PROFILE_PATH)/python/plugins/$(PLUGIN); enable it in Plugins > Manage."
 
 # Retrains the shipped networks (the default despeckler in two stages on a 2-core CPU: 42
-# minutes from scratch, its config's time budget, then a 6-minute fine-tune with point
+# minutes from scratch, its config's time budget, then an 11-minute fine-tune with point
 # scatterers; the change detector, about 6 minutes) and exports weights + model cards into the
 # plugin's weights/ folder.
 weights: setup

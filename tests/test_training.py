@@ -140,7 +140,8 @@ def test_point_scatterers_are_isolated_strong_unspeckled_and_as_frequent_as_aske
     assert "unspeckled single-pixel point scatterers (20-403 x the reflectivity) on 2.000%" in \
         task.data_description()["speckle"]
     patches = [task.train_dataset()[i] for i in range(8)]
-    plain = [make_task(config(tiny())).train_dataset()[i] for i in range(8)]
+    plain_dataset = make_task(config(tiny())).train_dataset()
+    plain = [plain_dataset[i] for i in range(8)]
     clean = np.stack([p["clean"].numpy() for p in patches])
     peaks = isolated_peaks(clean)
     assert peaks.mean() > 0.01 > 10 * isolated_peaks(np.stack([p["clean"].numpy() for p in plain])).mean()

@@ -98,9 +98,9 @@ class DataConfig:
             times exp(u), u uniform in [-jitter, jitter] (ln units), so that the network
             works whatever the image-wide median it gets at inference.
         samples_per_epoch: patches drawn per epoch (all processes together).
-        point_scatterers: average fraction of the pixels of each clean training patch that
-            become strong single-pixel point scatterers before speckle is drawn (see
-            :func:`training.scenes.add_point_scatterers`); 0: none.
+        point_scatterers: average fraction of the pixels of each clean training patch that get
+            a strong single-pixel point scatterer, added after the speckle is drawn (see
+            :func:`training.scenes.point_scatterers`); 0: none.
     """
 
     train: list = field(default_factory=list)
