@@ -2,7 +2,7 @@
 
 1. Full reference: the speckle-free Sentinel-1 references in ``../shared/data/telecom_paris_clean``
    (amplitude), HELD-OUT bottom 200 rows (the shipped model trains on the top 300), with seeded
-   one-look Gamma speckle on the intensity, three draws by default (``--seeds``): one table per
+   one-look Gamma speckle on the intensity, ten draws by default (``--seeds``): one table per
    draw, then their average. PSNR and SSIM on amplitude, peak = 99th percentile of
    the reference (``training.metrics``), for every classical filter (7 x 7, L = 1), MuLoG + BM3D
    (PyPI ``mulog``, run in the separate comparison venv, never shipped) and every network, plus
@@ -117,16 +117,20 @@ def print_table(table: dict, title: str) -> None:
 
 def average_over_seeds(tables: dict) -> dict:
     """{seed: table} -> one table of the scores averaged over the seeds; prints it and the
-    default network's margin over MuLoG + BM3D per seed (a few bright structures of marais2
+    default network's margin over MuLoG + BM3D (single pass and with SELF_ENSEMBLE) per seed,
+    with its mean and the standard error of that mean (a few bright structures of marais2
     swing single draws by up to 2 dB)."""
     first = next(iter(tables.values()))
     mean = {label: {key: tuple(float(np.mean([t[label][key][k] for t in tables.values()])) for k in (0, 1))
                     for key in first[label]} for label in first}
     print_table(mean, f"mean over speckle seeds {', '.join(map(str, tables))}")
-    if DEFAULT_NETWORK in first and "MuLoG+BM3D" in first:
-        margins = [t[DEFAULT_NETWORK]["mean"][0] - t["MuLoG+BM3D"]["mean"][0] for t in tables.values()]
-        print(f"\n{DEFAULT_NETWORK} - MuLoG+BM3D, mean PSNR: " + ", ".join(
-            f"seed {s} {m:+.3f} dB" for s, m in zip(tables, margins)) + f"; mean {np.mean(margins):+.3f} dB")
+    for label in (DEFAULT_NETWORK, f"{DEFAULT_NETWORK} + SELF_ENSEMBLE"):
+        if label in first and "MuLoG+BM3D" in first:
+            margins = np.array([t[label]["mean"][0] - t["MuLoG+BM3D"]["mean"][0] for t in tables.values()])
+            error = margins.std(ddof=1) / np.sqrt(len(margins)) if len(margins) > 1 else float("nan")
+            print(f"\n{label} - MuLoG+BM3D, mean PSNR: " + ", ".join(
+                f"seed {s} {m:+.3f}" for s, m in zip(tables, margins))
+                + f"; mean {margins.mean():+.3f} dB (standard error {error:.3f} dB)")
     return mean
 
 
@@ -209,7 +213,7 @@ def speed(card: str, folder: str, self_ensemble: bool, side: int = 2048) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="build/bench/networks")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)),
                         help="speckle seeds of the full-reference benchmark (image i of seed s draws with s + i)")
     parser.add_argument("--model", action="append", default=[], help="extra model card(s) to compare")
     args = parser.parse_args()
