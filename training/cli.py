@@ -101,8 +101,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--looks", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--self-ensemble", action="store_true",
-                   help="also despeckle the mirrored image and average (the plugin's SELF_ENSEMBLE)")
+    p.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction, default=True,
+                   help="also despeckle the mirrored image and average, as the plugin's SELF_ENSEMBLE "
+                        "does by default (--no-self-ensemble: single pass)")
     p.add_argument("--json", default="", help="also write the results here")
     p.set_defaults(run=_evaluate)
 

@@ -38,8 +38,8 @@ class DespeckleSettings:
         window: odd window side in pixels.
         device: ``auto``, ``cpu`` or ``cuda``.
         self_ensemble: networks only: also despeckle the left-right mirror image and keep the
-            geometric mean of the two estimates (less error, twice the time; off by default to
-            keep the speed).
+            geometric mean of the two estimates (less error, twice the time; on by default, off
+            for speed).
         zeros_as_nodata: exact zeros (Sentinel-1 swath borders) count as nodata.
         frost_damping: damping factor D of the Frost kernel exp(-D * Ci^2 * distance).
         tile: tile core side for the tiling engine (pixels); chosen from the image width and
@@ -53,7 +53,7 @@ class DespeckleSettings:
     looks: float | None = None
     window: int = 7
     device: str = "auto"
-    self_ensemble: bool = False
+    self_ensemble: bool = True
     zeros_as_nodata: bool = True
     frost_damping: float = 2.0
     tile: int | None = None
