@@ -16,7 +16,8 @@
    with the self-ensemble (the default) and in a single pass.
 
 Every despeckling goes through ``core.despeckle.despeckle_raster`` (GeoTIFF to GeoTIFF), as the
-plugin runs it. Results: Markdown on stdout, ``<out>/networks.json`` and PNGs in ``<out>``.
+plugin runs it. Results: Markdown on stdout, ``<out>/networks.json`` (which
+``scripts/bench_report.py`` turns into docs/benchmarks.md) and PNGs in ``<out>``.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def main() -> None:
     methods.update({name: {"model_card": c} for name, c in {**shipped, **extra}.items()})
     if os.path.exists(default_card):
         methods[SINGLE_PASS] = {"model_card": default_card, "self_ensemble": False}
-    result = {"cpu_count": os.cpu_count()}
+    result = {"cpu_count": os.cpu_count(), "default_network": DEFAULT_NETWORK}  # read by bench_report.py
     with tempfile.TemporaryDirectory() as folder:
         tables = {seed: full_reference(methods, folder, seed) for seed in args.seeds}
         if all(tables.values()):
