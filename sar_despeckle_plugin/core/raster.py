@@ -1,10 +1,10 @@
 """GDAL raster I/O by windows, and atomic GeoTIFF writing.
 
-The only module that talks to GDAL. Readers hand out windows as numpy arrays of layout
+Every algorithm reads and writes its rasters through this module. Readers hand out windows as numpy arrays of layout
 (bands, rows, cols); windows may stick out of the image, the outside being filled with 0 and
 flagged invalid, which is how the tiling engine pads. Writers write a tiled, compressed GeoTIFF
-to a hidden temporary file beside the destination and rename it on success, so a failed or
-cancelled run leaves nothing behind.
+to a hidden partial file beside the destination and rename it on success (see
+:mod:`core.outputs`), so a failed or cancelled run leaves nothing behind and keeps an older file.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import SarDespeckleError
+from .outputs import OutputSet, check_destinations, partial_path, remove_output, remove_stale_partials, write_failure
 
 #: Block size of the GeoTIFFs we write (pixels; tiles are square).
 BLOCK_SIZE = 512
@@ -228,9 +228,12 @@ class RasterWriter:
     """Context manager writing a GeoTIFF (float32 unless ``data_type`` says otherwise, e.g.
     ``gdal.GDT_CFloat32`` for complex SLC) atomically.
 
-    Inside the ``with`` block call :meth:`write`; on normal exit the file is closed and moved
-    to ``path``; on any exception (cancel included) the temporary file is deleted and ``path``
-    is left untouched.
+    Inside the ``with`` block call :meth:`write`. The data go to a hidden partial file beside
+    ``path`` (see :mod:`core.outputs`); every GDAL error while writing, flushing or closing it
+    is recorded, so a full disk fails the run instead of leaving an unreadable file. On normal
+    exit the closed file is renamed to ``path``, or staged in ``outputs`` to be committed with
+    the run's other outputs. On any exception (cancel, SIGTERM included) the partial file is
+    deleted and ``path`` is left untouched.
 
     Args:
         path: destination GeoTIFF.
@@ -242,6 +245,7 @@ class RasterWriter:
         metadata: items recorded in the dataset metadata; keys get :data:`METADATA_PREFIX`, and
             non-string values are stored as JSON.
         data_type: GDAL data type of every band.
+        outputs: the run's :class:`core.outputs.OutputSet`; None commits this file on its own.
     """
 
     def __init__(
@@ -253,6 +257,7 @@ class RasterWriter:
         descriptions: Sequence[str],
         metadata: dict,
         data_type: int = gdal.GDT_Float32,
+        outputs: OutputSet | None = None,
     ) -> None:
         if not path:
             raise SarDespeckleError("No output path was given.")
@@ -265,42 +270,47 @@ class RasterWriter:
         self.descriptions = list(descriptions)
         self.metadata = metadata
         self.data_type = data_type
+        self._outputs = outputs
+        self._own_outputs: OutputSet | None = None
         self._dataset: gdal.Dataset | None = None
         self._temp_path = ""
+        self._gdal_errors: list[str] = []
+
+    @property
+    def expected_bytes(self) -> int:
+        """Uncompressed size of the data (speckled floats barely compress)."""
+        return self.like.pixel_count * self.band_count * max(1, gdal.GetDataTypeSize(self.data_type) // 8)
+
+    def _record_gdal_error(self, error_class: int, error_number: int, message: str) -> None:
+        if error_class >= gdal.CE_Failure:
+            self._gdal_errors.append(message)
 
     def __enter__(self) -> "RasterWriter":
-        folder = os.path.dirname(self.path)
-        if not os.path.isdir(folder):
-            raise SarDespeckleError(f"Output folder '{folder}' does not exist: create it first.")
-        if not os.access(folder, os.W_OK) or (
-            os.path.exists(self.path) and not os.access(self.path, os.W_OK)
-        ):
-            raise SarDespeckleError(
-                f"Cannot write '{self.path}': permission denied. Choose another output location."
-            )
+        check_destinations({}, {"Output": self.path}, {"Output": self.expected_bytes})
+        remove_stale_partials(self.path)
+        if self._outputs is None:
+            self._own_outputs = self._outputs = OutputSet().__enter__()
+        self._temp_path = partial_path(self.path)
+        gdal.PushErrorHandler(self._record_gdal_error)
         try:
-            handle, self._temp_path = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self.path)}.", suffix=".partial.tif", dir=folder
-            )
-        except OSError as error:
-            raise SarDespeckleError(
-                f"Cannot write '{self.path}': {error.strerror}. Choose another output location."
-            ) from None
-        os.close(handle)
+            self._create()
+        except BaseException as error:
+            self.__exit__(type(error), error, None)
+            raise
+        return self
+
+    def _create(self) -> None:
         driver = gdal.GetDriverByName("GTiff")
-        with gdal_errors_as_exceptions():
-            try:
-                self._dataset = driver.Create(
-                    self._temp_path, self.like.width, self.like.height, self.band_count,
-                    self.data_type, _creation_options(
-                        self.like.pixel_count, self.band_count,
-                        max(1, gdal.GetDataTypeSize(self.data_type) // 8),
-                    ),
-                )
-            except RuntimeError as error:
-                self._discard()
-                raise SarDespeckleError(f"Cannot create '{self.path}': {error}") from None
-        dataset = self._dataset
+        try:
+            dataset = self._dataset = driver.Create(
+                self._temp_path, self.like.width, self.like.height, self.band_count, self.data_type,
+                _creation_options(self.like.pixel_count, self.band_count,
+                                  max(1, gdal.GetDataTypeSize(self.data_type) // 8)),
+            )
+        except RuntimeError as error:
+            raise write_failure(self.path, str(error)) from None
+        if dataset is None:
+            raise write_failure(self.path, "; ".join(self._gdal_errors) or gdal.GetLastErrorMsg())
         if self.like.geotransform:
             dataset.SetGeoTransform(self.like.geotransform)
         if self.like.crs_wkt:
@@ -319,29 +329,44 @@ class RasterWriter:
                 band.SetNoDataValue(float(self.nodata))
             if index < len(self.descriptions) and self.descriptions[index]:
                 band.SetDescription(self.descriptions[index])
-        return self
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._gdal_errors:
+            raise write_failure(self.path, self._gdal_errors[0])
 
     def write(self, values: np.ndarray, row: int, col: int) -> None:
         """Write ``values`` (bands, rows, cols) with its top-left pixel at (row, col)."""
         assert self._dataset is not None, "write() outside the with block"
         for index in range(self.band_count):
-            status = self._dataset.GetRasterBand(index + 1).WriteArray(values[index], col, row)
-            if status != 0:
-                raise SarDespeckleError(
-                    f"Writing '{self.path}' failed ({gdal.GetLastErrorMsg()}); is the disk full?"
-                )
+            try:  # GDAL raises instead of returning a status where the caller enabled exceptions
+                status = self._dataset.GetRasterBand(index + 1).WriteArray(values[index], col, row)
+            except RuntimeError as error:
+                raise write_failure(self.path, str(error)) from None
+            if status != 0 and not self._gdal_errors:
+                self._gdal_errors.append(gdal.GetLastErrorMsg() or "GDAL refused the block")
+            self._raise_if_failed()
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc_type is not None:
-            self._discard()
-            return
         dataset, self._dataset = self._dataset, None
-        dataset.FlushCache()
-        del dataset  # closes the file
-        os.replace(self._temp_path, self.path)
-
-    def _discard(self) -> None:
-        self._dataset = None
-        for leftover in (self._temp_path, self._temp_path + ".aux.xml"):
-            if leftover and os.path.exists(leftover):
-                os.remove(leftover)
+        try:
+            if exc_type is None and dataset is not None:
+                try:
+                    dataset.FlushCache()
+                    del dataset  # closes the file: GDAL reports failed final writes here
+                except RuntimeError as error:
+                    raise write_failure(self.path, str(error)) from None
+                self._raise_if_failed()
+                self._outputs.stage(self._temp_path, self.path)
+            else:
+                del dataset
+                remove_output(self._temp_path)
+        except BaseException as error:
+            remove_output(self._temp_path)
+            if self._own_outputs is not None:
+                self._own_outputs.__exit__(type(error), error, None)
+            raise
+        finally:
+            gdal.PopErrorHandler()
+        if self._own_outputs is not None:
+            self._own_outputs.__exit__(exc_type, exc, traceback)

@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -16,6 +16,8 @@ from osgeo import gdal
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
+from ..outputs import OutputSet, check_destinations, staged_file
+from ..plots import spectra_png
 from ..raster import RasterInfo, RasterWriter, bounded_gdal_cache
 from ..version import plugin_version
 from .estimation import ChannelEstimate, estimate
@@ -188,13 +190,17 @@ def decorrelate_raster(
     feedback = feedback or Feedback()
     check_settings(settings)
     start = time.perf_counter()
-    source = ComplexSource(input_path, settings.layout, settings.zeros_as_nodata)
-    _check_source(source, input_path)
     if report_path and os.path.splitext(report_path)[1].lower() != ".json":
         raise SarDespeckleError(f"The report '{report_path}' must be a .json file.")
-    for path in (report_path, intensity_path):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise SarDespeckleError(f"Output folder '{os.path.dirname(os.path.abspath(path))}' does not exist: create it first.")
+    source = ComplexSource(input_path, settings.layout, settings.zeros_as_nodata)
+    _check_source(source, input_path)
+    pixel_bytes = source.width * source.height * 4
+    check_destinations(
+        {"INPUT": input_path},
+        {"OUTPUT": output_path, "OUTPUT_INTENSITY": intensity_path, "REPORT": report_path,
+         "REPORT picture": os.path.splitext(report_path)[0] + ".png" if report_path else None},
+        {"OUTPUT": 2 * source.channels * pixel_bytes, "OUTPUT_INTENSITY": source.channels * pixel_bytes},
+    )
     device = resolve_device(settings.device, feedback.warn)
     feedback.info(f"Decorrelating {source.channels} channel(s) of {source.width} x {source.height} "
                   f"pixels on {device.type}.")
@@ -227,22 +233,22 @@ def decorrelate_raster(
         folder = os.path.dirname(os.path.abspath(output_path))
         windows: list[dict] = []
         store = None
-        try:
-            with RasterWriter(output_path, info, band_count, nodata, descriptions, metadata,
-                              data_type=data_type) as writer:
-                intensity_writer = None
-                if intensity_path:
-                    names = [descriptions[2 * c if layout == "iq" else c] for c in range(source.channels)]
-                    intensity_writer = RasterWriter(
-                        intensity_path, info, source.channels, nodata if nodata is not None else 0.0,
-                        [f"Intensity_{n}" if n else "Intensity" for n in names],
-                        {**metadata, "units": "intensity"},
-                    ).__enter__()
-                try:
-                    sink = _LayoutSink(writer, layout, nodata)
+        with OutputSet() as outputs:
+            try:
+                with contextlib.ExitStack() as writers:
+                    writer = writers.enter_context(RasterWriter(
+                        output_path, info, band_count, nodata, descriptions, metadata,
+                        data_type=data_type, outputs=outputs))
                     isink = None
-                    if intensity_writer is not None:
-                        isink = _IntensitySink(intensity_writer, nodata if nodata is not None else 0.0)
+                    if intensity_path:
+                        names = [descriptions[2 * c if layout == "iq" else c] for c in range(source.channels)]
+                        intensity_nodata = nodata if nodata is not None else 0.0
+                        isink = _IntensitySink(writers.enter_context(RasterWriter(
+                            intensity_path, info, source.channels, intensity_nodata,
+                            [f"Intensity_{n}" if n else "Intensity" for n in names],
+                            {**metadata, "units": "intensity"}, outputs=outputs,
+                        )), intensity_nodata)
+                    sink = _LayoutSink(writer, layout, nodata)
                     if settings.estimation_window:
                         windows = apply_windowed(source, estimates, settings, device, sink, isink,
                                                  feedback, (0.1, 0.9))
@@ -253,35 +259,30 @@ def decorrelate_raster(
                             store = RasterStore(folder, source.channels, source.height, width)
                         apply_whole(source, estimates, settings, device, sink, store, isink,
                                     feedback, (0.1, 0.9))
-                except BaseException as error:
-                    if intensity_writer is not None:
-                        intensity_writer.__exit__(type(error), error, None)
-                    raise
-                if intensity_writer is not None:
-                    intensity_writer.__exit__(None, None, None)
-        finally:
-            if isinstance(store, RasterStore):
-                store.close()
-        after = measure(_FileReadback(output_path, layout), estimates, height, width, settings, device)
+            finally:
+                if isinstance(store, RasterStore):
+                    store.close()
+            after = measure(_FileReadback(outputs.staged_path(output_path), layout), estimates, height,
+                            width, settings, device)
+            report = build_report(estimates, after, settings, (source.height, source.width),
+                                  (height, width), device, time.perf_counter() - start, resampled, windows)
+            report["input"], report["output"] = input_path, output_path
+            if intensity_path:
+                report["intensity_output"] = intensity_path
+            if report_path:
+                picture = os.path.splitext(report_path)[0] + ".png"
+                with staged_file(picture, outputs) as partial:
+                    spectra_png(spectra_for_plot(estimates, after, settings.restore_centroid), partial)
+                report["spectra_png"] = picture
+                with staged_file(report_path, outputs) as partial:
+                    write_report(report, partial)
     feedback.progress(1.0)
-    report = build_report(estimates, after, settings, (source.height, source.width), (height, width),
-                          device, time.perf_counter() - start, resampled, windows)
-    report["input"], report["output"] = input_path, output_path
-    if intensity_path:
-        report["intensity_output"] = intensity_path
     for c, channel in enumerate(report["channels"]):
         b, a = channel["correlation_before"], channel["correlation_after"]
         feedback.info(
             f"Channel {c + 1}: |lag-1| azimuth {b['azimuth']['lag1']:.3f} -> {a['azimuth']['lag1']:.3f}, "
             f"range {b['range']['lag1']:.3f} -> {a['range']['lag1']:.3f}."
         )
-    if report_path:
-        picture = os.path.splitext(report_path)[0] + ".png"
-        from ..plots import spectra_png
-
-        spectra_png(spectra_for_plot(estimates, after, settings.restore_centroid), picture)
-        report["spectra_png"] = picture
-        write_report(report, report_path)
     return report
 
 
@@ -294,13 +295,10 @@ class _IntensitySink:
 
 
 def write_report(report: dict, path: str) -> None:
-    """Write the report as JSON (atomically), without the plot arrays."""
+    """Write the report as JSON, without the plot arrays."""
     clean = {k: v for k, v in report.items() if not k.startswith("_")}
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=folder)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+    with open(path, "w", encoding="utf-8") as stream:
         json.dump(clean, stream, indent=2, default=_json_default)
-    os.replace(temp, path)
 
 
 def _json_default(value):
