@@ -1,8 +1,8 @@
 """Change-detection benchmark: accuracy on real data, calibration and power, CPU speed.
 
 1. Accuracy on the real two-date benchmarks in ../shared/data (skipped when absent), file to
-   file through ``core.change.detect_changes`` as the algorithm runs them: San Francisco (ERS-2),
-   Sulzberger (Envisat) and Yellow River Farm1 (RADARSAT-2, date 1 4-look, date 2 single-look),
+   file through ``core.change.pipeline.detect_changes`` as the algorithm runs them: San
+   Francisco (ERS-2), Sulzberger (Envisat) and Yellow River Farm1 (RADARSAT-2, date 1 4-look, date 2 single-look),
    8-bit processed amplitudes; and the 30 labelled Sentinel-1 dual-pol C2 patches of MTDN (pooled
    confusion matrix; the learned detector, which trained on patches 1-20 and was selected on
    21-24, is compared with the others on the held-out patches 25-30 only). For each method:
@@ -45,8 +45,11 @@ DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 import torch  # noqa: E402
 
-from sar_despeckle_plugin.core import change  # noqa: E402
-from sar_despeckle_plugin.core.change import ChangeOutputs, ChangeSettings, detect_changes  # noqa: E402
+from sar_despeckle_plugin.core.change.detectors import DETECTORS, Stack  # noqa: E402
+from sar_despeckle_plugin.core.change.pipeline import detect_changes  # noqa: E402
+from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings  # noqa: E402
+from sar_despeckle_plugin.core.change.statistics import omnibus_pvalue  # noqa: E402
+from sar_despeckle_plugin.core.change.thresholds import otsu_threshold  # noqa: E402
 from sar_despeckle_plugin.core.change_catalog import CHANGE_METHOD_LABELS  # noqa: E402
 from sar_despeckle_plugin.core.feedback import Feedback  # noqa: E402
 from training.metrics import confusion, scores  # noqa: E402
@@ -126,7 +129,7 @@ def add(a: dict, b: dict) -> dict:
 def otsu_baseline(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """The plain baseline: |ln(I2 / I1)| thresholded by Otsu, no looks, no averaging."""
     index = np.abs(np.log(after / before))
-    return index > change.otsu_threshold(index.ravel())
+    return index > otsu_threshold(index.ravel())
 
 
 def run_mask(paths: list[str], folder: str, settings: ChangeSettings) -> np.ndarray:
@@ -328,7 +331,7 @@ def bench_calibration(side: int) -> list[dict]:
         for dates in (2, 3, 5):
             for looks in ((2, 4) if layout == "c2" else (1, 4)):
                 stack = torch.from_numpy(synthetic_stack(rng, layout, looks, dates, (side, side)))[None]
-                p = change.omnibus_pvalue(stack, torch.full((1, dates, 1, 1), float(looks)), layout)
+                p = omnibus_pvalue(stack, torch.full((1, dates, 1, 1), float(looks)), layout)
                 ratios = {a: float((p < a).double().mean()) / a for a in (0.05, 0.01, 0.001)}
                 rows.append({"layout": layout, "dates": dates, "looks": looks,
                              **{str(a): r for a, r in ratios.items()}})
@@ -363,8 +366,8 @@ def bench_power(side: int) -> list[dict]:
             if window > 1:
                 stack = torch.nn.functional.avg_pool2d(stack[0], window, 1, window // 2,
                                                        count_include_pad=False)[None]
-            detector = change.DETECTORS[method](ChangeSettings(method=method, layout=layout))
-            sample = change.Stack(stack, looks, torch.ones((1, side, side), dtype=torch.bool), layout)
+            detector = DETECTORS[method](ChangeSettings(method=method, layout=layout))
+            sample = Stack(stack, looks, torch.ones((1, side, side), dtype=torch.bool), layout)
             detector.fit([sample], QUIET)
             changed = detector.detect(sample)[1][0].numpy()
             low, high, margin = int(0.3 * side), int(0.7 * side), window // 2  # the window blurs the edge

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sar_despeckle_plugin.core.change import ChangeOutputs, ChangeSettings, detect_changes, shipped_change_model
+from sar_despeckle_plugin.core.change.detectors import shipped_change_model
+from sar_despeckle_plugin.core.change.pipeline import detect_changes
+from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.model_cards import list_model_cards

@@ -1,7 +1,7 @@
 """Names of the change-detection methods and band layouts, importable without torch.
 
 ``sar_despeckle:change_detection`` builds its METHOD and BAND_LAYOUT enums from these before
-torch is ever imported; ``core.change.DETECTORS`` implements every method listed here (a test
+torch is ever imported; ``core.change.detectors.DETECTORS`` implements every method listed here (a test
 checks). Enum indices are part of the scripting interface: new methods are appended, never
 inserted.
 """

@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from ..core.catalog import DEVICES
+from ..core.change.settings import ChangeOutputs, ChangeSettings
 from ..core.change_catalog import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, with_help
@@ -217,12 +218,12 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        change = self.core("change")
+        pipeline = self.core("change.pipeline")
         sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
         looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
         if looks is None and parameters.get("LOOKS") not in (None, ""):
             looks = (self.parameterAsDouble(parameters, "LOOKS", context),)
-        settings = change.ChangeSettings(
+        settings = ChangeSettings(
             method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
             layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
             units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
@@ -240,10 +241,10 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             if parameters.get(name) not in (None, "") else None
             for name in OUTPUTS
         }
-        outputs = change.ChangeOutputs(
+        outputs = ChangeOutputs(
             change_map=paths["CHANGE_MAP"], change_mask=paths["CHANGE_MASK"],
             change_date=paths["CHANGE_DATE"], change_polygons=paths["CHANGE_POLYGONS"],
         )
-        report = self.run_core(change.detect_changes, sources, outputs, settings, self.core_feedback(feedback))
+        report = self.run_core(pipeline.detect_changes, sources, outputs, settings, self.core_feedback(feedback))
         feedback.pushInfo(f"Changed: {100 * report.changed_fraction:.2f} % of the valid pixels.")
         return {name: path for name, path in paths.items() if path}

@@ -1,7 +1,7 @@
 """Connected regions of a change mask, with GDAL: minimum-area sieve and polygons with areas.
 
 Rasters here are the uint8 mask (1 changed, 0 unchanged, ``nodata`` elsewhere) and date rasters
-that core.change writes; everything streams through GDAL, so nothing holds a whole scene.
+that the change pipeline writes; everything streams through GDAL, so nothing holds a whole scene.
 Regions are 4-connected throughout (8-connected polygons may touch themselves at corners, which
 makes invalid geometries).
 """
@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .errors import Cancelled, SarDespeckleError
-from .raster import gdal_errors_as_exceptions
+from ..errors import Cancelled, SarDespeckleError
+from ..raster import gdal_errors_as_exceptions
 
 #: Vector formats we write, by file extension.
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON"}

@@ -1,0 +1,249 @@
+"""The change detectors, one per METHOD, and their registry :data:`DETECTORS`.
+
+A detector sees :class:`Stack` windows (pre-averaged covariances of the k dates, torch,
+(B, k, C, H, W)); ``fit`` looks at samples of the whole image before the tiled pass (thresholds,
+normalisation, context) and ``detect`` gives per pixel (map, changed, date), each (B, H, W).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..catalog import SHIPPED_WEIGHTS
+from ..change_catalog import DEFAULT_CHANGE_MODEL
+from ..errors import SarDespeckleError
+from ..feedback import Feedback
+from ..model_cards import read_card
+from ..models import load_model
+from .settings import INTENSITY_BANDS, ChangeSettings
+from .statistics import change_dates, log_ratio_index, log_ratio_pvalue, omnibus_pvalue, sequential_pvalues
+from .thresholds import THRESHOLD_METHODS, automatic_threshold
+
+
+@dataclass
+class Stack:
+    """Pre-averaged covariances of k dates, as the detectors see them.
+
+    Attributes:
+        cov: (B, k, C, H, W) linear covariance bands of the layout.
+        looks: (B, k, H, W) equivalent number of looks of each date after the averaging, or
+            (1, k, 1, 1) when they are the same everywhere.
+        valid: (B, H, W) pixels valid on every date and band.
+        layout: ``single``, ``dual`` or ``c2``.
+    """
+
+    cov: torch.Tensor
+    looks: torch.Tensor
+    valid: torch.Tensor
+    layout: str
+
+    def crop(self, halo: int) -> "Stack":
+        if halo == 0:
+            return self
+        inner = (..., slice(halo, -halo), slice(halo, -halo))
+        looks = self.looks if self.looks.shape[-1] == 1 else self.looks[inner]
+        return Stack(self.cov[inner], looks, self.valid[inner], self.layout)
+
+
+class ChangeDetector:
+    """A METHOD. Subclasses set ``name`` and implement :meth:`detect` (and :meth:`fit`)."""
+
+    name = ""
+    #: Context the detector needs around a pixel beyond the pre-averaging window (pixels).
+    halo = 0
+    #: What the CHANGE_MAP band holds (recorded as its description and in the metadata).
+    map_kind = "p-value of no change"
+
+    def fit(self, samples: list[Stack], feedback: Feedback) -> None:
+        """Look at valid samples of the whole image before the tiled pass (thresholds)."""
+
+    def detect(self, stack: Stack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(map, changed, date), each (B, H, W): the map value, whether the pixel changed, and
+        its candidate first change date (2..k, the 1-based index of the first date after the
+        change) for *every* pixel: the pipeline keeps it where the final mask says changed
+        (which MIN_AREA may alter)."""
+        raise NotImplementedError
+
+    def record(self) -> dict:
+        """What to record in the outputs' metadata beside the method name."""
+        return {}
+
+
+class OmnibusDetector(ChangeDetector):
+    """The omnibus Wishart test, with the sequential R_j tests for the first change date."""
+
+    name = "omnibus"
+
+    def __init__(self, significance: float, approximation: str = "auto") -> None:
+        self.significance = significance
+        self.approximation = approximation
+
+    def detect(self, stack):
+        omnibus = omnibus_pvalue(stack.cov, stack.looks, stack.layout, self.approximation)
+        if stack.cov.shape[1] == 2:
+            return omnibus, omnibus < self.significance, torch.full_like(omnibus, 2, dtype=torch.long)
+        sequential = sequential_pvalues(stack.cov, stack.looks, stack.layout, self.approximation)
+        return omnibus, omnibus < self.significance, change_dates(sequential, self.significance)
+
+    def record(self):
+        return {"significance": self.significance, "pvalue_approximation": self.approximation}
+
+
+class LogRatioDetector(ChangeDetector):
+    """Standardised log-ratio of consecutive dates with an automatic threshold per pair."""
+
+    map_kind = "p-value of no change (log-ratio, chi-square approximation)"
+
+    def __init__(self, threshold: str) -> None:
+        self.name = f"log_ratio_{threshold}"
+        self.threshold_method = threshold
+        self.thresholds: list[float] = []
+
+    @staticmethod
+    def indices(stack: Stack) -> list[torch.Tensor]:
+        return [
+            log_ratio_index(stack.cov[:, j - 1], stack.cov[:, j], stack.looks[:, j - 1], stack.looks[:, j],
+                            stack.layout)
+            for j in range(1, stack.cov.shape[1])
+        ]
+
+    def fit(self, samples, feedback):
+        per_pair = [[] for _ in range(samples[0].cov.shape[1] - 1)]
+        for stack in samples:
+            for pair, index in enumerate(self.indices(stack)):
+                per_pair[pair].append(index[stack.valid].cpu().numpy())
+        channels = len(INTENSITY_BANDS[samples[0].layout])
+        self.thresholds = [
+            automatic_threshold(self.threshold_method, np.concatenate(v), channels) for v in per_pair
+        ]
+        feedback.info("Log-ratio thresholds (standardised index): "
+                      + ", ".join(f"{t:.3f}" for t in self.thresholds))
+
+    def detect(self, stack):
+        pvalue = changed = date = strongest = None
+        for pair, index in enumerate(self.indices(stack)):
+            over = index > self.thresholds[pair]
+            p = log_ratio_pvalue(index, stack.layout)
+            if pvalue is None:
+                pvalue, changed, strongest = p, over, index / self.thresholds[pair]
+                date = torch.full_like(index, 2, dtype=torch.long)
+                continue
+            relative = index / self.thresholds[pair]
+            # first pair over its threshold; among pixels over none, the relatively strongest pair
+            date = torch.where(changed, date, torch.where(over | (relative > strongest), pair + 2, date))
+            strongest = torch.maximum(strongest, relative)
+            pvalue, changed = torch.minimum(pvalue, p), changed | over
+        return pvalue, changed, date
+
+    def record(self):
+        return {"thresholds": self.thresholds}
+
+
+class LearnedDetector(ChangeDetector):
+    """The learned detector (``core.models.change_net.ChangeNet``, after MTDN's change branch) on each
+    pair of consecutive dates of dual-pol intensity (VV, VH; C11, C22 of C2).
+
+    ``fit`` sets, from the sampled windows of the whole image, each date's and channel's
+    reference level (median intensity) and each pair's global-attention context, so every tile
+    sees the same normalisation and context: tiled output equals whole-image output. The map is
+    the highest change probability over the pairs; a pixel changed where it passes 0.5; its date
+    is the first pair that does (the most probable pair where none does).
+    """
+
+    name = "learned"
+    map_kind = "change probability (learned detector)"
+
+    def __init__(self, card_path: str, layout: str) -> None:
+        if layout == "single":
+            raise SarDespeckleError(
+                "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
+                "(VV, VH) or C2, or choose another METHOD for single-pol images."
+            )
+        self.card_path = card_path
+        self.card = read_card(card_path)
+        if self.card.input_kind != "dual_pol_pair":
+            raise SarDespeckleError(
+                f"Model '{self.card.name}' is not a change detector (it reads {self.card.input_kind}): "
+                "choose the card of a model trained in change mode."
+            )
+        self.halo = self.card.receptive_radius
+        self.model = None
+        self.references: torch.Tensor | None = None
+        self.contexts: list[torch.Tensor] = []
+
+    @staticmethod
+    def intensities(stack: Stack) -> torch.Tensor:
+        """(B, k, 2, H, W) linear intensities of the two polarisations."""
+        return stack.cov[:, :, list(INTENSITY_BANDS[stack.layout])]
+
+    def _pair(self, stack: Stack, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised dates j - 1 and j (B, 2, H, W); invalid pixels at the reference level."""
+        intensity = self.intensities(stack)
+        valid = stack.valid[:, None]
+        dates = []
+        for date in (j - 1, j):
+            reference = self.references[date].to(intensity.dtype)
+            level = torch.where(valid, intensity[:, date], reference[None, :, None, None])
+            dates.append(self.model.normalise(level, reference))
+        return dates[0], dates[1]
+
+    def fit(self, samples, feedback):
+        device = samples[0].cov.device
+        self.model = load_model(self.card_path, device, input_kind="dual_pol_pair").module.float()
+        valid_values = torch.cat(
+            [self.intensities(s).permute(1, 2, 0, 3, 4)[:, :, s.valid] for s in samples], dim=-1
+        )  # (k, 2, valid pixels)
+        self.references = valid_values.float().median(dim=-1).values.clamp_min(torch.finfo(torch.float32).tiny)
+        self.contexts = []
+        with torch.no_grad():
+            for j in range(1, samples[0].cov.shape[1]):
+                parts = []  # one sample window at a time: softmax pooling over all of them
+                for s in samples:
+                    z1, z2 = self._pair(s, j)
+                    features = self.model.features(z1.float(), z2.float())
+                    for b in range(len(features)):
+                        parts.append(self.model.attention.partial(features[b: b + 1], s.valid[b: b + 1, None]))
+                self.contexts.append(self.model.attention.combine(parts))
+        feedback.info("Learned detector: model " + self.card.name + "; reference levels (median "
+                      "intensity per date and channel): "
+                      + "; ".join(", ".join(f"{v:.4g}" for v in row) for row in self.references.tolist()))
+
+    def detect(self, stack):
+        probability = changed = date = None
+        with torch.no_grad():
+            for j in range(1, stack.cov.shape[1]):
+                z1, z2 = self._pair(stack, j)
+                p = torch.sigmoid(self.model(z1.float(), z2.float(), self.contexts[j - 1]))[:, 0]
+                over = p > 0.5
+                if probability is None:
+                    probability, changed = p, over
+                    date = torch.full_like(p, 2, dtype=torch.long)
+                    continue
+                date = torch.where(changed, date, torch.where(over | (p > probability), j + 1, date))
+                probability, changed = torch.maximum(probability, p), changed | over
+        return probability, changed, date
+
+    def record(self):
+        return {"model": self.card.name, "model_sha256": self.card.sha256,
+                "reference_levels": self.references.tolist() if self.references is not None else None}
+
+
+def shipped_change_model() -> str:
+    """The card of the shipped change detector."""
+    return os.path.join(SHIPPED_WEIGHTS, DEFAULT_CHANGE_MODEL + ".json")
+
+
+#: METHOD id -> factory taking the run's settings, in the enum order of
+#: ``change_catalog.CHANGE_METHOD_LABELS`` (a test checks): ``log_ratio_<threshold>`` for each
+#: of :data:`~.thresholds.THRESHOLD_METHODS`.
+DETECTORS: dict[str, Callable[[ChangeSettings], ChangeDetector]] = {
+    "omnibus": lambda settings: OmnibusDetector(settings.significance, settings.approximation),
+    **{f"log_ratio_{threshold}": (lambda settings, threshold=threshold: LogRatioDetector(threshold))
+       for threshold in THRESHOLD_METHODS},
+    "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model(), settings.layout),
+}

@@ -1,0 +1,464 @@
+"""Whole change-detection runs, file to file: :func:`detect_changes` (what
+``sar_despeckle:change_detection`` runs).
+
+The dates are checked to share one grid and band layout, sampled once (units, values, looks,
+speckle correlation, gains: the :class:`_Plan`; the detector's ``fit``), then read window by
+window through the tiling engine: raw (B, k * bands, H, W) -> linear covariance
+(B, k, C, H, W), boxcar-averaged with per-pixel looks (a :class:`~.detectors.Stack`) -> the
+detector -> (map, changed, date) strips written to the requested rasters; the mask is then
+sieved and polygonised with GDAL (:mod:`.regions`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from osgeo import gdal, osr
+
+from .. import speckle
+from ..change_catalog import LAYOUT_BANDS
+from ..device import resolve_device
+from ..errors import SarDespeckleError
+from ..feedback import Feedback
+from ..raster import RasterReader, RasterWriter, bounded_gdal_cache, raster_info
+from ..tiling import TilingOptions, run_tiled, tile_for_width
+from ..version import plugin_version
+from . import regions
+from .detectors import DETECTORS, Stack
+from .looks import averaging_factor, coherence_looks, date_looks, radiometric_gains
+from .settings import (
+    BLOCKS, INTENSITY_BANDS, MAP_NODATA, MASK_NODATA, MIN_LOOKS_MARGIN, MIN_SIDE, SAMPLE_PIXELS,
+    ChangeOutputs, ChangeReport, ChangeSettings, check_outputs, check_settings,
+)
+
+
+def _same_crs(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    first, second = osr.SpatialReference(), osr.SpatialReference()
+    first.ImportFromWkt(a)
+    second.ImportFromWkt(b)
+    return bool(first.IsSame(second))
+
+
+def _open_dates(inputs: Sequence[str], layout: str) -> list[RasterReader]:
+    """One reader per date, after checking that the dates share grid and band layout."""
+    bands = LAYOUT_BANDS[layout]
+    infos = [raster_info(path) for path in inputs]
+    first = infos[0]
+    for date, info in enumerate(infos, 1):
+        if info.is_complex:
+            raise SarDespeckleError(
+                f"Date {date} ('{info.path}') is complex: give detected intensities or the C2 "
+                "covariance bands (C11, C22, Re C12, Im C12) instead of SLC data."
+            )
+        if info.width < MIN_SIDE or info.height < MIN_SIDE:
+            raise SarDespeckleError(
+                f"Date {date} ('{info.path}') is only {info.width} x {info.height} pixels; change "
+                f"detection needs at least {MIN_SIDE} x {MIN_SIDE}."
+            )
+    counts = {info.band_count for info in infos}
+    if len(counts) > 1:
+        listing = ", ".join(f"date {d}: {info.band_count}" for d, info in enumerate(infos, 1))
+        raise SarDespeckleError(
+            f"The dates have different band layouts ({listing} bands): every date must have the "
+            "same bands in the same order."
+        )
+    if first.band_count != bands:
+        raise SarDespeckleError(
+            f"The inputs have {first.band_count} band(s) but BAND_LAYOUT '{layout}' needs {bands} per "
+            "date (single-pol: 1; dual-pol intensities: VV, VH; C2: C11, C22, Re C12, Im C12). "
+            "Choose the matching BAND_LAYOUT or extract the bands first."
+        )
+    for date, info in enumerate(infos[1:], 2):
+        if (info.width, info.height) != (first.width, first.height):
+            raise SarDespeckleError(
+                f"Date {date} ('{info.path}') is {info.width} x {info.height} pixels but date 1 is "
+                f"{first.width} x {first.height}: the dates must be co-registered on one grid "
+                "(resample them with GDAL Warp first)."
+            )
+        if not _same_crs(info.crs_wkt, first.crs_wkt):
+            raise SarDespeckleError(
+                f"Date {date} ('{info.path}') has a different CRS from date 1: the dates must be "
+                "co-registered on one grid (reproject them with GDAL Warp first)."
+            )
+        if not _same_grid(info.geotransform, first.geotransform):
+            raise SarDespeckleError(
+                f"Date {date} ('{info.path}') is on a different grid from date 1 (geotransform "
+                f"{info.geotransform} against {first.geotransform}): the dates must be co-registered "
+                "on one grid (resample them with GDAL Warp first)."
+            )
+        named = [(a, b) for a, b in zip(first.descriptions, info.descriptions) if a and b]
+        if any(a.lower() != b.lower() for a, b in named):
+            raise SarDespeckleError(
+                f"Date {date} has bands {list(info.descriptions)} but date 1 has "
+                f"{list(first.descriptions)}: every date must have the same bands in the same order."
+            )
+    return [RasterReader(path) for path in inputs]
+
+
+def _same_grid(a: tuple, b: tuple) -> bool:
+    """Geotransforms equal to a thousandth of a pixel (or both missing)."""
+    if len(a) != len(b):
+        return False
+    if not a:
+        return True
+    pixel = max(abs(v) for v in (b[1], b[2], b[4], b[5])) or 1.0
+    return bool(np.allclose(a, b, rtol=0, atol=1e-3 * pixel))
+
+
+class StackReader:
+    """Reads the same window from every date: values and validity (k * bands, rows, cols)."""
+
+    def __init__(self, readers: list[RasterReader]) -> None:
+        self.readers = readers
+        self.height, self.width = readers[0].height, readers[0].width
+
+    def read(self, row, col, height, width):
+        parts = [reader.read(row, col, height, width) for reader in self.readers]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything the per-tile preparation needs, decided once from the sample."""
+
+    layout: str
+    units: str
+    looks: tuple[float, ...]
+    kappa: float
+    gains: tuple[tuple[float, ...], ...]
+    window: int
+    zeros_as_nodata: bool
+
+
+def _linear(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (B, k*C, H, W) -> linear covariance (B, k, C, H, W) and joint validity (B, H, W)."""
+    batch, _, height, width = values.shape
+    k = len(plan.looks)
+    values = values.reshape(batch, k, -1, height, width).float()
+    valid = valid.reshape(values.shape)
+    if plan.layout != "c2":
+        values = speckle.to_intensity(values, plan.units)
+    gains = torch.tensor(plan.gains, dtype=values.dtype, device=values.device)  # (k, 2 or 1)
+    diagonal = list(INTENSITY_BANDS[plan.layout])
+    scale = torch.ones(values.shape[1:3], dtype=values.dtype, device=values.device)
+    scale[:, diagonal] = gains
+    if plan.layout == "c2":
+        scale[:, 2] = scale[:, 3] = (gains[:, 0] * gains[:, 1]).sqrt()
+    values = values * scale[None, :, :, None, None]
+    intensities = values[:, :, diagonal]
+    positive = intensities > 0 if plan.zeros_as_nodata else intensities >= 0
+    joint = valid.all(2).all(1) & positive.all(2).all(1)
+    return torch.where(joint[:, None, None], values, torch.zeros_like(values)), joint
+
+
+def _box_sum(values: torch.Tensor, window: int) -> torch.Tensor:
+    """Sum over a window x window box centred on each pixel (zero outside): running sums along
+    each axis, in float64 so that a bright target cannot swamp its dark neighbours' sums."""
+    pad = window // 2
+    x = F.pad(values.double(), (pad, pad, pad + 1, pad))  # one leading zero row for the differences
+    rows = x.cumsum(-2)
+    rows = rows[..., window:, :] - rows[..., :-window, :]
+    cols = F.pad(rows, (1, 0)).cumsum(-1)
+    return (cols[..., window:] - cols[..., :-window]).to(values.dtype)
+
+
+def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
+    """Raw window -> Stack: units, gains, validity, boxcar averaging and per-pixel looks."""
+    cov, joint = _linear(values, valid, plan)
+    batch, k, channels, height, width = cov.shape
+    looks = torch.tensor(plan.looks, dtype=torch.float32, device=cov.device)[None, :, None, None]
+    if plan.window > 1:
+        w = plan.window
+        count = _box_sum(joint[:, None].float(), w)
+        sums = _box_sum(cov.reshape(batch, k * channels, height, width), w)
+        cov = (sums / count.clamp_min(1)).reshape(cov.shape)
+        looks = looks * count.clamp_min(1) / plan.kappa
+    diagonal = cov[:, :, list(INTENSITY_BANDS[plan.layout])]
+    joint = joint & (diagonal > 0).all(2).all(1)
+    return Stack(cov, looks, joint, plan.layout)
+
+
+def _decide_units(settings, readers, samples, feedback) -> str:
+    if settings.layout == "c2":
+        return "intensity"
+    if settings.units is not None:
+        return settings.units
+    guesses = {}
+    for date, (reader, bands) in enumerate(zip(readers, samples), 1):
+        for band, sample in enumerate(bands, 1):
+            guess = speckle.detect_units(sample.valid_values(), reader.info.descriptions[band - 1])
+            if guess:
+                guesses.setdefault(guess, []).append(f"date {date} band {band}")
+    if len(guesses) > 1:
+        detail = "; ".join(f"{units}: {', '.join(where)}" for units, where in sorted(guesses.items()))
+        raise SarDespeckleError(
+            f"The dates look like different units ({detail}): convert them to the same units, or set "
+            "INPUT_UNITS."
+        )
+    if guesses:
+        units = next(iter(guesses))
+        feedback.info(f"Input units detected: {units}.")
+        return units
+    feedback.warn("Could not tell whether the inputs are intensity or amplitude; assuming intensity. "
+                  "Set INPUT_UNITS if they are amplitude.")
+    return "intensity"
+
+
+def _sample(stack_reader: StackReader, halo: int):
+    """Evenly spread windows of the stack, read with ``halo`` pixels of context."""
+    windows = speckle.sample_windows(stack_reader.height, stack_reader.width, SAMPLE_PIXELS)
+    return [stack_reader.read(r - halo, c - halo, h + 2 * halo, w + 2 * halo) for r, c, h, w in windows]
+
+
+def _inner(array: np.ndarray, halo: int) -> np.ndarray:
+    return array[..., halo: array.shape[-2] - halo, halo: array.shape[-1] - halo] if halo else array
+
+
+def _plan(settings, readers, raw, halo, feedback) -> _Plan:
+    """Units, value checks, looks, averaging factor and gains, from the sampled windows."""
+    k, bands = len(readers), LAYOUT_BANDS[settings.layout]
+    inner = [(_inner(v, halo), _inner(ok, halo)) for v, ok in raw]
+    samples = [
+        [speckle.BandSample([v[d * bands + b] for v, _ in inner], [ok[d * bands + b] for _, ok in inner])
+         for b in range(bands)]
+        for d in range(k)
+    ]
+    units = _decide_units(settings, readers, samples, feedback)
+    diagonal = INTENSITY_BANDS[settings.layout]
+    for date, bands_of_date in enumerate(samples, 1):
+        for band in diagonal:
+            try:
+                speckle.check_values(bands_of_date[band].valid_values(), units, band + 1)
+            except SarDespeckleError as error:
+                raise SarDespeckleError(f"Date {date} ('{readers[date - 1].info.path}'): {error}") from None
+    plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1,
+                 settings.zeros_as_nodata)
+    linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok in inner]
+    covs = [c[0].numpy() for c, _ in linear]  # (k, C, H, W)
+    joints = [j[0].numpy() for _, j in linear]
+    if not any(j.any() for j in joints):
+        hint = " (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)"
+        raise SarDespeckleError(
+            "No pixel is valid on every date: all are nodata, NaN or zero somewhere"
+            f"{hint if settings.zeros_as_nodata else ''}. Check that the dates overlap."
+        )
+    if settings.looks is None:
+        looks = tuple(
+            date_looks([[c[d, b] for c in covs] for b in diagonal], joints) for d in range(k)
+        )
+        if settings.layout == "c2":  # two estimates that can only err low: take the larger
+            from_coherence = tuple(coherence_looks([c[d] for c in covs], joints) for d in range(k))
+            feedback.info("Looks from intensities: " + ", ".join(f"{v:.2f}" for v in looks)
+                          + "; from the VV/VH coherence: " + ", ".join(f"{v:.2f}" for v in from_coherence) + ".")
+            looks = tuple(max(a, b) for a, b in zip(looks, from_coherence))
+        feedback.info("Estimated looks per date: " + ", ".join(f"{v:.2f}" for v in looks) + ".")
+    else:
+        looks = tuple(settings.looks) * (k if len(settings.looks) == 1 else 1)
+    kappa = 1.0
+    if settings.window > 1:
+        kappa = float(np.mean([
+            averaging_factor([c[d, b] for c in covs], joints, looks[d], settings.window)
+            for d in range(k) for b in diagonal
+        ]))
+        feedback.info(f"A {settings.window} x {settings.window} boxcar multiplies the looks by "
+                      f"{settings.window ** 2 / kappa:.1f} (speckle correlation factor {kappa:.2f}).")
+    gains = ((1.0,) * len(diagonal),) * k
+    if settings.normalise:
+        intensities = np.concatenate([c[:, list(diagonal)].reshape(k, len(diagonal), -1) for c in covs], -1)
+        valid = np.concatenate([j.reshape(-1) for j in joints])
+        gains = tuple(tuple(float(g) for g in row) for row in radiometric_gains(intensities, valid, looks))
+        feedback.info("Radiometric gains per date: " + "; ".join(
+            ", ".join(f"{g:.3f}" for g in row) for row in gains) + ".")
+    return _Plan(settings.layout, units, looks, kappa, gains, settings.window, settings.zeros_as_nodata)
+
+
+class _SplitSink:
+    """Receives (3, rows, cols) strips of (map, changed, date), NaN = nodata, and writes each."""
+
+    def __init__(self, map_writer, mask_writer, date_writer, candidate_dates: bool) -> None:
+        self.writers = (map_writer, mask_writer, date_writer)
+        self.candidate_dates = candidate_dates
+        self.changed = 0
+        self.valid = 0
+
+    def write(self, values, row, col):
+        nodata = np.isnan(values[0])
+        self.valid += int((~nodata).sum())
+        self.changed += int((values[1] == 1).sum())
+        map_writer, mask_writer, date_writer = self.writers
+        if map_writer is not None:
+            map_writer.write(np.where(nodata, np.float32(MAP_NODATA), values[0])[None], row, col)
+        if mask_writer is not None:
+            mask_writer.write(np.where(nodata, MASK_NODATA, values[1]).astype(np.uint8)[None], row, col)
+        if date_writer is not None:
+            dates = values[2] if self.candidate_dates else np.where(values[1] == 1, values[2], 0)
+            date_writer.write(np.where(nodata, MASK_NODATA, dates).astype(np.uint8)[None], row, col)
+
+
+def detect_changes(
+    inputs: Sequence[str],
+    outputs: ChangeOutputs,
+    settings: ChangeSettings = ChangeSettings(),
+    feedback: Feedback | None = None,
+) -> ChangeReport:
+    """Detect changes across the co-registered rasters ``inputs`` (in date order).
+
+    Writes the requested outputs: CHANGE_MAP (float32 p-value of no change, nodata -1),
+    CHANGE_MASK (uint8, 1 = changed, 0 = unchanged, 255 = nodata), CHANGE_DATE (uint8, index of
+    the first date after the first change, 0 = none, 255 = nodata) and CHANGE_POLYGONS (changed
+    regions with their area and first change date). Rasters keep date 1's size, CRS and
+    geotransform. Pixels that are nodata, NaN or (with ``zeros_as_nodata``) zero on any date are
+    nodata. Bad input raises :class:`SarDespeckleError` before anything is written; on any error
+    or cancel no output is left.
+    """
+    feedback = feedback or Feedback()
+    inputs = list(inputs)
+    check_settings(settings, len(inputs))
+    check_outputs(outputs)
+    readers = _open_dates(inputs, settings.layout)
+    stack_reader = StackReader(readers)
+    detector = DETECTORS[settings.method](settings)
+    halo = settings.window // 2 + detector.halo
+    raw = _sample(stack_reader, halo)
+    plan = _plan(settings, readers, raw, halo, feedback)
+    effective = tuple(n * settings.window ** 2 / plan.kappa for n in plan.looks)
+    p, _ = BLOCKS[settings.layout]
+    if settings.method == "omnibus" and min(effective) < p - 1 + MIN_LOOKS_MARGIN:
+        raise SarDespeckleError(
+            f"The C2 test needs more than {p - 1} look per date (the determinant of single-look C2 is "
+            f"zero); the dates have {min(effective):.2f}. Set WINDOW to 3 or more, or use BAND_LAYOUT dual."
+        )
+    device = resolve_device(settings.device, feedback.warn)
+    samples = []
+    for values, valid in raw:
+        stack = _prepare(torch.from_numpy(values)[None].to(device), torch.from_numpy(valid)[None].to(device), plan)
+        samples.append(stack.crop(halo))
+    if not any(bool(s.valid.any()) for s in samples):
+        raise SarDespeckleError("No pixel is valid on every date after averaging: check the inputs' nodata.")
+    detector.fit(samples, feedback)
+    del samples, raw
+    feedback.info(f"Running {detector.name} on {device.type}.")
+
+    def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        stack = _prepare(values, valid, plan)
+        change_map, changed, date = detector.detect(stack)
+        result = torch.stack([change_map.float(), changed.float(), date.float()], 1)
+        return torch.where(stack.valid[:, None], result, torch.full_like(result, math.nan))
+
+    info = readers[0].info
+    record = {
+        "algorithm": "change_detection",
+        "method": detector.name,
+        "parameters": {key: value for key, value in asdict(settings).items() if key != "tile"},
+        "dates": [os.path.basename(path) for path in inputs],
+        "units": plan.units,
+        "looks": list(plan.looks),
+        "effective_looks": list(effective),
+        "averaging_factor": plan.kappa,
+        "gains": [list(row) for row in plan.gains],
+        "map": detector.map_kind,
+        "plugin_version": plugin_version(),
+        **detector.record(),
+    }
+    written: list[str] = []
+    scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
+    try:
+        counts, polygons = _run(stack_reader, info, process, plan, settings, detector, outputs, record,
+                                device, scratch, written, feedback)
+    except BaseException:
+        for path in written:
+            if path == outputs.change_polygons:
+                regions.remove_vector(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return ChangeReport(
+        outputs={key: path for key, path in asdict(outputs).items() if path},
+        units=plan.units,
+        looks=plan.looks,
+        effective_looks=effective,
+        averaging_factor=plan.kappa,
+        gains=plan.gains,
+        detector={"name": detector.name, **detector.record()},
+        changed_fraction=counts[0] / max(counts[1], 1),
+        polygons=polygons,
+        device=device.type,
+    )
+
+
+def _scratch_folder(outputs: ChangeOutputs) -> str | None:
+    """A writable folder beside the outputs for intermediate rasters (system temp otherwise)."""
+    for path in (outputs.change_polygons, outputs.change_mask, outputs.change_date, outputs.change_map):
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if folder and os.path.isdir(folder) and os.access(folder, os.W_OK):
+            return folder
+    return None
+
+
+def _run(stack_reader, info, process, plan, settings, detector, outputs, record, device, scratch, written,
+         feedback) -> tuple[tuple[int, int], int | None]:
+    """The tiled pass, then the sieve (in place), the dates it cleared and the polygons.
+
+    Returns ((changed pixels, valid pixels), polygon count or None).
+    """
+    k = len(plan.looks)
+    sieve = settings.min_area > 1
+    mask_path = outputs.change_mask or (
+        os.path.join(scratch, "mask.tif")
+        if outputs.change_polygons or (sieve and outputs.change_date) else None
+    )
+    date_path = outputs.change_date or (
+        os.path.join(scratch, "date.tif") if outputs.change_polygons and k > 2 else None
+    )
+    descriptions = {
+        "map": detector.map_kind,
+        "mask": "change mask: 1 changed, 0 unchanged",
+        "date": f"first change: index (2..{k}) of the first date after it, 0 none",
+    }
+    with bounded_gdal_cache():
+        writers = [
+            RasterWriter(path, info, 1, nodata, [descriptions[kind]], {**record, "output": kind}, data_type)
+            if path else None
+            for kind, path, nodata, data_type in (
+                ("map", outputs.change_map, MAP_NODATA, gdal.GDT_Float32),
+                ("mask", mask_path, MASK_NODATA, gdal.GDT_Byte),
+                ("date", date_path, MASK_NODATA, gdal.GDT_Byte),
+            )
+        ]
+        tile = settings.tile or tile_for_width(info.width, info.band_count * k + 3)
+        tile = min(tile, -(-max(info.width, info.height) // 64) * 64)  # small images: one tile
+        options = TilingOptions(tile, settings.window // 2 + detector.halo, 0, device=device)
+        with contextlib.ExitStack() as stack:
+            sink = _SplitSink(*(stack.enter_context(w) if w else None for w in writers), sieve and bool(date_path))
+            run_tiled(stack_reader, sink, process, options, 3, feedback=feedback)
+        written.extend(w.path for w in writers if w)
+        counts = (sink.changed, sink.valid)
+        if sieve and mask_path:
+            feedback.info(f"Merging regions smaller than {settings.min_area} pixels into their surroundings.")
+            counts = regions.sieve_in_place(mask_path, settings.min_area, MASK_NODATA)
+            if date_path:
+                regions.finalise_dates(date_path, mask_path, MASK_NODATA)
+        polygons = None
+        if outputs.change_polygons:
+            written.append(outputs.change_polygons)
+            polygons = regions.polygonize_changes(
+                mask_path, outputs.change_polygons, date_path if k > 2 else None,
+                MASK_NODATA, feedback.is_cancelled,
+            )
+            feedback.info(f"Wrote {polygons} change polygon(s) to {outputs.change_polygons}.")
+    return counts, polygons
