@@ -281,9 +281,24 @@ class RasterWriter:
         """Uncompressed size of the data (speckled floats barely compress)."""
         return self.like.pixel_count * self.band_count * max(1, gdal.GetDataTypeSize(self.data_type) // 8)
 
-    def _record_gdal_error(self, error_class: int, error_number: int, message: str) -> None:
-        if error_class >= gdal.CE_Failure:
-            self._gdal_errors.append(message)
+    @contextlib.contextmanager
+    def _capturing_gdal_errors(self) -> Iterator[None]:
+        """Record GDAL's failures in this thread (handlers are per thread, and the tiling
+        engine writes from a worker thread), raising them as one clear error after the block."""
+
+        def record(error_class: int, error_number: int, message: str) -> None:
+            if error_class >= gdal.CE_Failure:
+                self._gdal_errors.append(message)
+
+        gdal.PushErrorHandler(record)
+        try:
+            yield
+        except RuntimeError as error:  # GDAL raises instead where the caller enabled exceptions
+            raise write_failure(self.path, str(error)) from None
+        finally:
+            gdal.PopErrorHandler()
+        if self._gdal_errors:
+            raise write_failure(self.path, self._gdal_errors[0])
 
     def __enter__(self) -> "RasterWriter":
         check_destinations({}, {"Output": self.path}, {"Output": self.expected_bytes})
@@ -291,9 +306,9 @@ class RasterWriter:
         if self._outputs is None:
             self._own_outputs = self._outputs = OutputSet().__enter__()
         self._temp_path = partial_path(self.path)
-        gdal.PushErrorHandler(self._record_gdal_error)
         try:
-            self._create()
+            with self._capturing_gdal_errors():
+                self._create()
         except BaseException as error:
             self.__exit__(type(error), error, None)
             raise
@@ -301,14 +316,11 @@ class RasterWriter:
 
     def _create(self) -> None:
         driver = gdal.GetDriverByName("GTiff")
-        try:
-            dataset = self._dataset = driver.Create(
-                self._temp_path, self.like.width, self.like.height, self.band_count, self.data_type,
-                _creation_options(self.like.pixel_count, self.band_count,
-                                  max(1, gdal.GetDataTypeSize(self.data_type) // 8)),
-            )
-        except RuntimeError as error:
-            raise write_failure(self.path, str(error)) from None
+        dataset = self._dataset = driver.Create(
+            self._temp_path, self.like.width, self.like.height, self.band_count, self.data_type,
+            _creation_options(self.like.pixel_count, self.band_count,
+                              max(1, gdal.GetDataTypeSize(self.data_type) // 8)),
+        )
         if dataset is None:
             raise write_failure(self.path, "; ".join(self._gdal_errors) or gdal.GetLastErrorMsg())
         if self.like.geotransform:
@@ -329,34 +341,23 @@ class RasterWriter:
                 band.SetNoDataValue(float(self.nodata))
             if index < len(self.descriptions) and self.descriptions[index]:
                 band.SetDescription(self.descriptions[index])
-        self._raise_if_failed()
-
-    def _raise_if_failed(self) -> None:
-        if self._gdal_errors:
-            raise write_failure(self.path, self._gdal_errors[0])
 
     def write(self, values: np.ndarray, row: int, col: int) -> None:
         """Write ``values`` (bands, rows, cols) with its top-left pixel at (row, col)."""
         assert self._dataset is not None, "write() outside the with block"
-        for index in range(self.band_count):
-            try:  # GDAL raises instead of returning a status where the caller enabled exceptions
+        with self._capturing_gdal_errors():
+            for index in range(self.band_count):
                 status = self._dataset.GetRasterBand(index + 1).WriteArray(values[index], col, row)
-            except RuntimeError as error:
-                raise write_failure(self.path, str(error)) from None
-            if status != 0 and not self._gdal_errors:
-                self._gdal_errors.append(gdal.GetLastErrorMsg() or "GDAL refused the block")
-            self._raise_if_failed()
+                if status != 0 and not self._gdal_errors:
+                    self._gdal_errors.append(gdal.GetLastErrorMsg() or "GDAL refused the block")
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         dataset, self._dataset = self._dataset, None
         try:
             if exc_type is None and dataset is not None:
-                try:
+                with self._capturing_gdal_errors():
                     dataset.FlushCache()
                     del dataset  # closes the file: GDAL reports failed final writes here
-                except RuntimeError as error:
-                    raise write_failure(self.path, str(error)) from None
-                self._raise_if_failed()
                 self._outputs.stage(self._temp_path, self.path)
             else:
                 del dataset
@@ -366,7 +367,5 @@ class RasterWriter:
             if self._own_outputs is not None:
                 self._own_outputs.__exit__(type(error), error, None)
             raise
-        finally:
-            gdal.PopErrorHandler()
         if self._own_outputs is not None:
             self._own_outputs.__exit__(exc_type, exc, traceback)
