@@ -140,3 +140,17 @@ def test_bad_options_are_refused():
         TilingOptions(tile=16, halo=2, blend=3)
     with pytest.raises(ValueError):
         TilingOptions(tile=0)
+
+
+def test_long_runs_are_announced_after_the_first_tiles():
+    from sar_despeckle_plugin.core.feedback import Feedback
+    from sar_despeckle_plugin.core.tiling import _announce_duration
+
+    infos, warnings = [], []
+    feedback = Feedback(info=infos.append, warn=warnings.append)
+    _announce_duration(feedback, 2.0, 4, 100)  # 50 s in all: not worth a message
+    assert infos == warnings == []
+    _announce_duration(feedback, 30.0, 4, 100)  # 12.5 minutes
+    assert infos == ["Expected duration about 12 min (100 tiles; measured on the first 4)."]
+    _announce_duration(feedback, 10.0, 1, 3000)  # 8 h 20 min
+    assert warnings and warnings[0].startswith("Expected duration about 8 h 20 min")

@@ -18,6 +18,7 @@ Layouts: numpy arrays are (bands, rows, cols); the process function receives tor
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -150,6 +151,7 @@ def run_tiled(
     def read_strip(index: int) -> tuple[np.ndarray, np.ndarray]:
         return source.read(index * tile - halo, -halo, tile + 2 * halo, strip_width)
 
+    start = time.perf_counter()
     pending = None  # accumulated output of rows [row0 - blend, row0 + blend) from the last strip
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         next_strip = reader.submit(read_strip, 0)
@@ -185,7 +187,10 @@ def run_tiled(
                         lo - col0 + halo: hi - col0 + halo,
                     ]
                     accumulated[:, :, lo:hi] += piece * (row_profile * col_profiles[c][None, :])
-                feedback.progress((strip * tiles_across + columns[-1] + 1) / total_tiles)
+                tiles_done = strip * tiles_across + columns[-1] + 1
+                feedback.progress(tiles_done / total_tiles)
+                if tiles_done == len(columns) < total_tiles:
+                    _announce_duration(feedback, time.perf_counter() - start, tiles_done, total_tiles)
             if pending is not None:
                 accumulated[:, : pending.shape[1]] += pending
             done_hi = out_hi if strip + 1 == tiles_down else row1 - blend
@@ -196,6 +201,26 @@ def run_tiled(
             last_write = writer.submit(_finish_and_write, sink, finish, finished, out_lo)
         if last_write is not None:
             last_write.result()
+
+
+#: Runs expected to last longer than this (seconds) are announced with a warning.
+LONG_RUN = 3600.0
+
+
+def _announce_duration(feedback: Feedback, seconds: float, tiles_done: int, total_tiles: int) -> None:
+    """After the first batch of tiles, tell the user how long the whole run will take."""
+    expected = seconds * total_tiles / tiles_done
+    if expected < 60:
+        return
+    hours, minutes = divmod(round(expected / 60), 60)
+    duration = f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+    message = (f"Expected duration about {duration} ({total_tiles} tiles; measured on the first "
+               f"{tiles_done}).")
+    if expected > LONG_RUN:
+        feedback.warn(message + " Cancel now and choose a smaller extent, a faster method or a GPU "
+                      "if that is too long.")
+    else:
+        feedback.info(message)
 
 
 def _finish_and_write(sink: WindowSink, finish: FinishFn, values: np.ndarray, row: int) -> None:
