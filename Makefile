@@ -13,8 +13,12 @@ PLUGIN := sar_despeckle_plugin
 PROFILE_DIR := $(CURDIR)/.qgis-profile
 BUILD := build
 
+# Paths found on this machine are looked up when a recipe runs, not when make reads this file:
+# on a fresh machine QGIS and the venv appear only once `setup` has run, within the same make.
+# So these are recursive (`=`) variables used only inside recipes; never `:=` with `$(shell)`
+# (tests/test_makefile.py runs the recipes as on a fresh machine and checks this).
 # qgis_process.bin avoids Debian's wrapper, whose --noversioncheck QGIS 3.22 rejects.
-QGIS_PROCESS := $(shell command -v qgis_process.bin || command -v qgis_process)
+QGIS_PROCESS = $(or $(shell command -v qgis_process.bin || command -v qgis_process),qgis_process.bin)
 VENV_SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
 export QT_QPA_PLATFORM := offscreen
 QGIS_ENV = QGIS_PLUGINPATH=$(CURDIR) QGIS_CUSTOM_CONFIG_PATH=$(PROFILE_DIR) \
@@ -70,7 +74,7 @@ bench: setup $(COMPARE_VENV)/.done
 
 package:
 	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package
-	cp -rL $(PLUGIN) $(BUILD)/package/
+	cp -r $(PLUGIN) $(BUILD)/package/
 	cp LICENSE $(BUILD)/package/$(PLUGIN)/
 	find $(BUILD)/package -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 	cd $(BUILD)/package && rm -f ../$(PLUGIN).zip && zip -qr ../$(PLUGIN).zip $(PLUGIN)
