@@ -5,8 +5,13 @@ import os
 import subprocess
 import zipfile
 
+import pytest
+
 from .conftest import ROOT
 
+# The one metadata.txt lives in the plugin folder, which QGIS loads from a checkout (QGIS_PLUGINPATH)
+# and `make package` zips as it is.
+METADATA = os.path.join(ROOT, "sar_despeckle_plugin", "metadata.txt")
 REQUIRED = ("name", "description", "about", "version", "qgisMinimumVersion", "author", "email",
             "tracker", "repository", "hasProcessingProvider", "license", "tags")
 
@@ -18,7 +23,7 @@ def read_metadata(text: str) -> configparser.SectionProxy:
 
 
 def test_metadata_is_complete():
-    with open(os.path.join(ROOT, "metadata.txt"), encoding="utf-8") as handle:
+    with open(METADATA, encoding="utf-8") as handle:
         metadata = read_metadata(handle.read())
     for key in REQUIRED:
         assert metadata.get(key, "").strip(), key
@@ -31,8 +36,25 @@ def test_package_zip_holds_plugin_with_metadata_and_no_caches(tmp_path):
     subprocess.run(["make", "-s", "package", f"BUILD={build}"], cwd=ROOT, check=True, capture_output=True)
     with zipfile.ZipFile(build / "sar_despeckle_plugin.zip") as archive:
         names = archive.namelist()
-        metadata = read_metadata(archive.read("sar_despeckle_plugin/metadata.txt").decode())
+        zipped_metadata = archive.read("sar_despeckle_plugin/metadata.txt")
+    with open(METADATA, "rb") as handle:
+        assert zipped_metadata == handle.read()
+    metadata = read_metadata(zipped_metadata.decode())
     assert metadata["name"] == "SAR Despeckle"
     assert "sar_despeckle_plugin/__init__.py" in names and "sar_despeckle_plugin/LICENSE" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert all(n.startswith("sar_despeckle_plugin/") for n in names)
+
+
+def test_metadata_is_a_regular_file_and_the_only_one():
+    assert os.path.isfile(METADATA) and not os.path.islink(METADATA)
+    assert not os.path.exists(os.path.join(ROOT, "metadata.txt")), "one metadata.txt: the plugin folder's"
+
+
+def test_repository_tracks_no_symlinks():
+    """A checkout without symlinks (Windows, some zip exports) must hold the same plugin."""
+    if not os.path.isdir(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout")
+    listing = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, check=True, capture_output=True, text=True)
+    links = [line.split("\t", 1)[1] for line in listing.stdout.splitlines() if line.startswith("120000 ")]
+    assert not links, f"symlinks in the repository: {links}"
