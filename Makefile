@@ -24,7 +24,7 @@ export QT_QPA_PLATFORM := offscreen
 QGIS_ENV = QGIS_PLUGINPATH=$(CURDIR) QGIS_CUSTOM_CONFIG_PATH=$(PROFILE_DIR) \
 	PYTHONPATH=$(VENV_SITE):$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}
 
-.PHONY: setup demo test bench package install weights qgis-process qgis-profile clean
+.PHONY: setup demo test lint bench package install weights qgis-process qgis-profile clean
 
 setup: $(SETUP_STAMP)
 
@@ -55,8 +55,20 @@ qgis-process: qgis-profile
 demo: qgis-profile
 	$(QGIS_ENV) $(PY) scripts/demo.py --qgis-process "$(QGIS_PROCESS)" --out $(BUILD)/demo
 
+# pytest's configuration and markers are in pyproject.toml; `make test PYTEST_ARGS='-m "not qgis"'`
+# runs the QGIS-free part alone.
 test: setup
-	$(QGIS_ENV) $(PY) -m pytest tests -q -p no:cacheprovider
+	$(QGIS_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml; installed into the venv by this target only.
+RUFF_VERSION := 0.17.5
+RUFF_STAMP := $(VENV)/.ruff-$(RUFF_VERSION)
+$(RUFF_STAMP): $(SETUP_STAMP)
+	$(PY) -m pip install -q ruff==$(RUFF_VERSION)
+	@touch $@
+
+lint: $(RUFF_STAMP)
+	$(VENV)/bin/ruff check .
 
 # MuLoG + BM3D, the comparison the network benchmark measures against: a separate venv, so its
 # dependencies never touch the plugin's (and it is never shipped).

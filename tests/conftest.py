@@ -1,6 +1,8 @@
 """Shared fixtures: the repository on sys.path, a headless QGIS application when asked for."""
 
+import inspect
 import os
+import re
 import sys
 
 import pytest
@@ -9,6 +11,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 sys.path.insert(0, ROOT)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+# Fixtures that start QGIS, and the imports a test's own code shows when it needs QGIS without
+# them (a lazy import, or a script it runs in a subprocess). Others take @pytest.mark.qgis.
+QGIS_FIXTURES = {"qgis_processing", "qgis_process"}
+QGIS_CODE = re.compile(r"\b(from|import) qgis\b")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `qgis` the tests that need QGIS, so that `pytest -m "not qgis"` runs the rest alone."""
+    for item in items:
+        if item.get_closest_marker("qgis"):
+            continue
+        function = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(function) if function is not None else ""
+        except (OSError, TypeError):
+            source = ""
+        if QGIS_FIXTURES & set(getattr(item, "fixturenames", ())) or QGIS_CODE.search(source):
+            item.add_marker(pytest.mark.qgis)
 
 
 def shared_data(relative: str) -> str:
