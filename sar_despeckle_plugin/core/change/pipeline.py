@@ -29,6 +29,7 @@ from ..change_catalog import LAYOUT_BANDS
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
+from ..outputs import OutputSet, check_destinations
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache, raster_info
 from ..tiling import TilingOptions, run_tiled, tile_for_width
 from ..version import plugin_version
@@ -329,6 +330,13 @@ def detect_changes(
     check_settings(settings, len(inputs))
     check_outputs(outputs)
     readers = _open_dates(inputs, settings.layout)
+    pixels = readers[0].info.pixel_count
+    check_destinations(
+        {"INPUTS": inputs},
+        {"CHANGE_MAP": outputs.change_map, "CHANGE_MASK": outputs.change_mask,
+         "CHANGE_DATE": outputs.change_date, "CHANGE_POLYGONS": outputs.change_polygons},
+        {"CHANGE_MAP": 4 * pixels, "CHANGE_MASK": pixels, "CHANGE_DATE": pixels},
+    )
     stack_reader = StackReader(readers)
     detector = DETECTORS[settings.method](settings)
     halo = settings.window // 2 + detector.halo
@@ -373,17 +381,14 @@ def detect_changes(
         "plugin_version": plugin_version(),
         **detector.record(),
     }
-    written: list[str] = []
     scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
     try:
-        counts, polygons = _run(stack_reader, info, process, plan, settings, detector, outputs, record,
-                                device, scratch, written, feedback)
+        with OutputSet() as run:
+            counts, polygons = _run(stack_reader, info, process, plan, settings, detector, outputs, record,
+                                    device, scratch, run, feedback)
     except BaseException:
-        for path in written:
-            if path == outputs.change_polygons:
-                regions.remove_vector(path)
-            elif os.path.exists(path):
-                os.remove(path)
+        if outputs.change_polygons and regions.vector_driver(outputs.change_polygons) not in regions.ATOMIC:
+            regions.remove_vector(outputs.change_polygons)  # a Shapefile is written in place, last
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -410,9 +415,10 @@ def _scratch_folder(outputs: ChangeOutputs) -> str | None:
     return None
 
 
-def _run(stack_reader, info, process, plan, settings, detector, outputs, record, device, scratch, written,
-         feedback) -> tuple[tuple[int, int], int | None]:
-    """The tiled pass, then the sieve (in place), the dates it cleared and the polygons.
+def _run(stack_reader, info, process, plan, settings, detector, outputs, record, device, scratch,
+         run: OutputSet, feedback) -> tuple[tuple[int, int], int | None]:
+    """The tiled pass, then the sieve (in place), the dates it cleared and the polygons, every
+    output staged in ``run`` (rasters are sieved in their staged files, before the commit).
 
     Returns ((changed pixels, valid pixels), polygon count or None).
     """
@@ -432,7 +438,8 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
     }
     with bounded_gdal_cache():
         writers = [
-            RasterWriter(path, info, 1, nodata, [descriptions[kind]], {**record, "output": kind}, data_type)
+            RasterWriter(path, info, 1, nodata, [descriptions[kind]], {**record, "output": kind}, data_type,
+                         outputs=run)
             if path else None
             for kind, path, nodata, data_type in (
                 ("map", outputs.change_map, MAP_NODATA, gdal.GDT_Float32),
@@ -446,7 +453,8 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
         with contextlib.ExitStack() as stack:
             sink = _SplitSink(*(stack.enter_context(w) if w else None for w in writers), sieve and bool(date_path))
             run_tiled(stack_reader, sink, process, options, 3, feedback=feedback)
-        written.extend(w.path for w in writers if w)
+        mask_path = run.staged_path(mask_path) if mask_path else None
+        date_path = run.staged_path(date_path) if date_path else None
         counts = (sink.changed, sink.valid)
         if sieve and mask_path:
             feedback.info(f"Merging regions smaller than {settings.min_area} pixels into their surroundings.")
@@ -455,10 +463,9 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
                 regions.finalise_dates(date_path, mask_path, MASK_NODATA)
         polygons = None
         if outputs.change_polygons:
-            written.append(outputs.change_polygons)
             polygons = regions.polygonize_changes(
                 mask_path, outputs.change_polygons, date_path if k > 2 else None,
-                MASK_NODATA, feedback.is_cancelled,
+                MASK_NODATA, run, feedback.is_cancelled,
             )
             feedback.info(f"Wrote {polygons} change polygon(s) to {outputs.change_polygons}.")
     return counts, polygons

@@ -9,13 +9,13 @@ makes invalid geometries).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Callable
 
 import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..errors import Cancelled, SarDespeckleError
+from ..outputs import OutputSet, partial_path
 from ..raster import gdal_errors_as_exceptions
 
 #: Vector formats we write, by file extension.
@@ -126,6 +126,7 @@ def polygonize_changes(
     out_path: str,
     date_path: str | None,
     nodata: int,
+    run: OutputSet,
     is_cancelled: Callable[[], bool] = lambda: False,
 ) -> int:
     """Polygons of the changed regions of ``mask_path`` with their ``area`` (and first change
@@ -136,14 +137,11 @@ def polygonize_changes(
     """
     driver_name = vector_driver(out_path)
     driver = ogr.GetDriverByName(driver_name)
-    folder = os.path.dirname(os.path.abspath(out_path))
     layer_name = os.path.splitext(os.path.basename(out_path))[0] or "changes"
-    if driver_name in ATOMIC:
-        handle, target = tempfile.mkstemp(prefix=f".{layer_name}.", suffix=os.path.splitext(out_path)[1],
-                                          dir=folder)
-        os.close(handle)
-        os.remove(target)
-    else:
+    if driver_name in ATOMIC:  # staged in ``run``, committed with the rasters
+        target = partial_path(out_path)
+    else:  # a Shapefile's several files are written in place
+
         remove_vector(out_path)
         target = out_path
     try:
@@ -187,9 +185,7 @@ def polygonize_changes(
             output = layer = None
             mask = changed = dates = None
         if target != out_path:
-            if os.path.exists(out_path):
-                remove_vector(out_path)
-            os.replace(target, out_path)
+            run.stage(target, out_path)
         return count
     except BaseException:
         if target != out_path and os.path.exists(target):
