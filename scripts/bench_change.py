@@ -160,7 +160,8 @@ def describe(chain: str, window: int, area: int, level: float, method: str) -> s
 
 
 def despeckled(paths: list[str], folder: str) -> list[str]:
-    from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+    from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+    from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 
     outputs = []
     for index, path in enumerate(paths):

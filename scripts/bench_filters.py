@@ -27,8 +27,9 @@ from osgeo import gdal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster  # noqa: E402
-from sar_despeckle_plugin.core.filters import CLASSICAL_METHODS  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402
 
 RADIUS = 3
 OTB_PEERS = {
@@ -86,7 +87,8 @@ def peak_memory_mb(source: str, out: str) -> tuple[float, float]:
     """Peak RSS (MB) and seconds of a 7 x 7 Lee run in a fresh child process."""
     code = (
         "import sys; sys.path.insert(0, %r)\n"
-        "from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster\n"
+        "from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster\n"
+        "from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings\n"
         "despeckle_raster(%r, %r, DespeckleSettings(method='lee', window=7, units='intensity', device='cpu'))\n"
     ) % (ROOT, source, out)
     start = time.perf_counter()

@@ -15,8 +15,8 @@
 3. CPU speed of the default network, file to file, on a 2048 x 2048 image (seconds per Mpx),
    with the self-ensemble (the default) and in a single pass.
 
-Every despeckling goes through ``core.despeckle.despeckle_raster`` (GeoTIFF to GeoTIFF), as the
-plugin runs it. Results: Markdown on stdout, ``<out>/networks.json`` (which
+Every despeckling goes through ``core.despeckle.pipeline.despeckle_raster`` (GeoTIFF to
+GeoTIFF), as the plugin runs it. Results: Markdown on stdout, ``<out>/networks.json`` (which
 ``scripts/bench_report.py`` turns into docs/benchmarks.md) and PNGs in ``<out>``.
 """
 
@@ -41,8 +41,9 @@ sys.path[:0] = [ROOT, HERE]
 from pictures import db_limits, db_stretch, mosaic, save_png  # noqa: E402
 from sample_data import sentinel1_dualpol_intensity  # noqa: E402
 from sar_despeckle_plugin.core.catalog import DEFAULT_NETWORK, SHIPPED_WEIGHTS  # noqa: E402
-from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster  # noqa: E402
-from sar_despeckle_plugin.core.filters import CLASSICAL_METHODS  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402
 from sar_despeckle_plugin.core.model_cards import list_model_cards, read_card  # noqa: E402
 from training.metrics import psnr_amplitude, ssim_amplitude  # noqa: E402
 

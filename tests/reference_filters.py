@@ -1,4 +1,4 @@
-"""Slow, direct numpy references for the classical filters of ``core.filters``.
+"""Slow, direct numpy references for the classical filters of ``core.despeckle.filters``.
 
 Every filter loops over pixels and over the window's offsets and applies the published formula
 as written, in float64, so that it is easy to check by eye. Same semantics as the torch

@@ -416,7 +416,8 @@ def test_qgis_process_json_run(qgis_process, tmp_path):
 def test_model_chains_despeckle_into_change_detection(qgis_processing, tmp_path):
     from qgis.core import QgsProcessingModelAlgorithm
 
-    from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+    from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+    from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 
     paths = write_dates(tmp_path, looks=1, gains=(1.0, 2.0), seed=8, contrast=10.0)
     model = QgsProcessingModelAlgorithm()

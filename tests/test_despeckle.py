@@ -1,14 +1,15 @@
-"""core.despeckle end to end on files: units, tiling, cancel, device fallback."""
+"""core.despeckle.pipeline end to end on files: units, tiling, cancel, device fallback."""
 
 import os
 
 import numpy as np
 import pytest
 
-from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.errors import Cancelled
 from sar_despeckle_plugin.core.feedback import Feedback
-from sar_despeckle_plugin.core.filters import CLASSICAL_METHODS
 from sar_despeckle_plugin.core.tiling import tile_for_width
 
 from .synthetic import piecewise_scene, read_geotiff, speckle, write_geotiff

@@ -1,4 +1,4 @@
-"""Tests of ``core.filters``: slow references, tiling invariance, speckle statistics, OTB.
+"""Tests of ``core.despeckle.filters``: slow references, tiling invariance, speckle statistics, OTB.
 
 Cross-check with Orfeo ToolBox 8.1.1 (``otbcli_Despeckle``, i.e. otb::LeeImageFilter,
 FrostImageFilter, GammaMAPImageFilter and KuanImageFilter). Reading OTB's definitions and
@@ -38,7 +38,7 @@ import pytest
 import torch
 from scipy import special
 
-from sar_despeckle_plugin.core import filters
+from sar_despeckle_plugin.core.despeckle import filters
 from tests import reference_filters as ref
 
 METHODS = filters.CLASSICAL_METHODS

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.models import ModelCard, build_model, save_model
 from sar_despeckle_plugin.core.raster import raster_info

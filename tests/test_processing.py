@@ -10,7 +10,8 @@ import pytest
 from osgeo import gdal
 
 from sar_despeckle_plugin.core.catalog import CLASSICAL_METHOD_LABELS
-from sar_despeckle_plugin.core.despeckle import DespeckleSettings, despeckle_raster
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.raster import raster_info
 
 from .conftest import ROOT

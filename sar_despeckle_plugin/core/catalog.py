@@ -1,7 +1,7 @@
 """Names of methods, devices and model folders, importable without torch.
 
 The Processing layer builds its METHOD enum from this list before torch is ever imported;
-``core.filters.CLASSICAL_METHODS`` must list the same ids in the same order (a test checks).
+``core.despeckle.filters.CLASSICAL_METHODS`` must list the same ids in the same order (a test checks).
 """
 
 import os

@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from ..core.catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS
+from ..core.despeckle.settings import DespeckleSettings
 from ..core.model_cards import list_model_cards, read_card
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, with_help
@@ -144,11 +145,11 @@ class DespeckleAlgorithm(SarAlgorithm):
         return ok, message
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        despeckle = self.core("despeckle")
+        pipeline = self.core("despeckle.pipeline")
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         choice = self.parameterAsEnum(parameters, "METHOD", context)
         model_card = self.parameterAsFile(parameters, "MODEL", context) or self.methods[choice][1]
-        settings = despeckle.DespeckleSettings(
+        settings = DespeckleSettings(
             method=CLASSICAL[choice] if choice < len(CLASSICAL) else DEFAULT_METHOD,
             model_card=model_card or None,
             bands=tuple(self.parameterAsInts(parameters, "BANDS", context)) or None,
@@ -163,6 +164,6 @@ class DespeckleAlgorithm(SarAlgorithm):
         )
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         self.run_core(
-            despeckle.despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
+            pipeline.despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
         )
         return {"OUTPUT": output}

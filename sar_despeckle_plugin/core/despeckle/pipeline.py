@@ -1,94 +1,32 @@
 """Despeckling a raster file end to end: checks, units, looks, tiled filtering, atomic write.
 
-This is what ``sar_despeckle:despeckle`` runs; scripts and tests call it directly.
+:func:`despeckle_raster` is what ``sar_despeckle:despeckle`` runs; scripts and tests call it
+directly. Each band is sampled once (units, value checks, looks, the statistics the method
+needs), then read window by window through the tiling engine: raw values (B, C, H, W) in the
+input's units -> linear intensity -> the method, band by band ((B, 1, H, W)) -> the input's
+units, nodata where the input was invalid.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
-from . import filters, speckle
-from .catalog import DEFAULT_METHOD
-from .device import resolve_device
-from .errors import SarDespeckleError
-from .feedback import Feedback
-from .raster import RasterReader, RasterWriter, bounded_gdal_cache
-from .tiling import TilingOptions, run_tiled, tile_for_width
-from .version import plugin_version
-
-#: Smallest image side we accept (pixels).
-MIN_SIDE = 3
-
-
-@dataclass(frozen=True)
-class DespeckleSettings:
-    """What the user chose; ``None`` means "work it out from the data".
-
-    Attributes:
-        method: one of ``core.filters.CLASSICAL_METHODS``; ignored when ``model_card`` is set.
-        model_card: path of a network's model card (JSON beside its weights), or None.
-        bands: 1-based bands to despeckle, each independently (all when ``None``).
-        units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
-        looks: equivalent number of looks of the input intensity (estimated when ``None``).
-        window: odd window side in pixels.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        self_ensemble: networks only: also despeckle the left-right mirror image and keep the
-            geometric mean of the two estimates (less error, twice the time; on by default, off
-            for speed).
-        zeros_as_nodata: exact zeros (Sentinel-1 swath borders) count as nodata.
-        frost_damping: damping factor D of the Frost kernel exp(-D * Ci^2 * distance).
-        tile: tile core side for the tiling engine (pixels); chosen from the image width and
-            band count to bound memory when ``None``.
-    """
-
-    method: str = DEFAULT_METHOD
-    model_card: str | None = None
-    bands: tuple[int, ...] | None = None
-    units: str | None = None
-    looks: float | None = None
-    window: int = 7
-    device: str = "auto"
-    self_ensemble: bool = True
-    zeros_as_nodata: bool = True
-    frost_damping: float = 2.0
-    tile: int | None = None
-
-
-@dataclass(frozen=True)
-class DespeckleReport:
-    """What a run did: per-band units and looks, the device, the output path."""
-
-    output: str
-    units: str
-    looks: tuple[float, ...]
-    device: str
-    nodata: float | None
-
-
-def _check_settings(settings: DespeckleSettings) -> None:
-    if settings.model_card is None:
-        if settings.method not in filters.CLASSICAL_METHODS:
-            raise SarDespeckleError(
-                f"Unknown method '{settings.method}'; choose one of "
-                f"{', '.join(filters.CLASSICAL_METHODS)}."
-            )
-        minimum = 5 if settings.method == "refined_lee" else 3
-        if settings.window < minimum or settings.window % 2 == 0:
-            raise SarDespeckleError(
-                f"WINDOW must be an odd number >= {minimum} for {settings.method}; "
-                f"got {settings.window}."
-            )
-    if not settings.frost_damping > 0:
-        raise SarDespeckleError(f"FROST_DAMPING must be positive; got {settings.frost_damping}.")
-    if settings.looks is not None and not settings.looks > 0:
-        raise SarDespeckleError(f"LOOKS must be positive; got {settings.looks}.")
-    if settings.units is not None and settings.units not in speckle.UNITS:
-        raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
+from .. import speckle
+from ..device import resolve_device
+from ..errors import SarDespeckleError
+from ..feedback import Feedback
+from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
+from ..tiling import TilingOptions, run_tiled, tile_for_width
+from ..version import plugin_version
+from . import filters
+from .network import network_despeckler
+from .settings import (
+    MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_settings,
+)
 
 
 def _decide_units(settings: DespeckleSettings, reader: RasterReader, samples, feedback) -> str:
@@ -122,19 +60,6 @@ def _output_nodata(reader: RasterReader, units: str, zeros_as_nodata: bool) -> f
     return 0.0 if zeros_as_nodata and units != "dB" else math.nan
 
 
-@dataclass(frozen=True)
-class BandStatistics:
-    """Whole-image statistics of one band, from the sample, in linear intensity.
-
-    Only what the run needs is computed: the median for networks (their fill value and log
-    centre), the 98th percentile for Lee sigma (its point-target threshold); else ``None``.
-    """
-
-    looks: float
-    median: float | None
-    percentile_98: float | None
-
-
 def _band_statistics(reader, samples, units, settings, feedback) -> list[BandStatistics]:
     """Check every band's values and compute its statistics (estimating looks if needed)."""
     statistics = []
@@ -162,22 +87,6 @@ def _band_statistics(reader, samples, units, settings, feedback) -> list[BandSta
     return statistics
 
 
-@dataclass(frozen=True)
-class BandDespeckler:
-    """How one run despeckles a band: the function, the context it needs, what to record.
-
-    ``apply(intensity, valid, band)`` takes linear intensity (B, 1, H, W) and validity on the
-    device, and the band's index among the selected bands; it returns linear intensity.
-    """
-
-    apply: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-    halo: int
-    blend: int
-    alignment: int
-    name: str
-    checksum: str | None
-
-
 def _classical(settings: DespeckleSettings, statistics: list[BandStatistics]) -> BandDespeckler:
     def apply(intensity, valid, band):
         return filters.apply_filter(
@@ -188,30 +97,6 @@ def _classical(settings: DespeckleSettings, statistics: list[BandStatistics]) ->
 
     return BandDespeckler(apply, filters.filter_halo(settings.method, settings.window), 0, 1,
                           settings.method, None)
-
-
-#: Feathering width for networks (pixels): tiles overlap by their reach plus this.
-NETWORK_BLEND = 8
-
-
-def _network(settings, statistics, device, feedback) -> BandDespeckler:
-    from .models import load_model
-
-    model = load_model(settings.model_card, device, input_kind="intensity")
-    card = model.card
-    for band, stats in enumerate(statistics):
-        if abs(stats.looks - card.looks) > 0.25 * card.looks:
-            feedback.warn(
-                f"Band {band + 1} has {stats.looks:.1f} looks but model '{card.name}' was trained "
-                f"for {card.looks:g}: results may be over- or under-smoothed."
-            )
-
-    def apply(intensity, valid, band):
-        return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble)
-
-    align = model.alignment
-    halo = -(-(model.receptive_radius + NETWORK_BLEND) // align) * align
-    return BandDespeckler(apply, halo, NETWORK_BLEND, align, card.name, card.sha256)
 
 
 def despeckle_raster(
@@ -228,7 +113,7 @@ def despeckle_raster(
     cancel no output file is left.
     """
     feedback = feedback or Feedback()
-    _check_settings(settings)
+    check_settings(settings)
     reader = RasterReader(input_path, settings.bands)
     info = reader.info
     if info.is_complex:
@@ -248,7 +133,7 @@ def despeckle_raster(
     statistics = _band_statistics(reader, samples, units, settings, feedback)
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (
-        _network(settings, statistics, device, feedback) if settings.model_card
+        network_despeckler(settings, statistics, device, feedback) if settings.model_card
         else _classical(settings, statistics)
     )
     feedback.info(f"Running {despeckler.name} on {device.type}.")

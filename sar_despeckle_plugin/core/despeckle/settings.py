@@ -1,0 +1,116 @@
+"""What a despeckling run is asked to do (:class:`DespeckleSettings`) and its checks, what it
+works out per band (:class:`BandStatistics`), the interface every method presents to the
+pipeline (:class:`BandDespeckler`), and what it reports (:class:`DespeckleReport`). Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from .. import speckle
+from ..catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
+from ..errors import SarDespeckleError
+
+if TYPE_CHECKING:
+    import torch
+
+#: Smallest image side we accept (pixels).
+MIN_SIDE = 3
+
+
+@dataclass(frozen=True)
+class DespeckleSettings:
+    """What the user chose; ``None`` means "work it out from the data".
+
+    Attributes:
+        method: one of ``filters.CLASSICAL_METHODS`` (the ids of
+            ``catalog.CLASSICAL_METHOD_LABELS``); ignored when ``model_card`` is set.
+        model_card: path of a network's model card (JSON beside its weights), or None.
+        bands: 1-based bands to despeckle, each independently (all when ``None``).
+        units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
+        looks: equivalent number of looks of the input intensity (estimated when ``None``).
+        window: odd window side in pixels.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        self_ensemble: networks only: also despeckle the left-right mirror image and keep the
+            geometric mean of the two estimates (less error, twice the time; on by default, off
+            for speed).
+        zeros_as_nodata: exact zeros (Sentinel-1 swath borders) count as nodata.
+        frost_damping: damping factor D of the Frost kernel exp(-D * Ci^2 * distance).
+        tile: tile core side for the tiling engine (pixels); chosen from the image width and
+            band count to bound memory when ``None``.
+    """
+
+    method: str = DEFAULT_METHOD
+    model_card: str | None = None
+    bands: tuple[int, ...] | None = None
+    units: str | None = None
+    looks: float | None = None
+    window: int = 7
+    device: str = "auto"
+    self_ensemble: bool = True
+    zeros_as_nodata: bool = True
+    frost_damping: float = 2.0
+    tile: int | None = None
+
+
+@dataclass(frozen=True)
+class DespeckleReport:
+    """What a run did: per-band units and looks, the device, the output path."""
+
+    output: str
+    units: str
+    looks: tuple[float, ...]
+    device: str
+    nodata: float | None
+
+
+def check_settings(settings: DespeckleSettings) -> None:
+    """Refuse settings no image could make sense of, with the parameter's name."""
+    if settings.model_card is None:
+        if settings.method not in CLASSICAL_METHOD_LABELS:
+            raise SarDespeckleError(
+                f"Unknown method '{settings.method}'; choose one of "
+                f"{', '.join(CLASSICAL_METHOD_LABELS)}."
+            )
+        minimum = 5 if settings.method == "refined_lee" else 3
+        if settings.window < minimum or settings.window % 2 == 0:
+            raise SarDespeckleError(
+                f"WINDOW must be an odd number >= {minimum} for {settings.method}; "
+                f"got {settings.window}."
+            )
+    if not settings.frost_damping > 0:
+        raise SarDespeckleError(f"FROST_DAMPING must be positive; got {settings.frost_damping}.")
+    if settings.looks is not None and not settings.looks > 0:
+        raise SarDespeckleError(f"LOOKS must be positive; got {settings.looks}.")
+    if settings.units is not None and settings.units not in speckle.UNITS:
+        raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
+
+
+@dataclass(frozen=True)
+class BandStatistics:
+    """Whole-image statistics of one band, from the sample, in linear intensity.
+
+    Only what the run needs is computed: the median for networks (their fill value and log
+    centre), the 98th percentile for Lee sigma (its point-target threshold); else ``None``.
+    """
+
+    looks: float
+    median: float | None
+    percentile_98: float | None
+
+
+@dataclass(frozen=True)
+class BandDespeckler:
+    """How one run despeckles a band: the function, the context it needs, what to record.
+
+    ``apply(intensity, valid, band)`` takes linear intensity (B, 1, H, W) and validity on the
+    device, and the band's index among the selected bands; it returns linear intensity.
+    """
+
+    apply: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    halo: int
+    blend: int
+    alignment: int
+    name: str
+    checksum: str | None
