@@ -197,28 +197,59 @@ def test_resume_continues_exactly_from_the_checkpoint(tmp_path):
     assert [r["step"] for r in rows if r["split"] == "validation"] == [8, 16]
 
 
-def test_time_budget_stops_and_checkpoints(tmp_path):
+def test_time_budget_stops_and_checkpoints_and_resumes_exactly(tmp_path):
     cfg = config(tiny(**{"train.epochs": 50, "train.time_budget_minutes": 1e-9}))
-    train(cfg, str(tmp_path), log=silent)
-    summary = json.load(open(tmp_path / "metrics.json"))["summary"]
+    train(cfg, str(tmp_path / "run"), log=silent)
+    summary = json.load(open(tmp_path / "run" / "metrics.json"))["summary"]
     assert summary["stopped_by_time_budget"] and summary["steps"] == 1
-    assert load_checkpoint(str(tmp_path / "last.pt"))["epoch"] == 1
+    last = load_checkpoint(str(tmp_path / "run" / "last.pt"))
+    assert (last["epoch"], last["epoch_step"], last["step"]) == (0, 1, 1)  # stopped in the middle of epoch 1
     with pytest.raises(SarDespeckleError, match="used its .*budget"):
-        train(cfg, str(tmp_path), resume=True, log=silent)
+        train(cfg, str(tmp_path / "run"), resume=True, log=silent)
     more = config(tiny(**{"train.epochs": 2, "train.time_budget_minutes": 10.0}))
-    train(more, str(tmp_path), resume=True, log=silent)
-    assert json.load(open(tmp_path / "metrics.json"))["summary"]["steps"] == 9  # epoch 2 only
+    resumed = train(more, str(tmp_path / "run"), resume=True, log=silent)
+    summary = json.load(open(tmp_path / "run" / "metrics.json"))["summary"]
+    assert summary["steps"] == 16 and summary["planned_epochs"] == 2 and not summary["stopped_by_time_budget"]
+    # the rest of epoch 1, then epoch 2: the same model as a run never stopped
+    straight = train(config(tiny()), str(tmp_path / "straight"), log=silent)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_learning_rate_schedule_follows_steps_or_budget():
+def test_learning_rate_schedule_is_a_function_of_the_step_and_the_plan():
     cfg = config(tiny(**{"train.schedule": "cosine", "train.warmup_steps": 10, "train.learning_rate": 1.0}))
-    assert learning_rate(cfg, 0, 110, 0.0) == pytest.approx(0.1)
-    assert learning_rate(cfg, 10, 110, 0.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 60, 110, 0.0) == pytest.approx(0.5)
-    assert learning_rate(cfg, 110, 110, 0.0) == pytest.approx(0.0)
-    budgeted = config(tiny(**{"train.schedule": "cosine", "train.learning_rate": 1.0, "train.time_budget_minutes": 1.0}))
-    assert learning_rate(budgeted, 10, 1000, 30.0) == pytest.approx(0.5)  # half the budget spent
-    assert learning_rate(budgeted, 10, 1000, 90.0) == pytest.approx(0.0)
+    assert learning_rate(cfg, 0, 110) == pytest.approx(0.1)
+    assert learning_rate(cfg, 10, 110) == pytest.approx(1.0)
+    assert learning_rate(cfg, 60, 110) == pytest.approx(0.5)
+    assert learning_rate(cfg, 110, 110) == pytest.approx(0.0)
+    # a time budget's plan made within the warm-up: the plain cosine decay over the planned steps
+    assert learning_rate(cfg, 35, 110, 8, 60) == pytest.approx(0.5)
+    assert learning_rate(cfg, 60, 110, 8, 60) == pytest.approx(0.0)
+    # made after it: the decay goes on continuously from where it was to 0 at the planned end
+    before = learning_rate(cfg, 20, 110)
+    assert learning_rate(cfg, 20, 110, 20, 60) == pytest.approx(before)
+    assert learning_rate(cfg, 40, 110, 20, 60) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.55)))
+    assert learning_rate(cfg, 60, 110, 20, 60) == pytest.approx(0.0)
+
+
+def test_time_budget_plans_epochs_once_and_records_it(tmp_path):
+    """The budget becomes a number of epochs after the first one; the schedule and the stop then
+    depend on the steps only, and a resume keeps the plan."""
+    raw = tiny(**{"train.epochs": 6, "train.time_budget_minutes": 10.0, "train.schedule": "cosine"})
+    messages = []
+    train(config(raw), str(tmp_path / "run"), log=messages.append)
+    plan = load_checkpoint(str(tmp_path / "run" / "last.pt"))["budget_plan"]
+    assert plan["from_step"] == 8 and plan["epoch_seconds"] > 0 and plan["epochs"] == 6
+    assert any("so the run trains 6 epochs (of 6 configured)" in m for m in messages)
+    summary = json.load(open(tmp_path / "run" / "metrics.json"))["summary"]
+    assert summary["planned_epochs"] == 6 and summary["budget_plan"] == plan
+    rates = [r["learning_rate"] for r in json.load(open(tmp_path / "run" / "metrics.json"))["rows"]
+             if r["split"] == "train"]
+    cfg = config(raw)
+    assert rates == pytest.approx([learning_rate(cfg, step - 1, 48, 8, 48) for step in range(2, 49, 2)])
+    # a budget that allows two epochs of the measured length: the schedule ends at epoch 2
+    from training.trainer import plan_epochs
+    assert plan_epochs(cfg, 290.0) == 2 and plan_epochs(cfg, 1e6) == 1 and plan_epochs(cfg, 1e-3) == 6
 
 
 def write_speckled_geotiff(path, height=96, width=96, seed=0):
@@ -338,7 +369,7 @@ def test_prepare_units_subsample_slc_and_stacks(tmp_path):
     np.testing.assert_allclose(patches[0, 0], (slc[..., 0] ** 2 + slc[..., 1] ** 2)[:20, :20], rtol=1e-5)
     assert info["kind"] == "single_look"
     dates = [write_geotiff(str(tmp_path / f"d{i}.tif"), speckle(scene, 1.0, i)) for i in range(3)]
-    patches, info = prepare(dates, PrepareOptions("stack", patch=32))
+    patches, info = prepare(dates, PrepareOptions("stack", patch=32, one_stack=True))
     assert patches.shape == (4, 3, 32, 32) and info["kind"] == "stack"
     db = write_geotiff(str(tmp_path / "db.tif"), 10 * np.log10(scene))
     patches, _ = prepare([db], PrepareOptions("clean", units="dB", patch=32))
@@ -350,7 +381,8 @@ def test_prepare_units_subsample_slc_and_stacks(tmp_path):
     (-np.ones((40, 40)), "single_look", "negative"),
     (np.ones((10, 10)), "clean", "smaller than one patch"),
     (np.ones((2, 40, 40)), "clean", "must have layout \\(rows, cols\\)"),
-    (np.ones((40, 40)), "stack", "must have layout \\(dates, rows, cols\\)"),
+    (np.ones((40, 40)), "stack", "one date \\(rows, cols\\), so it is not a stack on its own.*--one-stack"),
+    (np.ones(40), "clean", "has shape \\(40,\\); a clean image must have layout \\(rows, cols\\)"),
     (np.ones((40, 40), np.complex64), "clean", "is complex"),
     (np.ones((40, 40, 3)), "slc", "an SLC must be"),
 ])
@@ -364,7 +396,7 @@ def test_prepare_cli_and_bad_rasters(tmp_path, capsys):
     assert main(["prepare", tif, "--kind", "single_look", "--patch", "32", "--output", str(tmp_path / "p.npz")]) == 0
     assert "8 single_look patches" in capsys.readouterr().out
     other = write_geotiff(str(tmp_path / "b.tif"), np.ones((50, 50), np.float32))
-    assert main(["prepare", tif, other, "--kind", "stack", "--output", str(tmp_path / "s.npz")]) == 2
+    assert main(["prepare", tif, other, "--kind", "stack", "--one-stack", "--output", str(tmp_path / "s.npz")]) == 2
     assert "co-registered" in capsys.readouterr().err
     nodata = write_geotiff(str(tmp_path / "empty.tif"), np.zeros((64, 64), np.float32))
     assert main(["prepare", nodata, "--kind", "clean", "--output", str(tmp_path / "e.npz")]) == 2

@@ -9,7 +9,9 @@ intensity), then the label (1 = changed, 0 = unchanged). Sources of kind ``chang
 * ``.npy`` arrays or GDAL rasters holding the five bands above, in that order.
 
 ``path`` may be a glob pattern (``patches/[1-9].mat``): every match is one pair.
-Patches are a pure function of (seed, epoch, index), as in :mod:`training.data`.
+Patches are a pure function of (seed, epoch, index), as in :mod:`training.data`. This module
+builds on :mod:`training.data` and never the other way round (:mod:`training.sources` picks the
+reader of each source).
 """
 
 from __future__ import annotations

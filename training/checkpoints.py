@@ -7,7 +7,11 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, read
 dict), ``optimizer``, ``scaler`` (state dicts), ``epoch`` (epochs completed),
 ``step``, ``seconds`` (training wall time so far), ``metrics`` (this epoch's validation),
 ``best`` (validation metrics of best.pt), ``config`` (the TOML content), ``config_folder``,
-``data`` (description of the training data), ``commit``, ``device``.
+``data`` (description of the training data), ``commit``, ``device``; since version 2
+``epoch_step`` (optimiser steps done in the epoch after ``epoch``: non-zero when the run
+stopped in the middle of an epoch, on a signal or its time budget), ``running_losses`` (the
+training losses since the last logged one) and ``budget_plan`` (None, or ``epoch_seconds``,
+``from_step``, ``epochs``: how a time budget became a number of epochs, see trainer.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 
 CHECKPOINT_FORMAT = "sar_despeckle_training_checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 def save_checkpoint(record: dict, path: str) -> None:

@@ -1,7 +1,9 @@
 """Command line: ``python -m training {prepare,train,evaluate,export,profile} ...``.
 
 Errors the user can fix (bad config, bad data, missing files) print one ``error:`` line and
-exit with status 2; anything else is a bug and shows its traceback.
+exit with status 2 (1 for a file the system cannot read or write); a training stopped by
+Ctrl-C or SIGTERM saves a checkpoint and prints one line (status 130 / 143); anything else is a
+bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import sys
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.speckle import UNITS
+from sar_despeckle_plugin.core.user_models import default_models_folder
+
+from .interrupts import TrainingInterrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +27,7 @@ def _prepare(args) -> None:
 
     bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else ()
     options = PrepareOptions(args.kind, args.units, args.patch, args.stride, args.subsample, bands,
-                             args.keep_zeros)
+                             args.keep_zeros, args.one_stack)
     patches, info = prepare(args.inputs, options, args.output)
     print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])} "
           f"({info['skipped']} skipped for nodata/NaN/zeros).")
@@ -51,7 +56,7 @@ def _evaluate(args) -> None:
 def _export(args) -> None:
     from .export import export
 
-    card = export(args.checkpoint, args.name, args.to, args.description)
+    card = export(args.checkpoint, args.name, args.to or default_models_folder(), args.description, args.overwrite)
     print(f"Wrote {card} and its weights.")
 
 
@@ -60,13 +65,26 @@ def _profile(args) -> None:
 
     from sar_despeckle_plugin.core.models import build_model
 
-    from .profile import profile, profile_card
+    from .network_cost import profile, profile_card
 
     torch.set_num_threads(args.threads)
     if args.model:
         result = profile_card(args.model, args.side, args.device)
     else:
-        result = profile(build_model(args.architecture, **json.loads(args.hyperparameters)), args.side, args.device)
+        try:
+            hyperparameters = json.loads(args.hyperparameters)
+        except json.JSONDecodeError as error:
+            raise SarDespeckleError(
+                f"--hyperparameters is not valid JSON ({error}): give an object such as "
+                "'{\"widths\": [16, 32], \"looks\": 1}'."
+            ) from None
+        if not isinstance(hyperparameters, dict):
+            raise SarDespeckleError(f"--hyperparameters must be a JSON object ({{...}}); got {args.hyperparameters}.")
+        try:
+            module = build_model(args.architecture, **hyperparameters)
+        except (TypeError, ValueError) as error:
+            raise SarDespeckleError(f"--architecture {args.architecture} --hyperparameters: {error}.") from None
+        result = profile(module, args.side, args.device)
     print(json.dumps(result, indent=1))
 
 
@@ -82,7 +100,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=0, help="step between patches (default: the patch side)")
     p.add_argument("--subsample", type=int, default=1, help="keep every n-th row and column")
     p.add_argument("--bands", default="", help="1-based raster bands, comma separated")
-    p.add_argument("--keep-zeros", action="store_true", help="exact zeros are data, not nodata")
+    p.add_argument("--keep-zeros", action="store_true", help="exact zeros are data, not nodata (not for clean)")
+    p.add_argument("--one-stack", action="store_true",
+                   help="stack: the inputs, in date order, are the dates of ONE co-registered stack "
+                        "(default: each input is a stack of its own)")
     p.add_argument("--output", required=True, help="the .npz patch file to write")
     p.set_defaults(run=_prepare)
 
@@ -110,8 +131,10 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="checkpoint -> weights + model card")
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
     p.add_argument("--name", required=True, help="model name (file stem)")
-    p.add_argument("--to", default=os.path.join(ROOT, "sar_despeckle_plugin", "weights"),
-                   help="folder (default: the plugin's weights/)")
+    p.add_argument("--to", default="",
+                   help=f"folder (default: the plugin's default user models folder, {default_models_folder()}; "
+                        "the shipped weights go to sar_despeckle_plugin/weights)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model of the same name in that folder")
     p.add_argument("--description", default="")
     p.set_defaults(run=_export)
 
@@ -131,7 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.run(args)
+    except TrainingInterrupted as stop:
+        if stop.message:
+            print(stop.message, file=sys.stderr)
+        return stop.exit_status
     except SarDespeckleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file the system cannot read or write (permissions, full disk, ...)
+        where = f": '{error.filename}'" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
     return 0

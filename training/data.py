@@ -25,13 +25,6 @@ from .scenes import SCENES, point_scatterers
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
-#: What each training mode can learn from.
-MODE_KINDS = {
-    "supervised": ("clean",),
-    "blind_spot": ("clean", "single_look", "stack"),
-    "contrastive": ("clean", "stack"),
-    "change": ("clean", "change_pair"),
-}
 
 
 @dataclass
@@ -78,6 +71,11 @@ def as_intensity_stack(array: np.ndarray, kind: str, units: str, name: str) -> n
 
 def _crop(array: np.ndarray, source: SourceConfig, name: str) -> np.ndarray:
     """The [rows] x [cols] region of the last two axes, checked against the array's size."""
+    if array.ndim < 2:
+        layout = "(dates, rows, cols)" if source.kind == "stack" else "(rows, cols)"
+        raise SarDespeckleError(
+            f"{name} has shape {array.shape}; a {source.kind} image must have layout {layout}."
+        )
     rows = source.rows or [0, array.shape[-2]]
     cols = source.cols or [0, array.shape[-1]]
     if rows[1] > array.shape[-2] or cols[1] > array.shape[-1]:
@@ -123,12 +121,9 @@ def _read_raster(source: SourceConfig) -> np.ndarray:
     return values if source.kind == "stack" else values[0]
 
 
-def load_source(source: SourceConfig) -> ImageSet:
-    """Load and check the images of one configured source."""
-    if source.kind == "change_pair":
-        from .change_data import load_change_pairs
-
-        return load_change_pairs(source)
+def load_image_source(source: SourceConfig) -> ImageSet:
+    """Load and check the images of one configured despeckling source (any kind but
+    ``change_pair``, which :mod:`training.change_data` reads; :mod:`training.sources` picks)."""
     if source.synthetic:
         rngs = [np.random.default_rng([source.seed, i]) for i in range(source.synthetic)]
         images = [SCENES[source.scene](source.side, rng)[None] for rng in rngs]
@@ -141,28 +136,34 @@ def load_source(source: SourceConfig) -> ImageSet:
         if source.rows or source.cols:
             raise ConfigError(f"{name}: rows/cols do not apply to prepared patches.")
         description = f"{os.path.basename(source.path)}: {len(patches)} {info['kind']} patches from {', '.join(info['sources'])}"
-        return ImageSet(list(patches), info["kind"], description)
-    if source.path.endswith(".npy"):
-        try:
-            array = np.load(source.path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise SarDespeckleError(f"Cannot read {name} as a numpy array: {error}.") from None
-        array = _crop(array, source, name)
+        image_set = ImageSet(list(patches), info["kind"], description)
     else:
-        array = _read_raster(source)
-    return ImageSet([as_intensity_stack(array, source.kind, source.units, name)], source.kind, source.describe())
+        if source.path.endswith(".npy"):
+            try:
+                array = np.load(source.path, allow_pickle=False)
+            except (OSError, ValueError) as error:
+                raise SarDespeckleError(f"Cannot read {name} as a numpy array: {error}.") from None
+            array = _crop(array, source, name)
+        else:
+            array = _read_raster(source)
+        image_set = ImageSet([as_intensity_stack(array, source.kind, source.units, name)], source.kind,
+                             source.describe())
+    if image_set.kind == "clean":
+        check_positive(image_set.images, name)
+    return image_set
 
 
-def load_sources(sources: list, mode: str, split: str) -> list[ImageSet]:
-    """Load every source of a split, refusing kinds the mode cannot learn from."""
-    sets = [load_source(source) for source in sources]
-    for image_set in sets:
-        if image_set.kind not in MODE_KINDS[mode]:
-            raise ConfigError(
-                f"[data].{split}: {image_set.description} is {image_set.kind} data, which {mode} "
-                f"training cannot use (it takes {', '.join(MODE_KINDS[mode])})."
-            )
-    return sets
+def check_positive(images: list, name: str) -> None:
+    """Refuse a clean reference with exact zeros: its log is the training target (a zero makes
+    the loss hundreds of times too large), as NaN and negative values are refused."""
+    zeros = sum(int((image <= 0).sum()) for image in images)
+    if zeros:
+        total = sum(image.size for image in images)
+        raise SarDespeckleError(
+            f"{name} is a clean reference with {zeros} pixels at exactly zero ({zeros / total:.2%}; nodata or "
+            "a swath border?): a clean reference must be positive. Choose a region without them (rows/cols), "
+            "or run `python -m training prepare --kind clean`, which keeps only patches without zeros."
+        )
 
 
 class PatchSampler:

@@ -58,6 +58,14 @@ class Processes:
         dist.all_reduce(tensor)
         return float(tensor) / self.world
 
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """Whether ``flag`` is true on any process (every process must call it)."""
+        if self.world == 1:
+            return flag
+        tensor = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def from_main(self, value: float, device: torch.device) -> float:
         """The main process's ``value``, on every process (for decisions all must share)."""
         if self.world == 1:

@@ -12,10 +12,11 @@ import os
 import numpy as np
 import torch
 
+from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.models import load_model
 
 from .config import SourceConfig
-from .data import load_source, reference_level, speckled
+from .data import load_image_source, reference_level, speckled
 from .metrics import psnr_amplitude, ssim_amplitude
 
 
@@ -24,7 +25,13 @@ def parse_span(text: str) -> list:
     if not text:
         return []
     start, _, stop = text.partition(":")
-    return [int(start), int(stop)]
+    try:
+        span = [int(start), int(stop)]
+    except ValueError:
+        span = []
+    if len(span) != 2 or not 0 <= span[0] < span[1]:
+        raise SarDespeckleError(f"A region must be start:stop with 0 <= start < stop (e.g. 300:500); got '{text}'.")
+    return span
 
 
 def evaluate(card: str, references: list, units: str, looks: float, seed: int, rows: str = "",
@@ -37,7 +44,7 @@ def evaluate(card: str, references: list, units: str, looks: float, seed: int, r
     for index, path in enumerate(references):
         source = SourceConfig(path=os.path.abspath(path), kind="clean", units=units,
                               rows=parse_span(rows), cols=parse_span(cols))
-        clean = load_source(source).images[0][:1]
+        clean = load_image_source(source).images[0][:1]
         noisy = speckled(clean, looks, np.random.default_rng([seed, index]))
         noisy_t = torch.from_numpy(noisy[None]).to(device)
         valid = torch.ones_like(noisy_t, dtype=torch.bool)

@@ -31,14 +31,32 @@ def card_metrics(checkpoint: dict) -> dict:
     }
 
 
-def export(checkpoint_path: str, name: str, folder: str, description: str = "") -> str:
-    """Write ``name``.pt and ``name``.json into ``folder``; returns the card's path."""
+def check_writable(folder: str, name: str, overwrite: bool) -> None:
+    """Refuse to replace a model ``name`` in ``folder`` unless ``overwrite``, and a folder that
+    cannot be created or written, before anything is written."""
+    existing = [p for p in (os.path.join(folder, name + ext) for ext in (".json", ".pt")) if os.path.exists(p)]
+    if existing and not overwrite:
+        raise SarDespeckleError(
+            f"'{existing[0]}' already exists: choose another --name, or pass --overwrite to replace that model."
+        )
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise SarDespeckleError(f"Cannot create the folder '{folder}' ({error.strerror}): choose another --to.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SarDespeckleError(f"Cannot write into '{folder}' (permission denied): choose another --to.")
+
+
+def export(checkpoint_path: str, name: str, folder: str, description: str = "", overwrite: bool = False) -> str:
+    """Write ``name``.pt and ``name``.json into ``folder``; returns the card's path. A model of
+    that name already there is replaced only when ``overwrite`` is true."""
     checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint["mode"] == "contrastive":
         raise SarDespeckleError(
             f"'{checkpoint_path}' is a contrastive pre-training (an encoder, not a despeckler): "
             "fine-tune it with [train].init_from in a supervised config, then export that run."
         )
+    check_writable(folder, name, overwrite)
     module = build_model(checkpoint["architecture"], **checkpoint["hyperparameters"])
     module.load_state_dict(checkpoint["model"])
     config = checkpoint["config"]
@@ -58,4 +76,7 @@ def export(checkpoint_path: str, name: str, folder: str, description: str = "") 
         },
         metrics=card_metrics(checkpoint),
     )
-    return save_model(module, card, folder)
+    try:
+        return save_model(module, card, folder)
+    except OSError as error:
+        raise SarDespeckleError(f"Cannot write the model into '{folder}' ({error.strerror or error}): choose another --to.") from None

@@ -8,8 +8,12 @@ scenes of any size fit in memory) or numpy arrays (``.npy``). Kinds and layouts:
 * ``slc``: single-look complex: a (rows, cols) complex array, a (rows, cols, 2) real/imaginary
   array, or a raster's real and imaginary bands (``--bands``, default 1,2); stored as the
   single-look intensity |z|^2.
-* ``stack``: co-registered dates of one area: a (dates, rows, cols) array, a raster's bands,
-  or several single-band rasters / 2-D arrays of the same size (one per date).
+* ``stack``: co-registered dates of one area. Each input is one stack of its own: a
+  (dates, rows, cols) array or a multi-band raster (its bands are the dates). Inputs are never
+  merged silently (five two-date stacks of five areas stay five stacks, and a patch never
+  mixes areas); ``one_stack`` (``--one-stack``) makes all the inputs, in date order, the dates
+  of ONE stack, and then requires them to be co-registered (same size, and for rasters the same
+  CRS and geotransform). All the stacks of one output need the same number of dates.
 
 Patches with any invalid pixel (nodata, NaN in rasters, exact zeros unless ``keep_zeros``) are
 skipped. ``subsample`` keeps every n-th row and column first (what whitening alone cannot do
@@ -43,7 +47,9 @@ class PrepareOptions:
             patch side, no overlap).
         subsample: keep every n-th row and column.
         bands: 1-based raster bands (default: 1 for clean / single_look, 1,2 for slc, all for stack).
-        keep_zeros: exact zeros are data, not nodata.
+        keep_zeros: exact zeros are data, not nodata (not for ``clean``: a reference must be
+            positive).
+        one_stack: ``stack`` only: the inputs are the dates of one co-registered stack.
     """
 
     kind: str
@@ -53,6 +59,7 @@ class PrepareOptions:
     subsample: int = 1
     bands: tuple = ()
     keep_zeros: bool = False
+    one_stack: bool = False
 
 
 class _ArrayImage:
@@ -86,12 +93,22 @@ class _RasterImage:
                     f"'{path}' is {reader.width} x {reader.height}, '{paths[0]}' {first.width} x "
                     f"{first.height}: the dates of a stack must be co-registered (same size)."
                 )
+            georeference = (reader.info.crs_wkt, tuple(reader.info.geotransform))
+            if georeference != (first.info.crs_wkt, tuple(first.info.geotransform)):
+                raise SarDespeckleError(
+                    f"'{path}' and '{paths[0]}' have different CRS or geotransforms: the dates of one "
+                    "stack must be co-registered (resample them onto one grid first)."
+                )
         if self.kind == "slc" and len(first.bands) != 2:
             raise SarDespeckleError(f"An SLC raster needs two bands (real, imaginary); --bands gave {first.bands}.")
         self.height, self.width = first.height, first.width
         self.dates = 1 if self.kind == "slc" else sum(len(r.bands) for r in self.readers)
         if self.kind == "stack" and self.dates < 2:
-            raise SarDespeckleError("A stack needs at least two dates: give a multi-band raster or several rasters.")
+            raise SarDespeckleError(
+                f"'{paths[0]}' has one band, so it is not a stack on its own: each input of --kind stack "
+                "is the stack of one area (a multi-band raster or a (dates, rows, cols) array); to make "
+                "one stack of several co-registered single-date files, add --one-stack."
+            )
         if self.kind in ("clean", "single_look") and self.dates != 1:
             raise SarDespeckleError(f"A {self.kind} image has one band; choose it with --bands.")
 
@@ -130,23 +147,41 @@ def _load_array(path: str) -> np.ndarray:
 def open_images(inputs: list, options: PrepareOptions) -> list:
     """The images ``inputs`` (paths or numpy arrays) make for ``options.kind``.
 
-    Several single-band inputs of a ``stack`` are the dates of one image; otherwise each
-    input is one image.
+    Each input is one image (for ``stack``, one area's stack), except with
+    ``options.one_stack``, where all the inputs are the dates of one stack.
     """
     arrays = [(item, "the array") if isinstance(item, np.ndarray) else None for item in inputs]
     for i, item in enumerate(inputs):
         if arrays[i] is None and str(item).endswith(".npy"):
             arrays[i] = (_load_array(item), f"'{item}'")
     if all(a is not None for a in arrays):
-        if options.kind == "stack" and len(inputs) > 1 and all(a.ndim == 2 for a, _ in arrays):
-            shapes = {a.shape for a, _ in arrays}
-            if len(shapes) > 1:
-                raise SarDespeckleError(f"The dates of a stack must have the same size; got {sorted(shapes)}.")
-            return [_array_image(np.stack([a for a, _ in arrays]), options, "the stacked arrays")]
-        return [_array_image(array, options, name) for array, name in arrays]
+        if options.one_stack:
+            for array, name in arrays:
+                if array.ndim not in (2, 3):
+                    raise SarDespeckleError(
+                        f"{name} has shape {array.shape}; the dates of a stack are (rows, cols) or "
+                        "(dates, rows, cols) arrays."
+                    )
+            sizes = {a.shape[-2:] for a, _ in arrays}
+            if len(sizes) > 1:
+                raise SarDespeckleError(
+                    f"The dates of one stack must be co-registered (same size); got {sorted(sizes)}."
+                )
+            dates = np.concatenate([a[None] if a.ndim == 2 else a for a, _ in arrays])
+            return [_array_image(dates, options, "the stacked arrays")]
+        images = []
+        for array, name in arrays:
+            if options.kind == "stack" and array.ndim == 2:
+                raise SarDespeckleError(
+                    f"{name} is one date (rows, cols), so it is not a stack on its own: each input of "
+                    "--kind stack is the stack of one area, (dates, rows, cols); to make one stack of "
+                    "several co-registered single-date arrays, add --one-stack."
+                )
+            images.append(_array_image(array, options, name))
+        return images
     if any(a is not None for a in arrays):
         raise SarDespeckleError("Give either numpy arrays or rasters, not both.")
-    if options.kind == "stack" and len(inputs) > 1:
+    if options.one_stack:
         return [_RasterImage(list(inputs), options)]
     return [_RasterImage([path], options) for path in inputs]
 
@@ -188,11 +223,26 @@ def prepare(inputs: list, options: PrepareOptions, output: str | None = None) ->
         raise SarDespeckleError(f"--units must be one of {speckle.UNITS}; got '{options.units}'.")
     if not inputs:
         raise SarDespeckleError("Give at least one input image.")
-    patches, skipped = [], 0
-    for image in open_images(inputs, options):
+    if options.one_stack and options.kind != "stack":
+        raise SarDespeckleError(f"--one-stack applies to --kind stack only (not {options.kind}).")
+    if options.keep_zeros and options.kind == "clean":
+        raise SarDespeckleError(
+            "--keep-zeros does not apply to --kind clean: a clean reference must be positive (its log is "
+            "the training target); zeros there are nodata."
+        )
+    images = open_images(inputs, options)
+    dates = sorted({image.dates for image in images})
+    if len(dates) > 1:
+        raise SarDespeckleError(
+            f"The stacks given have {', '.join(map(str, dates))} dates: one patch file holds stacks of one "
+            "length; prepare each length into its own .npz and list them all as sources of the config."
+        )
+    patches, skipped, per_image = [], 0, []
+    for image in images:
         found, missed = extract_patches(image, options)
         patches += found
         skipped += missed
+        per_image.append(len(found))
     if not patches:
         raise SarDespeckleError(
             f"No fully valid patch of {options.patch} x {options.patch} found ({skipped} skipped for "
@@ -210,6 +260,9 @@ def prepare(inputs: list, options: PrepareOptions, output: str | None = None) ->
         "subsample": options.subsample,
         "patches": len(patches),
         "skipped": skipped,
+        # patches of image i (stack i: one area) are the per_image[i] after those of images < i
+        "images": len(images),
+        "patches_per_image": per_image,
     }
     array = np.stack(patches)
     if output:

@@ -35,9 +35,10 @@ from sar_despeckle_plugin.core.models.logdomain import intensity_to_log
 
 from .change_data import ChangePatches, validation_pairs
 from .config import Config
-from .data import TrainingPatches, load_sources, validation_images
+from .data import TrainingPatches, validation_images
 from .metrics import change_scores, psnr_amplitude, ssim_amplitude
 from .scenes import POINT_SCATTERER_LN
+from .sources import load_sources
 
 
 def _he_initialise(module: nn.Module) -> None:

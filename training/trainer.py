@@ -6,9 +6,21 @@ far: highest PSNR, or lowest loss where no clean reference exists), ``metrics.cs
 ``validate_every`` epochs), ``config.json`` (the configuration as parsed).
 
 Reproducible: the model is initialised from ``seed`` and every patch is a function of (seed,
-epoch, index), so a resumed run continues exactly where the checkpoint left it. Distributed
-runs split each epoch's indices between processes (DistributedSampler) and average gradients
+epoch, index), so a resumed run continues exactly where the checkpoint left it, even in the
+middle of an epoch (after Ctrl-C / SIGTERM, see interrupts.py). Distributed runs split each
+epoch's indices between processes (DistributedSampler) and average gradients
 (DistributedDataParallel); only the main process validates, logs and writes.
+
+Time budgets (``[train].time_budget_minutes``) become a number of epochs once: at the end of
+the first epoch (its validation included) the run measures how long an epoch takes and plans
+``min(epochs, max(1, floor(budget / epoch time)))`` epochs (:func:`plan_epochs`). The plan
+(``budget_plan`` in the checkpoints, ``planned_epochs`` in metrics.json, and a log line) fixes
+the cosine schedule's end and the last epoch: from then on nothing depends on the clock, so the
+run and every resume are deterministic given that measured epoch time. What varies from
+machine to machine (or with the load) is the planned number of epochs, nothing else -- unless
+the machine slows down after planning so much that the budget runs out first: the run then
+stops at the budget all the same (validated, checkpointed, ``stopped_by_time_budget`` in
+metrics.json), and that stop depends on the clock.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +44,7 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from .checkpoints import git_commit, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError
 from .distributed import Processes
+from .interrupts import StopRequests, TrainingInterrupted, ignore_stop_signals, signal_name
 from .progress import MetricsLog, ProgressBar
 from .tasks import Task, make_task
 
@@ -44,6 +58,16 @@ class RunState:
     step: int = 0
     seconds: float = 0.0
     best: dict = field(default_factory=dict)
+    epoch_step: int = 0  # optimiser steps done in the epoch under way (stopped mid-epoch)
+    running: list = field(default_factory=list)  # training losses since the last logged one
+    plan: dict | None = None  # the time budget's plan (see plan_epochs)
+
+
+def plan_epochs(config: Config, epoch_seconds: float) -> int:
+    """The epochs a time budget allows when an epoch takes ``epoch_seconds`` (at least 1, at
+    most ``[train].epochs``)."""
+    budget = 60 * config.train.time_budget_minutes
+    return max(1, min(config.train.epochs, int(budget // max(epoch_seconds, 1e-9))))
 
 
 def choose_device(name: str, local_rank: int) -> torch.device:
@@ -65,22 +89,27 @@ def mixed_precision(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def learning_rate(config: Config, step: int, total_steps: int, seconds: float) -> float:
-    """Learning rate of optimiser step ``step``: linear warm-up, then constant or cosine decay.
+def learning_rate(config: Config, step: int, total_steps: int, plan_step: int = 0, planned_steps: int = 0) -> float:
+    """Learning rate of optimiser step ``step``: linear warm-up, then constant or cosine decay
+    over ``total_steps`` (all the configured epochs) -- a function of the step only.
 
-    The decay's progress is the larger of the share of planned steps done and, when a time
-    budget is set, the share of the budget spent: on a busy machine the schedule still ends at
-    the budget (and the run is then the same as a planned one only if the steps end first).
+    A time budget's plan (made at step ``plan_step``, ending at ``planned_steps``) bends the
+    decay from there on: its progress goes on linearly from where it was at ``plan_step`` to 1
+    at ``planned_steps`` (where the plan starts within the warm-up, that is the plain cosine
+    decay over ``planned_steps``).
     """
     train = config.train
-    if step < train.warmup_steps:
-        return train.learning_rate * (step + 1) / train.warmup_steps
+    warmup = train.warmup_steps
+    if step < warmup:
+        return train.learning_rate * (step + 1) / warmup
     if train.schedule == "constant":
         return train.learning_rate
-    progress = (step - train.warmup_steps) / max(total_steps - train.warmup_steps, 1)
-    if train.time_budget_minutes:
-        progress = max(progress, seconds / (60 * train.time_budget_minutes))
-    return train.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    progress = (step - warmup) / max(total_steps - warmup, 1)
+    if planned_steps and step >= plan_step:
+        start = max(plan_step, warmup)
+        at_start = (start - warmup) / max(total_steps - warmup, 1)
+        progress = at_start + (1.0 - at_start) * (step - start) / max(planned_steps - start, 1)
+    return train.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 def initialise_from(model: nn.Module, path: str) -> str:
@@ -129,6 +158,9 @@ def _checkpoint_record(task: Task, model: nn.Module, optimizer, scaler, state: R
         "scaler": scaler.state_dict(),
         "epoch": state.epoch,
         "step": state.step,
+        "epoch_step": state.epoch_step,
+        "running_losses": list(state.running),
+        "budget_plan": state.plan,
         "seconds": state.seconds,
         "metrics": metrics,
         "best": state.best,
@@ -184,6 +216,9 @@ def train(config: Config, output: str, resume: bool = False, log=print) -> nn.Mo
         network = _train(config, output, resume, log, processes, device, last_path, best_path)
         finished = True
         return network
+    except TrainingInterrupted as stop:
+        finished = stop.orderly  # every process stopped at the same step
+        raise
     finally:
         processes.stop(finished)
 
@@ -202,8 +237,11 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
         checkpoint = load_checkpoint(last_path, device)
         check_resumable(checkpoint["config"], config.raw)
         model.load_state_dict(checkpoint["model"])
-        state = RunState(checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"], checkpoint["best"])
-        say(f"Resuming {output} after epoch {state.epoch} (step {state.step}).")
+        state = RunState(checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"], checkpoint["best"],
+                         checkpoint.get("epoch_step", 0), list(checkpoint.get("running_losses", [])),
+                         checkpoint.get("budget_plan"))
+        within = f", {state.epoch_step} steps into epoch {state.epoch + 1}" if state.epoch_step else ""
+        say(f"Resuming {output} after epoch {state.epoch}{within} (step {state.step}).")
     elif config.train.init_from:
         say(initialise_from(model, config.train.init_from))
 
@@ -220,14 +258,22 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
     if processes.world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     dataset = task.train_dataset()
+    local_batch = config.train.batch_size // processes.world
     sampler = (
         DistributedSampler(dataset, processes.world, processes.rank, shuffle=False, drop_last=True)
         if processes.world > 1 else None
     )
-    loader = DataLoader(
-        dataset, batch_size=config.train.batch_size // processes.world, sampler=sampler, drop_last=True,
-        num_workers=config.train.workers, pin_memory=device.type == "cuda",
-    )
+
+    def epoch_loader(skip_steps: int) -> DataLoader:
+        """This process's batches of an epoch, after the first ``skip_steps`` (a resume in the
+        middle of an epoch): patches depend on their index only, so skipping costs nothing."""
+        indices = list(sampler) if sampler is not None else list(range(len(dataset)))
+        return DataLoader(
+            dataset, batch_size=local_batch, sampler=indices[skip_steps * local_batch:], drop_last=True,
+            num_workers=config.train.workers, pin_memory=device.type == "cuda",
+            worker_init_fn=ignore_stop_signals if config.train.workers else None,
+        )
+
     metrics_log = None
     if main:
         os.makedirs(output, exist_ok=True)
@@ -244,80 +290,149 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
         (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     )
     budget = config.train.time_budget_minutes * 60
+
+    def planned_epochs() -> int:
+        """The epochs this run trains: all the configured ones, or as many as the budget's plan allows."""
+        if budget and state.plan:
+            return plan_epochs(config, state.plan["epoch_seconds"])
+        return config.train.epochs
+
     if budget and state.seconds >= budget:
         raise SarDespeckleError(
             f"The run in '{output}' has used its {config.train.time_budget_minutes:g}-minute budget: raise "
             "[train].time_budget_minutes to continue it."
+        )
+    if budget and state.plan and state.epoch >= planned_epochs() and state.epoch < config.train.epochs:
+        raise SarDespeckleError(
+            f"The run in '{output}' has trained the {state.epoch} epochs its {config.train.time_budget_minutes:g}-minute "
+            f"budget allows (an epoch took {state.plan['epoch_seconds']:.0f} s): raise [train].time_budget_minutes "
+            "to continue it."
         )
     start, seconds_before = time.perf_counter(), state.seconds
 
     def seconds() -> float:
         return seconds_before + time.perf_counter() - start
 
-    stopped = False
+    def schedule_rate() -> float:
+        if budget and state.plan:
+            plan_step = state.plan["from_step"]
+            return learning_rate(config, state.step, total_steps, plan_step, planned_epochs() * steps_per_epoch)
+        return learning_rate(config, state.step, total_steps)
+
+    def save(metrics: dict, validated: bool) -> None:
+        if not main:
+            return
+        if validated and _is_better(metrics, state.best, task.selection):
+            state.best = {**metrics, "epoch": state.epoch, "step": state.step}
+            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device, commit), best_path)
+        save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device, commit), last_path)
+
+    def validate(rate: float) -> dict:
+        metrics = task.validate(network, device)
+        metrics_log.append({"epoch": state.epoch + (1 if state.epoch_step else 0), "step": state.step,
+                            "split": "validation", **metrics, "learning_rate": rate, "seconds": seconds()})
+        say("  validation: " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
+        return metrics
+
+    stopped = False  # by the time budget
     rate = config.train.learning_rate
-    for epoch in range(state.epoch, config.train.epochs):
-        dataset.set_epoch(epoch)
-        bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{config.train.epochs}", config.train.log_every) if main else None
-        running = []
-        model.train()
-        for index, batch in enumerate(loader):
-            batch = {key: _to_device(value, device) for key, value in batch.items()}
-            with autocast():
-                loss = task.loss(model, batch)
-            if not torch.isfinite(loss):
-                raise SarDespeckleError(
-                    f"The training loss became {float(loss)} at step {state.step}: lower "
-                    "[train].learning_rate or check the data for extreme values."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            # the main process's clock, so that every process takes the same decisions
-            elapsed = processes.from_main(seconds(), device) if budget else 0.0
-            rate = learning_rate(config, state.step, total_steps, elapsed)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            scaler.scale(loss).backward()
-            if config.train.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            state.step += 1
-            running.append(loss.item())
-            if state.step % config.train.log_every == 0:
-                mean = processes.mean(sum(running) / len(running), device)
-                running = []
-                if main:
-                    metrics_log.append({
-                        "epoch": epoch + 1, "step": state.step, "split": "train", "loss": mean,
-                        "learning_rate": rate, "seconds": seconds(),
-                    })
-            if bar:
-                bar.update(index + 1, loss=running[-1] if running else loss.item())
-            if budget and elapsed > budget:
+    with StopRequests() as stops:
+        while state.epoch < planned_epochs():
+            epoch = state.epoch
+            dataset.set_epoch(epoch)
+            skip = state.epoch_step
+            bar = ProgressBar(steps_per_epoch, f"epoch {epoch + 1}/{planned_epochs()}", config.train.log_every) if main else None
+            model.train()
+            interrupted = False
+            for index, batch in enumerate(epoch_loader(skip), start=skip):
+                batch = {key: _to_device(value, device) for key, value in batch.items()}
+                with autocast():
+                    loss = task.loss(model, batch)
+                if not torch.isfinite(loss):
+                    raise SarDespeckleError(
+                        f"The training loss became {float(loss)} at step {state.step}: lower "
+                        "[train].learning_rate or check the data for extreme values."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                rate = schedule_rate()
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+                scaler.scale(loss).backward()
+                if config.train.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                state.step += 1
+                state.epoch_step = index + 1
+                state.running.append(loss.item())
+                if state.step % config.train.log_every == 0:
+                    mean = processes.mean(sum(state.running) / len(state.running), device)
+                    state.running = []
+                    if main:
+                        metrics_log.append({
+                            "epoch": epoch + 1, "step": state.step, "split": "train", "loss": mean,
+                            "learning_rate": rate, "seconds": seconds(),
+                        })
+                if bar:
+                    bar.update(index + 1, loss=state.running[-1] if state.running else loss.item())
+                # decisions every process must share: the main process's clock, anyone's signal
+                if budget and processes.from_main(seconds(), device) > budget and index + 1 < steps_per_epoch:
+                    stopped = True
+                    say(f"Time budget of {config.train.time_budget_minutes:g} min reached: stopping after step "
+                        f"{state.step}, {index + 1} steps into epoch {epoch + 1}.")
+                    break
+                if processes.any(stops.requested, device) and index + 1 < steps_per_epoch:
+                    interrupted = True
+                    break
+            if stopped or interrupted:  # in the middle of an epoch: --resume continues from this step
+                state.seconds = seconds()
+                metrics = validate(rate) if stopped and main else {}
+                save(metrics, validated=stopped)
+                processes.barrier()
+                if stopped:
+                    break
+                raise _interrupted(stops, state, steps_per_epoch, last_path, main)
+            state.epoch, state.epoch_step = epoch + 1, 0
+            validated = main and state.epoch % config.train.validate_every == 0
+            metrics = validate(rate) if validated else {}
+            if budget and not state.plan:
+                # the plan: how many epochs fit the budget, from the time this epoch took
+                epoch_seconds = processes.from_main(seconds(), device) / state.epoch
+                state.plan = {"epoch_seconds": epoch_seconds, "from_step": state.step, "epochs": 0}
+                state.plan["epochs"] = planned_epochs()
+                say(f"Time budget of {config.train.time_budget_minutes:g} min: an epoch takes {epoch_seconds:.1f} s, "
+                    f"so the run trains {state.plan['epochs']} epochs (of {config.train.epochs} configured); "
+                    "the learning-rate schedule ends there.")
+            if budget and state.epoch < planned_epochs() and processes.from_main(seconds(), device) > budget:
                 stopped = True
-                say(f"Time budget of {config.train.time_budget_minutes:g} min reached: stopping after step {state.step}.")
+                say(f"Time budget of {config.train.time_budget_minutes:g} min reached: stopping after epoch {state.epoch}.")
+            if main and not validated and (stopped or state.epoch >= planned_epochs()):
+                metrics, validated = validate(rate), True  # the last epoch always validates
+            state.seconds = seconds()
+            save(metrics, validated)
+            processes.barrier()
+            if stopped:
                 break
-        state.epoch = epoch + 1
-        state.seconds = seconds()
-        last_epoch = stopped or state.epoch == config.train.epochs
-        if main and (last_epoch or state.epoch % config.train.validate_every == 0):
-            metrics = task.validate(network, device)
-            metrics_log.append({"epoch": state.epoch, "step": state.step, "split": "validation", **metrics,
-                                "learning_rate": rate, "seconds": state.seconds})
-            say("  validation: " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
-            if _is_better(metrics, state.best, task.selection):
-                state.best = {**metrics, "epoch": state.epoch, "step": state.step}
-                save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device, commit), best_path)
-            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, metrics, device, commit), last_path)
-        elif main:
-            save_checkpoint(_checkpoint_record(task, network, optimizer, scaler, state, {}, device, commit), last_path)
-        processes.barrier()
-        if stopped:
-            break
+            if processes.any(stops.requested, device) and state.epoch < planned_epochs():
+                raise _interrupted(stops, state, steps_per_epoch, last_path, main)
     if main:
         metrics_log.set_summary(best=state.best, selection=task.selection, steps=state.step, epochs=state.epoch,
-                                seconds=state.seconds, stopped_by_time_budget=stopped)
+                                seconds=state.seconds, stopped_by_time_budget=stopped,
+                                planned_epochs=planned_epochs(), budget_plan=state.plan)
         say(f"Done in {state.seconds / 60:.1f} min; best {task.selection}: {state.best.get(task.selection, float('nan')):.4f} "
             f"(epoch {state.best.get('epoch')}); checkpoints in {output}")
     return network
+
+
+def _interrupted(stops: StopRequests, state: RunState, steps_per_epoch: int, last_path: str,
+                 main: bool) -> TrainingInterrupted:
+    """The exception that ends a run stopped by a signal, with its one-line message."""
+    number = stops.signal_number or signal.SIGINT  # another process got the signal
+    if state.epoch_step:
+        where = f"after step {state.epoch_step} of {steps_per_epoch} of epoch {state.epoch + 1}"
+    else:
+        where = f"after epoch {state.epoch}"
+    message = (f"interrupted by {signal_name(number)} {where} (step {state.step}): saved {last_path}; "
+               "run the same command with --resume to continue.")
+    return TrainingInterrupted(message if main else "", 128 + int(number))

@@ -1,4 +1,4 @@
-"""``python -m training profile``: parameters, MACs per pixel, reach and CPU/GPU speed of a network."""
+"""Parameters, MACs per pixel, reach and CPU/GPU speed of a network (`python -m training profile`)."""
 
 from __future__ import annotations
 
