@@ -181,8 +181,9 @@ class RasterReader:
             block = band.ReadAsArray(c0, r0, c1 - c0, r1 - r0)
             if block is None:
                 raise SarDespeckleError(
-                    f"Reading rows {r0}-{r1} of band {band_number} of '{self.info.path}' failed: "
-                    f"{gdal.GetLastErrorMsg() or 'the file may be truncated or corrupt'}."
+                    f"'{self.info.path}' is truncated or corrupt: rows {r0}-{r1} of band {band_number} "
+                    f"cannot be read (GDAL: {gdal.GetLastErrorMsg() or 'no data returned'}). Copy or "
+                    "download the file again."
                 )
             if self.complex_values or not np.iscomplexobj(block):
                 block = block.astype(dtype, copy=False)

@@ -60,6 +60,36 @@ class SarAlgorithm(QgsProcessingAlgorithm):
         )
         return f"<p>{self.summary()}</p><ul>{items}</ul>"
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        """QGIS's checks, with an out-of-range number named by its label, range and value
+        (QGIS itself only says "Incorrect parameter value for WINDOW")."""
+        problem = self.out_of_range_number(parameters)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def out_of_range_number(self, parameters) -> str | None:
+        """A user-facing message for the first number parameter given outside its range."""
+        for parameter in self.parameterDefinitions():
+            if not isinstance(parameter, QgsProcessingParameterNumber):
+                continue
+            try:
+                value = float(parameters.get(parameter.name()))
+            except (TypeError, ValueError):
+                continue
+            low, high = parameter.minimum(), parameter.maximum()
+            if low <= value <= high:
+                continue
+            if high >= 1e300:
+                bounds = f"at least {low:g}"
+            elif low <= -1e300:
+                bounds = f"at most {high:g}"
+            else:
+                bounds = f"between {low:g} and {high:g}"
+            return (f"{parameter.description()} ({parameter.name()}) must be {bounds}; "
+                    f"{value:g} was given.")
+        return None
+
     # parameter helpers -------------------------------------------------------------------
 
     def add_units_parameter(self) -> None:
