@@ -41,7 +41,7 @@ from sar_despeckle_plugin.core.decorrelation import (  # noqa: E402
     decorrelate_raster,
     write_report,
 )
-from sar_despeckle_plugin.core.plots import spectra_png  # noqa: E402
+from sar_despeckle_plugin.core.decorrelation.plots import spectra_png  # noqa: E402
 from tests import slc_data  # noqa: E402
 from tests.slc_data import Axis, synthetic_slc  # noqa: E402
 

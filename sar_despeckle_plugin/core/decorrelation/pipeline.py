@@ -17,10 +17,10 @@ from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..outputs import OutputSet, check_destinations, staged_file
-from ..plots import spectra_png
 from ..raster import RasterInfo, RasterWriter, bounded_gdal_cache
 from ..version import plugin_version
 from .estimation import ChannelEstimate, estimate
+from .plots import spectra_png
 from .settings import check_settings, DecorrelationSettings, IN_MEMORY_LIMIT, MIN_SIDE
 from .sources import ArraySink, ArraySource, ComplexSource, RasterStore
 from .spectra import shift_spectrum, Statistics, wrap_frequency
