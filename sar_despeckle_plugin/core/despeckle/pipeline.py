@@ -19,6 +19,7 @@ from .. import speckle
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
+from ..outputs import check_destinations
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, run_tiled, tile_for_width
 from ..version import plugin_version
@@ -127,6 +128,8 @@ def despeckle_raster(
             f"'{input_path}' is only {info.width} x {info.height} pixels; despeckling needs at "
             f"least {MIN_SIDE} x {MIN_SIDE}. Check that you chose the right layer."
         )
+    check_destinations({"INPUT": input_path}, {"OUTPUT": output_path},
+                       {"OUTPUT": 4 * info.pixel_count * len(reader.bands)})
 
     samples = speckle.read_sample(reader)
     units = _decide_units(settings, reader, samples, feedback)
