@@ -118,9 +118,11 @@ class TrainConfig:
         mode: ``supervised`` (synthetic speckle on clean references), ``blind_spot``
             (self-supervised on noisy images), ``contrastive`` (encoder pre-training).
         batch_size: patches per optimiser step, all processes together.
-        time_budget_minutes: wall-clock limit of the run, resumes included (0: none): the
-            learning-rate decay ends by then at the latest, and the run validates,
-            checkpoints and stops; raise it and ``--resume`` to continue.
+        time_budget_minutes: wall-clock limit of the run, resumes included (0: none). After the
+            first epoch the run plans, once, as many epochs as fit (at most ``epochs``) from the
+            time that epoch took; the learning-rate decay ends with the planned epochs, and
+            the run validates, checkpoints and stops there (or at the budget, should the
+            machine slow down): see trainer.py. Raise it and ``--resume`` to continue.
         amp: mixed precision: ``auto`` (bf16, or fp16 where bf16 is unsupported, on CUDA; off
             on CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
         device: ``auto``, ``cpu`` or ``cuda``.
