@@ -7,6 +7,7 @@ size limit, SIGTERM), through a small script in a subprocess.
 """
 
 import os
+import re
 import shutil
 import signal
 import stat
@@ -286,3 +287,38 @@ def test_qgis_process_refuses_output_equal_to_input_and_keeps_it(qgis_process, s
     assert "is the same file as INPUT" in done.stdout + done.stderr
     assert _bytes(scene_tif) == before
     assert read_geotiff(scene_tif).shape == (1, 48, 40)
+
+
+# -- every failure is one line a user understands ---------------------------------------------
+
+
+def test_a_polygon_destination_that_cannot_be_written_is_refused_before_any_work(qgis_processing, tmp_path):
+    dates = [write_geotiff(str(tmp_path / f"d{i}.tif"), speckle(piecewise_scene(40, 40), 4, seed=i))
+             for i in (1, 2)]
+    mask = str(tmp_path / "mask.tif")
+    _refused(qgis_processing, "sar_despeckle:change_detection",
+             {"INPUTS": dates, "INPUT_UNITS": 0, "CHANGE_MASK": mask, "CHANGE_POLYGONS": "/proc/changes.gpkg"},
+             "Cannot write CHANGE_POLYGONS '/proc/changes.gpkg'", dates)
+    assert not os.path.exists(mask)
+
+
+def test_a_truncated_geotiff_is_called_that(qgis_process, tmp_path):
+    good = write_geotiff(str(tmp_path / "good.tif"), speckle(piecewise_scene(300, 300), 1))
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(_bytes(good)[: os.path.getsize(good) // 2])
+    done = qgis_process("run", "sar_despeckle:despeckle", f"--INPUT={truncated}", "--METHOD=1",
+                        f"--OUTPUT={tmp_path / 'out.tif'}", check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stdout + done.stderr
+    assert "is truncated or corrupt" in done.stdout + done.stderr
+    assert not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize("algorithm, parameter, value, message", [
+    ("despeckle", "WINDOW", 2001, r"Window size \(pixels, odd\) \(WINDOW\) must be between 3 and 101; 2001 was given"),
+    ("despeckle", "LOOKS", -3, r"\(LOOKS\) must be at least 0.1; -3 was given"),
+])
+def test_an_out_of_range_number_names_its_label_range_and_value(qgis_process, scene_tif, tmp_path, algorithm,
+                                                                parameter, value, message):
+    done = qgis_process("run", f"sar_despeckle:{algorithm}", f"--INPUT={scene_tif}", f"--{parameter}={value}",
+                        f"--OUTPUT={tmp_path / 'out.tif'}", check=False)
+    assert done.returncode != 0 and re.search(message, done.stdout + done.stderr), done.stdout + done.stderr
