@@ -9,8 +9,10 @@ import pytest
 
 from .conftest import ROOT
 
-# The one metadata.txt lives in the plugin folder, which QGIS loads from a checkout (QGIS_PLUGINPATH)
-# and `make package` zips as it is.
+# The top-level metadata.txt is the source of truth (DESIGN.md); the plugin folder, which QGIS
+# loads from a checkout (QGIS_PLUGINPATH) and `make package` zips as it is, holds a byte-identical
+# regular file (no symlink: checkouts without symlinks must work).
+SOURCE_METADATA = os.path.join(ROOT, "metadata.txt")
 METADATA = os.path.join(ROOT, "sar_despeckle_plugin", "metadata.txt")
 REQUIRED = ("name", "description", "about", "version", "qgisMinimumVersion", "author", "email",
             "tracker", "repository", "hasProcessingProvider", "license", "tags")
@@ -46,9 +48,10 @@ def test_package_zip_holds_plugin_with_metadata_and_no_caches(tmp_path):
     assert all(n.startswith("sar_despeckle_plugin/") for n in names)
 
 
-def test_metadata_is_a_regular_file_and_the_only_one():
+def test_plugin_metadata_is_a_regular_copy_of_the_top_level_file():
     assert os.path.isfile(METADATA) and not os.path.islink(METADATA)
-    assert not os.path.exists(os.path.join(ROOT, "metadata.txt")), "one metadata.txt: the plugin folder's"
+    with open(SOURCE_METADATA, "rb") as source, open(METADATA, "rb") as plugin:
+        assert plugin.read() == source.read(), "copy metadata.txt into sar_despeckle_plugin/"
 
 
 def test_repository_tracks_no_symlinks():
