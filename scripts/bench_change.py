@@ -50,7 +50,7 @@ from sar_despeckle_plugin.core.change.pipeline import detect_changes  # noqa: E4
 from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings  # noqa: E402
 from sar_despeckle_plugin.core.change.statistics import omnibus_pvalue  # noqa: E402
 from sar_despeckle_plugin.core.change.thresholds import otsu_threshold  # noqa: E402
-from sar_despeckle_plugin.core.change_catalog import CHANGE_METHOD_LABELS  # noqa: E402
+from sar_despeckle_plugin.core.choices import CHANGE_METHOD_LABELS  # noqa: E402
 from sar_despeckle_plugin.core.feedback import Feedback  # noqa: E402
 from training.metrics import confusion, scores  # noqa: E402
 

@@ -35,13 +35,13 @@ from osgeo import gdal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sar_despeckle_plugin.core.decorrelation import (  # noqa: E402
-    DecorrelationSettings,
+from sar_despeckle_plugin.core.decorrelation.pipeline import (  # noqa: E402
     decorrelate_array,
     decorrelate_raster,
     write_report,
 )
 from sar_despeckle_plugin.core.decorrelation.plots import spectra_png  # noqa: E402
+from sar_despeckle_plugin.core.decorrelation.settings import DecorrelationOutputs, DecorrelationSettings  # noqa: E402
 from tests import slc_data  # noqa: E402
 from tests.slc_data import Axis, synthetic_slc  # noqa: E402
 
@@ -102,7 +102,7 @@ def point_targets(folder: str) -> dict:
         z[r, c] = rng.uniform(20, 300) * np.exp(1j * rng.uniform(0, 2 * np.pi))
     source, out = os.path.join(folder, "targets.tif"), os.path.join(folder, "targets_out.tif")
     write_complex(source, z)
-    report = decorrelate_raster(source, out, DecorrelationSettings(**CPU))
+    report = decorrelate_raster(source, DecorrelationOutputs(out), DecorrelationSettings(**CPU))
     values = gdal.Open(out).ReadAsArray()
     identical = sum(values[r, c] == z[r, c] for r, c in positions)
     return {"inserted": len(positions), "detected": report["channels"][0]["point_targets"],
@@ -213,7 +213,7 @@ def speed(folder: str, size: int, repeats: int) -> list[dict]:
         for _ in range(repeats):
             out = os.path.join(folder, "speed_out.tif")
             start = time.perf_counter()
-            decorrelate_raster(source, out, DecorrelationSettings(resample=resample, **CPU))
+            decorrelate_raster(source, DecorrelationOutputs(out), DecorrelationSettings(resample=resample, **CPU))
             best = min(best, time.perf_counter() - start)
             os.remove(out)
         results.append({"size": size, "resample": resample, "seconds": best,

@@ -40,7 +40,7 @@ sys.path[:0] = [ROOT, HERE]
 
 from pictures import db_limits, db_stretch, mosaic, save_png  # noqa: E402
 from sample_data import sentinel1_dualpol_intensity  # noqa: E402
-from sar_despeckle_plugin.core.catalog import DEFAULT_NETWORK, SHIPPED_WEIGHTS  # noqa: E402
+from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS  # noqa: E402
 from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster  # noqa: E402
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402

@@ -59,7 +59,7 @@ def synthetic_slc(height: int, width: int, azimuth: Axis, range_: Axis, seed: in
 def response_error(plan_summary: dict, axis: Axis, n: int = 1024) -> float:
     """Relative RMS error, over the true band, between the estimated amplitude response of a
     report's axis summary and the true one (both scaled to unit RMS there)."""
-    from sar_despeckle_plugin.core.decorrelation import response_at
+    from sar_despeckle_plugin.core.decorrelation.spectra import response_at
 
     f = np.fft.fftfreq(n)
     true = axis.amplitude(f)

@@ -24,7 +24,7 @@ from sar_despeckle_plugin.core.change.statistics import (
 from sar_despeckle_plugin.core.change.thresholds import (
     THRESHOLD_METHODS, automatic_threshold, kittler_illingworth_threshold,
 )
-from sar_despeckle_plugin.core.change_catalog import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, LAYOUT_BANDS
+from sar_despeckle_plugin.core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, LAYOUT_BANDS
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.raster import raster_info

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import tomllib
 
-from sar_despeckle_plugin.core.decorrelation import DecorrelationSettings, decorrelate_raster
+from sar_despeckle_plugin.core.decorrelation.pipeline import decorrelate_raster
+from sar_despeckle_plugin.core.decorrelation.settings import DecorrelationOutputs, DecorrelationSettings
 from training.config import config_from_dict
 from training.prepare import PrepareOptions, prepare
 from training.trainer import train
@@ -37,8 +38,9 @@ def lag1(intensity: np.ndarray, axis: int) -> float:
 def test_blind_spot_trains_on_decorrelated_slc(tmp_path):
     slc = synthetic_slc(256, 256, Axis("hamming", 1 / 1.4, 0.2), Axis("kaiser", 1 / 1.3), seed=4)
     source = write_complex(tmp_path / "slc.tif", slc)
-    report = decorrelate_raster(source, str(tmp_path / "white.tif"), DecorrelationSettings(resample=True),
-                                intensity_path=str(tmp_path / "white_intensity.tif"))
+    report = decorrelate_raster(source, DecorrelationOutputs(str(tmp_path / "white.tif"),
+                                                         intensity=str(tmp_path / "white_intensity.tif")),
+                                DecorrelationSettings(resample=True))
     intensity = read_geotiff(str(tmp_path / "white_intensity.tif"))[0]
     raw = np.abs(slc) ** 2
     # Correlated speckle in, white speckle out (intensity correlation = |complex correlation|^2).

@@ -12,12 +12,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from sar_despeckle_plugin.core.decorrelation import (
-    DecorrelationSettings,
-    decorrelate_array,
-    decorrelate_raster,
-    position_noise,
-)
+from sar_despeckle_plugin.core.decorrelation.pipeline import decorrelate_array, decorrelate_raster
+from sar_despeckle_plugin.core.decorrelation.settings import DecorrelationOutputs, DecorrelationSettings
+from sar_despeckle_plugin.core.decorrelation.spectra import position_noise
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.raster import raster_info
 
@@ -148,7 +145,7 @@ def test_file_run_keeps_point_targets_bit_identical_and_the_layout(slc_tif, tmp_
     path, z, targets = slc_tif
     out, report_path = str(tmp_path / "out.tif"), str(tmp_path / "report.json")
     intensity = str(tmp_path / "intensity.tif")
-    report = decorrelate_raster(path, out, DecorrelationSettings(**CPU), report_path, intensity)
+    report = decorrelate_raster(path, DecorrelationOutputs(out, intensity, report_path), DecorrelationSettings(**CPU))
     values = read_complex(out)
     assert values.dtype == np.complex64 and values.shape == z.shape
     for r, c in targets:
@@ -180,7 +177,8 @@ def test_resampling_scales_the_georeference_and_iq_pairs_keep_their_layout(slc_t
     iq = np.stack([z.real, z.imag, 0.5 * z.real, 0.5 * z.imag]).astype(np.float32)
     source = write_geotiff(str(tmp_path / "iq.tif"), iq, descriptions=("VV_re", "VV_im", "VH_re", "VH_im"))
     out = str(tmp_path / "iq_out.tif")
-    report = decorrelate_raster(source, out, DecorrelationSettings(layout="iq", resample=True, **CPU))
+    report = decorrelate_raster(source, DecorrelationOutputs(out),
+                                DecorrelationSettings(layout="iq", resample=True, **CPU))
     info = raster_info(out)
     height, width = report["output_size"]
     assert info.band_count == 4 and info.data_types == ("Float32",) * 4
@@ -201,7 +199,7 @@ def test_resampling_scales_the_georeference_and_iq_pairs_keep_their_layout(slc_t
 def test_estimation_windows_whiten_locally(slc_tif, tmp_path):
     path, z, targets = slc_tif
     out = str(tmp_path / "windows.tif")
-    report = decorrelate_raster(path, out, DecorrelationSettings(estimation_window=128, **CPU))
+    report = decorrelate_raster(path, DecorrelationOutputs(out), DecorrelationSettings(estimation_window=128, **CPU))
     values = read_complex(out)
     assert len(report["windows"]) > 1
     for r, c in targets:
@@ -247,7 +245,7 @@ def test_hdf5_subdataset_runs_from_file(tmp_path):
     if source is None:
         pytest.skip("real data winnipeg.h5 not present")
     out = str(tmp_path / "winnipeg.tif")
-    report = decorrelate_raster(source, out, DecorrelationSettings(resample=True, **CPU))
+    report = decorrelate_raster(source, DecorrelationOutputs(out), DecorrelationSettings(resample=True, **CPU))
     assert raster_info(out).data_types == ("CFloat32",)
     assert report["channels"][0]["correlation_after"]["range"]["lag1"] < 0.1
 
@@ -360,7 +358,8 @@ def test_nan_declared_as_nodata_is_nodata_in_the_output(tmp_path):
     z = synthetic_slc(128, 128, azimuth, range_, seed=9)
     z[60:64, 30:40] = np.nan
     out = str(tmp_path / "nan_out.tif")
-    decorrelate_raster(complex_tif(tmp_path, "nan.tif", z, nodata=np.nan), out, DecorrelationSettings(**CPU))
+    decorrelate_raster(complex_tif(tmp_path, "nan.tif", z, nodata=np.nan), DecorrelationOutputs(out),
+                       DecorrelationSettings(**CPU))
     values = read_complex(out)
     assert np.isnan(values[60:64, 30:40]).all()  # the input's nodata value
     assert np.isfinite(values).sum() == values.size - 40
@@ -388,7 +387,7 @@ def test_large_image_path_streams_through_a_temporary_file(slc_tif, tmp_path, mo
     folder = tmp_path / "big"
     folder.mkdir()
     out = str(folder / "out.tif")
-    decorrelate_raster(path, out, DecorrelationSettings(resample=True, strip=48, **CPU))
+    decorrelate_raster(path, DecorrelationOutputs(out), DecorrelationSettings(resample=True, strip=48, **CPU))
     np.testing.assert_array_equal(read_complex(out), expected)
     assert os.listdir(folder) == ["out.tif"]  # the intermediate file is gone
 
@@ -403,8 +402,8 @@ def test_cancel_leaves_no_output(slc_tif, tmp_path):
     folder = tmp_path / "cancel"
     folder.mkdir()
     with pytest.raises(Cancelled):
-        decorrelate_raster(path, str(folder / "out.tif"), DecorrelationSettings(**CPU),
-                           str(folder / "r.json"), str(folder / "i.tif"), feedback)
+        decorrelate_raster(path, DecorrelationOutputs(str(folder / "out.tif"), str(folder / "i.tif"),
+                                                      str(folder / "r.json")), DecorrelationSettings(**CPU), feedback)
     assert os.listdir(folder) == []
 
 

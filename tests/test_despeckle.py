@@ -76,6 +76,6 @@ def test_wide_images_get_shorter_strips():
 
 
 def test_catalog_lists_the_filters_in_order():
-    from sar_despeckle_plugin.core.catalog import CLASSICAL_METHOD_LABELS
+    from sar_despeckle_plugin.core.choices import CLASSICAL_METHOD_LABELS
 
     assert tuple(CLASSICAL_METHOD_LABELS) == CLASSICAL_METHODS

@@ -227,7 +227,7 @@ def test_learned_detector_dates_the_change_in_a_three_date_stack(tmp_path):
 
 @needs_shipped
 def test_learned_method_through_processing_and_its_refusals(qgis_processing, tmp_path):
-    from sar_despeckle_plugin.core.change_catalog import CHANGE_METHOD_LABELS
+    from sar_despeckle_plugin.core.choices import CHANGE_METHOD_LABELS
 
     learned = list(CHANGE_METHOD_LABELS).index("learned")
     paths, truth = dual_pol_dates(tmp_path, seed=2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from sar_despeckle_plugin.core.catalog import CLASSICAL_METHOD_LABELS
+from sar_despeckle_plugin.core.choices import CLASSICAL_METHOD_LABELS
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.raster import raster_info

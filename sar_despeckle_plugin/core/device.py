@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from .catalog import DEVICES
+from .choices import DEVICES
 
 
 def resolve_device(name: str, warn: Callable[[str], None] = print) -> torch.device:

@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core.catalog import DEVICES
+from ..core.choices import DEVICES
 from ..core.errors import SarDespeckleError
 from ..core.speckle import UNITS
 

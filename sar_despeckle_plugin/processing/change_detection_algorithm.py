@@ -14,9 +14,8 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.catalog import DEVICES
 from ..core.change.settings import ChangeOutputs, ChangeSettings
-from ..core.change_catalog import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
+from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, with_help
 

@@ -13,21 +13,12 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.catalog import DEVICES
+from ..core.choices import DECORRELATION_LAYOUT_LABELS, DEVICES, RESAMPLE_MODE_LABELS
+from ..core.decorrelation.settings import DEFAULT_POINT_TARGET_FACTOR, DecorrelationOutputs, DecorrelationSettings
 from .base import SarAlgorithm, with_help
 
-#: BAND_LAYOUT options: (core layout, label).
-LAYOUTS = (
-    ("auto", "Automatic (complex bands)"),
-    ("complex", "Complex bands (CInt16, CFloat32, ...): one channel each"),
-    ("iq", "I/Q band pairs (I, Q, I, Q, ...): one channel per pair"),
-)
-RESAMPLE_MODES = (
-    ("spectral", "Spectral: crop the spectrum to the band (N x bandwidth samples)"),
-    ("integer", "Integer: keep every d-th sample, d = round(1 / bandwidth)"),
-)
-#: Defaults mirrored from core.decorrelation (which imports torch, so is loaded lazily).
-DEFAULT_POINT_TARGET_FACTOR = 30.0
+LAYOUTS = list(DECORRELATION_LAYOUT_LABELS)
+RESAMPLE_MODES = list(RESAMPLE_MODE_LABELS)
 
 
 class DecorrelateAlgorithm(SarAlgorithm):
@@ -63,7 +54,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterEnum(
-                "BAND_LAYOUT", "Band layout", options=[label for _, label in LAYOUTS], defaultValue=0
+                "BAND_LAYOUT", "Band layout", options=list(DECORRELATION_LAYOUT_LABELS.values()), defaultValue=0
             ),
             "How the complex values are stored: 0 = automatic (complex bands; real bands are "
             "refused, as they could be anything), 1 = complex bands, each a channel, 2 = pairs "
@@ -94,7 +85,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterEnum(
-                "RESAMPLE_MODE", "Resampling mode", options=[label for _, label in RESAMPLE_MODES],
+                "RESAMPLE_MODE", "Resampling mode", options=list(RESAMPLE_MODE_LABELS.values()),
                 defaultValue=0,
             ),
             "With Resample: 0 = spectral (crop each axis's spectrum to its band: N x bandwidth "
@@ -200,13 +191,13 @@ class DecorrelateAlgorithm(SarAlgorithm):
         return self.parameterAsDouble(parameters, name, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        decorrelation = self.core("decorrelation")
+        pipeline = self.core("decorrelation.pipeline")
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        settings = decorrelation.DecorrelationSettings(
-            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)][0],
+        settings = DecorrelationSettings(
+            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
             point_target_factor=self.parameterAsDouble(parameters, "POINT_TARGET_FACTOR", context),
             resample=self.parameterAsBoolean(parameters, "RESAMPLE", context),
-            resample_mode=RESAMPLE_MODES[self.parameterAsEnum(parameters, "RESAMPLE_MODE", context)][0],
+            resample_mode=RESAMPLE_MODES[self.parameterAsEnum(parameters, "RESAMPLE_MODE", context)],
             restore_centroid=self.parameterAsBoolean(parameters, "RESTORE_CENTROID", context),
             estimation_window=self.parameterAsInt(parameters, "ESTIMATION_WINDOW", context),
             azimuth_centroid=self.optional_number(parameters, "AZIMUTH_CENTROID", context),
@@ -220,8 +211,8 @@ class DecorrelateAlgorithm(SarAlgorithm):
         intensity = self.parameterAsOutputLayer(parameters, "OUTPUT_INTENSITY", context) or None
         report_path = self.parameterAsFileOutput(parameters, "REPORT", context) or None
         report = self.run_core(
-            decorrelation.decorrelate_raster, layer.source(), output, settings, report_path,
-            intensity, self.core_feedback(feedback),
+            pipeline.decorrelate_raster, layer.source(), DecorrelationOutputs(output, intensity, report_path),
+            settings, self.core_feedback(feedback),
         )
         first = report["channels"][0]
         results = {

@@ -27,7 +27,7 @@ def build_model():
     )
     from qgis.PyQt.QtCore import QPointF
 
-    from sar_despeckle_plugin.core.catalog import CLASSICAL_METHOD_LABELS
+    from sar_despeckle_plugin.core.choices import CLASSICAL_METHOD_LABELS
 
     model = QgsProcessingModelAlgorithm("despeckle_then_change", "SAR Despeckle examples")
     for index, (name, label) in enumerate((("before", "Date 1 (before)"), ("after", "Date 2 (after)"))):

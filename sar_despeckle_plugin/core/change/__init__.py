@@ -55,7 +55,7 @@ the change probability.
 **Adding a method**: subclass ``detectors.ChangeDetector`` (``halo`` for its receptive field,
 ``fit`` to look at a sample of the image before the tiled pass, ``detect`` from a
 ``detectors.Stack`` to (map, changed, date)), register a factory in ``detectors.DETECTORS`` and
-append its id to ``change_catalog.CHANGE_METHOD_LABELS``.
+append its id to ``choices.CHANGE_METHOD_LABELS``.
 
 Modules, in the order a run uses them: ``settings`` (what is asked, the outputs, the report,
 their checks; torch-free), ``looks`` (looks, speckle correlation and radiometric gains from the

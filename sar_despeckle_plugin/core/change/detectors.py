@@ -14,8 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..catalog import SHIPPED_WEIGHTS
-from ..change_catalog import DEFAULT_CHANGE_MODEL
+from ..choices import DEFAULT_CHANGE_MODEL, SHIPPED_WEIGHTS
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..model_cards import read_card
@@ -239,7 +238,7 @@ def shipped_change_model() -> str:
 
 
 #: METHOD id -> factory taking the run's settings, in the enum order of
-#: ``change_catalog.CHANGE_METHOD_LABELS`` (a test checks): ``log_ratio_<threshold>`` for each
+#: ``choices.CHANGE_METHOD_LABELS`` (a test checks): ``log_ratio_<threshold>`` for each
 #: of :data:`~.thresholds.THRESHOLD_METHODS`.
 DETECTORS: dict[str, Callable[[ChangeSettings], ChangeDetector]] = {
     "omnibus": lambda settings: OmnibusDetector(settings.significance, settings.approximation),

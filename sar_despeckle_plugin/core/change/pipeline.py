@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from osgeo import gdal, osr
 
 from .. import speckle
-from ..change_catalog import LAYOUT_BANDS
+from ..choices import LAYOUT_BANDS
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback

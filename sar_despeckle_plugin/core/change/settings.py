@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from .. import speckle
-from ..change_catalog import CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, LAYOUT_BANDS
+from ..choices import CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, LAYOUT_BANDS
 from ..errors import SarDespeckleError
 from .regions import vector_driver
 
@@ -35,7 +35,7 @@ class ChangeSettings:
     """What the user chose; ``None`` means "work it out from the data".
 
     Attributes:
-        method: a key of ``change_catalog.CHANGE_METHOD_LABELS`` (``detectors.DETECTORS``).
+        method: a key of ``choices.CHANGE_METHOD_LABELS`` (``detectors.DETECTORS``).
         layout: ``single`` (1 band per date), ``dual`` (VV, VH intensities) or ``c2`` (C11, C22,
             Re C12, Im C12, linear).
         units: ``intensity``, ``amplitude`` or ``dB`` of the single/dual-pol bands (detected when

@@ -33,21 +33,11 @@ engine (no resampling then).
 Layouts: complex arrays are (channels, rows, cols); frequencies are in cycles per pixel, in
 [-0.5, 0.5).
 
-Modules, in the order a run uses them: ``settings`` (what is asked, the method's constants),
-``sources`` (complex inputs and outputs), ``spectra`` (point targets, axis plans, statistics
-over strips, band and response fits), ``estimation`` (the estimation pass), ``whitening`` (the
-whitening and resampling passes, measurement), ``pipeline`` (whole runs and the report).
+Modules, in the order a run uses them: ``settings`` (what is asked, the outputs, the method's
+constants; torch-free), ``sources`` (complex inputs and outputs), ``spectra`` (point targets,
+axis plans, statistics over strips, band and response fits), ``estimation`` (the estimation
+pass), ``whitening`` (the whitening and resampling passes, measurement), ``plots`` (the PNG of
+the spectra), ``pipeline`` (whole runs: ``decorrelate_raster``, what ``sar_despeckle:decorrelate``
+runs, and ``decorrelate_array``; the report). This ``__init__`` imports nothing, so
+``core.decorrelation.settings`` loads without torch.
 """
-
-from .pipeline import decorrelate_array, decorrelate_raster, write_report
-from .settings import (
-    AXES, DEFAULT_POINT_TARGET_FACTOR, LAYOUTS, POINT_TARGET_FACTORS, RESAMPLE_MODES, DecorrelationSettings,
-    check_settings,
-)
-from .spectra import position_noise, response_at
-
-__all__ = [
-    "AXES", "DEFAULT_POINT_TARGET_FACTOR", "LAYOUTS", "POINT_TARGET_FACTORS", "RESAMPLE_MODES",
-    "DecorrelationSettings", "check_settings", "decorrelate_array", "decorrelate_raster", "position_noise",
-    "response_at", "write_report",
-]

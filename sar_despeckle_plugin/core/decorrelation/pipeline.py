@@ -21,7 +21,7 @@ from ..raster import RasterInfo, RasterWriter, bounded_gdal_cache
 from ..version import plugin_version
 from .estimation import ChannelEstimate, estimate
 from .plots import spectra_png
-from .settings import check_settings, DecorrelationSettings, IN_MEMORY_LIMIT, MIN_SIDE
+from .settings import check_settings, DecorrelationOutputs, DecorrelationSettings, IN_MEMORY_LIMIT, MIN_SIDE
 from .sources import ArraySink, ArraySource, ComplexSource, RasterStore
 from .spectra import shift_spectrum, Statistics, wrap_frequency
 from .whitening import apply_whole, apply_windowed, measure, set_output_grid
@@ -173,20 +173,19 @@ def spectra_for_plot(estimates: list[ChannelEstimate], after: list[Statistics] |
 
 def decorrelate_raster(
     input_path: str,
-    output_path: str,
+    outputs: DecorrelationOutputs,
     settings: DecorrelationSettings = DecorrelationSettings(),
-    report_path: str | None = None,
-    intensity_path: str | None = None,
     feedback: Feedback | None = None,
 ) -> dict:
-    """Decorrelate the complex raster ``input_path`` into the GeoTIFF ``output_path``.
+    """Decorrelate the complex raster ``input_path`` into the GeoTIFF ``outputs.output``.
 
     The output has the input's band layout (complex bands as CFloat32, I/Q pairs as float32),
-    CRS, georeference (scaled when resampling), nodata and band descriptions. ``report_path``
+    CRS, georeference (scaled when resampling), nodata and band descriptions. ``outputs.report``
     (JSON) gets the report, with a PNG of the spectra beside it (same name, ``.png``);
-    ``intensity_path`` an intensity GeoTIFF (|z|^2, one band per channel). On error or cancel
+    ``outputs.intensity`` an intensity GeoTIFF (|z|^2, one band per channel). On error or cancel
     no output is left. Returns the report dict.
     """
+    output_path, intensity_path, report_path = outputs.output, outputs.intensity, outputs.report
     feedback = feedback or Feedback()
     check_settings(settings)
     start = time.perf_counter()

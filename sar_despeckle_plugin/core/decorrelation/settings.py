@@ -1,17 +1,17 @@
-"""What a decorrelation run is asked to do (:class:`DecorrelationSettings`), its checks, and the
-constants of the method.
+"""What a decorrelation run is asked to do (:class:`DecorrelationSettings`) and where it writes
+(:class:`DecorrelationOutputs`), the checks, and the constants of the method. Torch-free.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..choices import DECORRELATION_LAYOUT_LABELS, RESAMPLE_MODE_LABELS
 from ..errors import SarDespeckleError
 
-
 AXES = ("azimuth", "range")
-LAYOUTS = ("auto", "complex", "iq")
-RESAMPLE_MODES = ("spectral", "integer")
+LAYOUTS = tuple(DECORRELATION_LAYOUT_LABELS)
+RESAMPLE_MODES = tuple(RESAMPLE_MODE_LABELS)
 
 #: Default point-target factor cf: pixels with intensity >= cf x median are point targets.
 #: For fully developed single-look speckle P(I >= cf x median) = 2**-cf, so speckle alone
@@ -113,6 +113,21 @@ class DecorrelationSettings:
         if axis == 0:
             return self.azimuth_centroid, self.azimuth_bandwidth
         return self.range_centroid, self.range_bandwidth
+
+
+@dataclass(frozen=True)
+class DecorrelationOutputs:
+    """Destinations; None skips an optional output.
+
+    Attributes:
+        output: the decorrelated image, GeoTIFF (complex bands as CFloat32, I/Q pairs as float32).
+        intensity: its intensity |z|^2, GeoTIFF (float32, one band per channel).
+        report: the JSON report; a PNG of the spectra goes beside it (same name, ``.png``).
+    """
+
+    output: str
+    intensity: str | None = None
+    report: str | None = None
 
 
 def check_settings(settings: DecorrelationSettings) -> None:

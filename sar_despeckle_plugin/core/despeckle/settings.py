@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .. import speckle
-from ..catalog import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
+from ..choices import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
 from ..errors import SarDespeckleError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class DespeckleSettings:
 
     Attributes:
         method: one of ``filters.CLASSICAL_METHODS`` (the ids of
-            ``catalog.CLASSICAL_METHOD_LABELS``); ignored when ``model_card`` is set.
+            ``choices.CLASSICAL_METHOD_LABELS``); ignored when ``model_card`` is set.
         model_card: path of a network's model card (JSON beside its weights), or None.
         bands: 1-based bands to despeckle, each independently (all when ``None``).
         units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
