@@ -29,7 +29,8 @@ def _prepare(args) -> None:
     options = PrepareOptions(args.kind, args.units, args.patch, args.stride, args.subsample, bands,
                              args.keep_zeros, args.one_stack)
     patches, info = prepare(args.inputs, options, args.output)
-    print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])} "
+    images = f" from {info['images']} separate stacks" if info["kind"] == "stack" and info["images"] > 1 else ""
+    print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])}{images} "
           f"({info['skipped']} skipped for nodata/NaN/zeros).")
 
 
@@ -63,7 +64,7 @@ def _export(args) -> None:
 def _profile(args) -> None:
     import torch
 
-    from sar_despeckle_plugin.core.models import build_model
+    from sar_despeckle_plugin.core.models.registry import build_model
 
     from .network_cost import profile, profile_card
 
