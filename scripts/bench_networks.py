@@ -44,7 +44,7 @@ from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS  
 from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster  # noqa: E402
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402
-from sar_despeckle_plugin.core.model_cards import list_model_cards, read_card  # noqa: E402
+from sar_despeckle_plugin.core.models.card import list_model_cards, read_card  # noqa: E402
 from training.metrics import psnr_amplitude, ssim_amplitude  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")

@@ -13,8 +13,9 @@ from sar_despeckle_plugin.core.change.pipeline import detect_changes
 from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
-from sar_despeckle_plugin.core.model_cards import list_model_cards
-from sar_despeckle_plugin.core.models import ChangeNet, load_model
+from sar_despeckle_plugin.core.models.card import list_model_cards
+from sar_despeckle_plugin.core.models.change_net import ChangeNet
+from sar_despeckle_plugin.core.models.weights import load_model
 from training.change_data import check_pair, load_change_pairs, synthetic_pair
 from training.config import ChangeConfig, ConfigError, SourceConfig, config_from_dict
 from training.export import export

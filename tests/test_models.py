@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models import (
-    ARCHITECTURES, ModelCard, build_model, list_model_cards, load_model, macs_per_pixel,
-    measured_reach, parameter_count, save_model,
-)
+from sar_despeckle_plugin.core.models.card import ModelCard, list_model_cards
+from sar_despeckle_plugin.core.models.complexity import macs_per_pixel, measured_reach, parameter_count
+from sar_despeckle_plugin.core.models.registry import ARCHITECTURES, build_model
+from sar_despeckle_plugin.core.models.weights import load_model, save_model
 from sar_despeckle_plugin.core.models.blind_spot import marginal_nll, posterior_mean
 from sar_despeckle_plugin.core.models.logdomain import (
     intensity_to_log, log_bias, log_to_intensity, log_variance, normalise_log,
@@ -292,7 +292,7 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path):
         (tmp_path / "bad.json").write_text("{ nope")
         load_model(str(tmp_path / "bad.json"))
     # a pickle with code in it, even with a matching checksum
-    from sar_despeckle_plugin.core.models.card import sha256_of
+    from sar_despeckle_plugin.core.models.weights import sha256_of
 
     evil = tmp_path / "evil.pt"
     torch.save({"stem": Payload()}, evil)

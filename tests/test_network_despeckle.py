@@ -9,7 +9,9 @@ import torch
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models import ModelCard, build_model, save_model
+from sar_despeckle_plugin.core.models.card import ModelCard
+from sar_despeckle_plugin.core.models.registry import build_model
+from sar_despeckle_plugin.core.models.weights import save_model
 from sar_despeckle_plugin.core.raster import raster_info
 
 from .synthetic import piecewise_scene, read_geotiff, speckle, write_geotiff

@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models import load_model
+from sar_despeckle_plugin.core.models.weights import load_model
 from training.checkpoints import load_checkpoint
 from training.cli import main
 from training.config import ConfigError, config_from_dict, load_config

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models import ARCHITECTURES, build_model
+from sar_despeckle_plugin.core.models.registry import ARCHITECTURES, build_model
 from sar_despeckle_plugin.core.speckle import UNITS
 
 from .scenes import SCENES

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models import load_model
+from sar_despeckle_plugin.core.models.weights import load_model
 
 from .config import SourceConfig
 from .data import load_image_source, reference_level, speckled

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models import ModelCard, build_model, save_model
+from sar_despeckle_plugin.core.models.card import ModelCard
+from sar_despeckle_plugin.core.models.registry import build_model
+from sar_despeckle_plugin.core.models.weights import save_model
 
 from .checkpoints import load_checkpoint
 

@@ -6,9 +6,9 @@ import time
 
 import torch
 
-from sar_despeckle_plugin.core.models import (
-    DespecklingNet, load_model, macs_per_pixel, measured_reach, parameter_count,
-)
+from sar_despeckle_plugin.core.models.base import DespecklingNet
+from sar_despeckle_plugin.core.models.complexity import macs_per_pixel, measured_reach, parameter_count
+from sar_despeckle_plugin.core.models.weights import load_model
 
 
 def profile(module: DespecklingNet, side: int, device: str, repeats: int = 2) -> dict:

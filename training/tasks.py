@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sar_despeckle_plugin.core.models import DespecklingNet, build_model
+from sar_despeckle_plugin.core.models.base import DespecklingNet
+from sar_despeckle_plugin.core.models.registry import build_model
 from sar_despeckle_plugin.core.models.base import pad_to_multiple
 from sar_despeckle_plugin.core.models.blind_spot import alpha_from_output, marginal_nll
 from sar_despeckle_plugin.core.models.log_residual import UNetEncoder

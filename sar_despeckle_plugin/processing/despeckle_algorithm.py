@@ -16,7 +16,7 @@ from qgis.core import (
 
 from ..core.choices import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS
 from ..core.despeckle.settings import DespeckleSettings
-from ..core.model_cards import list_model_cards, read_card
+from ..core.models.card import list_model_cards, read_card
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, with_help
 from .settings import user_models_folder

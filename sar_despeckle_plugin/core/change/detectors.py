@@ -17,8 +17,8 @@ import torch
 from ..choices import DEFAULT_CHANGE_MODEL, SHIPPED_WEIGHTS
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
-from ..model_cards import read_card
-from ..models import load_model
+from ..models.card import read_card
+from ..models.weights import load_model
 from .settings import INTENSITY_BANDS, ChangeSettings
 from .statistics import change_dates, log_ratio_index, log_ratio_pvalue, omnibus_pvalue, sequential_pvalues
 from .thresholds import THRESHOLD_METHODS, automatic_threshold

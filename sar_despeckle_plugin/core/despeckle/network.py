@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..feedback import Feedback
-from ..models import load_model
+from ..models.weights import load_model
 from .settings import BandDespeckler, BandStatistics, DespeckleSettings
 
 #: Feathering width for networks (pixels): tiles overlap by their reach plus this.

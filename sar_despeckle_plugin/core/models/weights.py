@@ -1,0 +1,189 @@
+"""Saving networks with their model cards, and loading them safely.
+
+A model is two files in one folder: ``NAME.pt`` (a plain ``state_dict``, loadable with
+``torch.load(..., weights_only=True)``) and ``NAME.json`` (the card, see the torch-free
+``core.models.card``). Loading checks the card is one of ours, then the weights' sha256 against
+the card, and only then reads the weights with ``weights_only=True``; anything else is refused
+with a :class:`SarDespeckleError` that says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SarDespeckleError
+from .base import DespecklingNet
+from .card import MODEL_NAME, ModelCard, read_card
+from .complexity import macs_per_pixel, parameter_count
+from .registry import ARCHITECTURES, build_model
+
+
+@dataclass
+class LoadedModel:
+    """A checked, loaded network ready to despeckle tiles.
+
+    Attributes:
+        card: its model card.
+        module: the network, in eval mode on the device it was loaded to.
+    """
+
+    card: ModelCard
+    module: DespecklingNet
+
+    @property
+    def receptive_radius(self) -> int:
+        """Reach in pixels: give tiles at least this much halo."""
+        return self.module.receptive_radius
+
+    @property
+    def alignment(self) -> int:
+        """Tile origins that are multiples of this see the whole image's pooling grid, so the
+        tiled result equals the whole-image one (choose tile and halo as multiples of it)."""
+        return self.module.alignment
+
+    def despeckle(self, intensity: torch.Tensor, valid: torch.Tensor, fill_value,
+                  self_ensemble: bool = False) -> torch.Tensor:
+        """Despeckle a batch of tiles.
+
+        Args:
+            intensity: linear intensity (B, 1, H, W), float32, on the module's device.
+            valid: bool (B, 1, H, W); invalid pixels (nodata, outside the image) are replaced
+                by ``fill_value`` before the network, so nodata never enters it.
+            fill_value: one linear intensity for the whole image (float or 0-d tensor): the
+                median of its valid pixels. It is also the reference level the network's
+                log input is centred on, so it must not change from tile to tile.
+            self_ensemble: also despeckle the left-right mirror of the tiles and return the
+                geometric mean of the two estimates (the average of their logs): a little
+                less error for twice the time.
+        Returns:
+            Estimated reflectivity, linear intensity (B, 1, H, W) float32 (meaningless where
+            ``valid`` is False).
+        """
+        fill = torch.as_tensor(fill_value, dtype=intensity.dtype, device=intensity.device)
+        if not (torch.isfinite(fill) and fill > 0):
+            raise SarDespeckleError(f"fill_value must be a positive intensity; got {float(fill)}.")
+        inputs = torch.where(valid, intensity, fill).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            estimate = self.module.despeckle(inputs, fill).float()
+            if self_ensemble:
+                estimate = torch.exp(0.5 * (estimate.log() + self._mirrored_estimate(inputs, fill).log()))
+            return estimate.contiguous()
+
+    def _mirrored_estimate(self, inputs: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """The estimate of the left-right mirrored tiles, mirrored back. Their width is first
+        padded (with ``fill``) to a multiple of ``alignment``, so that the mirrored tile sees the
+        pooling grid of the unmirrored one and tiles still add up to the whole image."""
+        width = inputs.shape[-1]
+        padded = F.pad(inputs, (0, -width % self.alignment), value=float(fill))
+        return self.module.despeckle(padded.flip(-1), fill).float().flip(-1)[..., :width]
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
+    """Write ``card.name``.pt (state_dict) and ``card.name``.json into ``folder``.
+
+    The architecture, hyper-parameters, looks, normalisation, receptive radius, MACs per
+    pixel, parameter count, weights file name and sha256 are taken from ``module`` and the
+    written file, overriding whatever ``card`` held. Returns the card's path.
+    """
+    if not MODEL_NAME.match(card.name):
+        raise SarDespeckleError(
+            f"Model name {card.name!r} is not usable as a file name: use letters, digits, '_', '.', '-'."
+        )
+    if ARCHITECTURES.get(module.architecture) is not type(module):
+        raise SarDespeckleError(f"{type(module).__name__} is not a registered architecture.")
+    os.makedirs(folder, exist_ok=True)
+    weights_path = os.path.join(folder, card.name + ".pt")
+    state = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
+    torch.save(state, weights_path)
+    card = dataclasses.replace(
+        card,
+        architecture=module.architecture,
+        hyperparameters=module.hyperparameters,
+        input_kind=module.input_kind,
+        looks=module.looks,
+        normalisation=module.normalisation,
+        receptive_radius=module.receptive_radius,
+        sha256=sha256_of(weights_path),
+        weights_file=os.path.basename(weights_path),
+        macs_per_pixel=macs_per_pixel(module),
+        parameters=parameter_count(module),
+    )
+    card_path = os.path.join(folder, card.name + ".json")
+    with open(card_path, "w", encoding="utf-8") as handle:
+        handle.write(card.to_json())
+    return card_path
+
+
+#: What each card input kind is for, in refusals.
+INPUT_KIND_USES = {"intensity": "a despeckling network", "dual_pol_pair": "a change detector (two dual-pol dates)"}
+
+
+def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: str | None = None) -> LoadedModel:
+    """Check and load the model whose card is ``card_path`` onto ``device``.
+
+    Refuses (SarDespeckleError): cards that are not ours, networks reading another
+    ``input_kind`` than the one asked for (when given), unknown architectures, weights
+    files outside the card's folder, checksum mismatches (checked before the weights are
+    read), files ``torch.load(weights_only=True)`` rejects, and weights that do not fit the
+    architecture.
+    """
+    card = read_card(card_path)
+    if input_kind is not None and card.input_kind != input_kind:
+        raise SarDespeckleError(
+            f"Model '{card.name}' is {INPUT_KIND_USES.get(card.input_kind, card.input_kind)}, but "
+            f"{INPUT_KIND_USES.get(input_kind, input_kind)} is needed here: choose another model card."
+        )
+    if card.architecture not in ARCHITECTURES:
+        raise SarDespeckleError(
+            f"Model '{card.name}' needs architecture '{card.architecture}', which this plugin "
+            f"does not have ({', '.join(ARCHITECTURES)}). Update the plugin."
+        )
+    name = card.weights_file
+    if not name or os.path.basename(name) != name or name in (".", ".."):
+        raise SarDespeckleError(
+            f"Model card '{card_path}' names weights file {name!r}; it must be a plain file "
+            "name in the card's folder."
+        )
+    weights_path = os.path.join(os.path.dirname(os.path.abspath(card_path)), name)
+    if not os.path.isfile(weights_path):
+        raise SarDespeckleError(f"Weights file '{weights_path}' of model '{card.name}' is missing.")
+    actual = sha256_of(weights_path)
+    if actual != card.sha256:
+        raise SarDespeckleError(
+            f"Weights file '{weights_path}' does not match its model card (sha256 {actual[:12]}... "
+            f"instead of {card.sha256[:12]}...): it was modified or corrupted. Refusing to load "
+            "it; export or download the model again."
+        )
+    try:
+        state = torch.load(weights_path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or corrupt files
+        raise SarDespeckleError(
+            f"Cannot load weights '{weights_path}' safely ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Only plain state_dicts are accepted."
+        ) from None
+    try:
+        module = build_model(card.architecture, **card.hyperparameters)
+        if not isinstance(state, dict):
+            raise TypeError("the weights file holds no state_dict")
+        module.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise SarDespeckleError(
+            f"Weights '{weights_path}' do not fit architecture '{card.architecture}' with "
+            f"{card.hyperparameters}: {str(error).splitlines()[0]}"
+        ) from None
+    module = module.to(device=device, memory_format=torch.channels_last).eval()
+    return LoadedModel(card, module)
