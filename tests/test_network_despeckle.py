@@ -85,7 +85,7 @@ def test_processing_run_with_model_card_and_user_folder(qgis_processing, speckle
     from processing.core.ProcessingConfig import ProcessingConfig
     from qgis.core import QgsApplication
 
-    from sar_despeckle_plugin.processing.settings import MODELS_FOLDER_SETTING
+    from sar_despeckle_plugin.processing.user_models import MODELS_FOLDER_SETTING
 
     out = str(tmp_path / "card.tif")
     qgis_processing.run("sar_despeckle:despeckle", {"INPUT": speckled_tif, "MODEL": model_card, "LOOKS": 1,

@@ -1,13 +1,13 @@
 """What every SAR Despeckle algorithm shares: parameter helpers, feedback, error translation.
 
-Algorithms import ``core`` modules that need torch only inside ``processAlgorithm`` (through
-:meth:`SarAlgorithm.core`), so a QGIS without torch still lists the provider and the user gets
+Algorithms import ``core`` modules that need torch only inside ``processAlgorithm``, within
+``with torch_required():``, so a QGIS without torch still lists the provider and the user gets
 a clear message naming the install command when an algorithm runs.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import os
 
 from qgis.core import (
@@ -27,6 +27,19 @@ TORCH_MISSING = (
     "`python3 -m pip install torch` using the Python that QGIS runs (on Windows: the OSGeo4W "
     "Shell), then restart QGIS. See the plugin README for details."
 )
+
+
+@contextlib.contextmanager
+def torch_required():
+    """Wrap the imports of ``core`` modules that need torch: a missing torch becomes a
+    QgsProcessingException with :data:`TORCH_MISSING`, e.g.
+    ``with torch_required(): from ..core.despeckle.pipeline import despeckle_raster``."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if error.name == "torch":
+            raise QgsProcessingException(TORCH_MISSING) from None
+        raise
 
 
 def with_help(parameter: QgsProcessingParameterDefinition, text: str, advanced: bool = False):
@@ -129,16 +142,6 @@ class SarAlgorithm(QgsProcessingAlgorithm):
         return options[self.parameterAsEnum(parameters, name, context)]
 
     # running the core ----------------------------------------------------------------------
-
-    @staticmethod
-    def core(module: str):
-        """Import ``core.<module>``, turning a missing torch into a clear error."""
-        try:
-            return importlib.import_module(f"..core.{module}", __package__)
-        except ModuleNotFoundError as error:
-            if error.name == "torch":
-                raise QgsProcessingException(TORCH_MISSING) from None
-            raise
 
     @staticmethod
     def core_feedback(feedback):

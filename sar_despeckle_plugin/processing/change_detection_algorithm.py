@@ -17,7 +17,7 @@ from qgis.core import (
 from ..core.change.settings import ChangeOutputs, ChangeSettings
 from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
 from ..core.speckle import UNITS
-from .base import SarAlgorithm, with_help
+from .base import SarAlgorithm, torch_required, with_help
 
 METHODS = list(CHANGE_METHOD_LABELS)
 LAYOUTS = list(BAND_LAYOUT_LABELS)
@@ -217,7 +217,9 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        pipeline = self.core("change.pipeline")
+        with torch_required():
+            from ..core.change.pipeline import detect_changes
+
         sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
         looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
         if looks is None and parameters.get("LOOKS") not in (None, ""):
@@ -244,6 +246,6 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             change_map=paths["CHANGE_MAP"], change_mask=paths["CHANGE_MASK"],
             change_date=paths["CHANGE_DATE"], change_polygons=paths["CHANGE_POLYGONS"],
         )
-        report = self.run_core(pipeline.detect_changes, sources, outputs, settings, self.core_feedback(feedback))
+        report = self.run_core(detect_changes, sources, outputs, settings, self.core_feedback(feedback))
         feedback.pushInfo(f"Changed: {100 * report.changed_fraction:.2f} % of the valid pixels.")
         return {name: path for name, path in paths.items() if path}

@@ -15,7 +15,7 @@ from qgis.core import (
 
 from ..core.choices import DECORRELATION_LAYOUT_LABELS, DEVICES, RESAMPLE_MODE_LABELS
 from ..core.decorrelation.settings import DEFAULT_POINT_TARGET_FACTOR, DecorrelationOutputs, DecorrelationSettings
-from .base import SarAlgorithm, with_help
+from .base import SarAlgorithm, torch_required, with_help
 
 LAYOUTS = list(DECORRELATION_LAYOUT_LABELS)
 RESAMPLE_MODES = list(RESAMPLE_MODE_LABELS)
@@ -191,7 +191,9 @@ class DecorrelateAlgorithm(SarAlgorithm):
         return self.parameterAsDouble(parameters, name, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        pipeline = self.core("decorrelation.pipeline")
+        with torch_required():
+            from ..core.decorrelation.pipeline import decorrelate_raster
+
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         settings = DecorrelationSettings(
             layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
@@ -211,7 +213,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
         intensity = self.parameterAsOutputLayer(parameters, "OUTPUT_INTENSITY", context) or None
         report_path = self.parameterAsFileOutput(parameters, "REPORT", context) or None
         report = self.run_core(
-            pipeline.decorrelate_raster, layer.source(), DecorrelationOutputs(output, intensity, report_path),
+            decorrelate_raster, layer.source(), DecorrelationOutputs(output, intensity, report_path),
             settings, self.core_feedback(feedback),
         )
         first = report["channels"][0]

@@ -18,8 +18,8 @@ from ..core.choices import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEFAULT_NETW
 from ..core.despeckle.settings import DespeckleSettings
 from ..core.models.card import list_model_cards, read_card
 from ..core.speckle import UNITS
-from .base import SarAlgorithm, with_help
-from .settings import user_models_folder
+from .base import SarAlgorithm, torch_required, with_help
+from .user_models import user_models_folder
 
 CLASSICAL = list(CLASSICAL_METHOD_LABELS)
 
@@ -145,7 +145,9 @@ class DespeckleAlgorithm(SarAlgorithm):
         return ok, message
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
-        pipeline = self.core("despeckle.pipeline")
+        with torch_required():
+            from ..core.despeckle.pipeline import despeckle_raster
+
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         choice = self.parameterAsEnum(parameters, "METHOD", context)
         model_card = self.parameterAsFile(parameters, "MODEL", context) or self.methods[choice][1]
@@ -164,6 +166,6 @@ class DespeckleAlgorithm(SarAlgorithm):
         )
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         self.run_core(
-            pipeline.despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
+            despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
         )
         return {"OUTPUT": output}

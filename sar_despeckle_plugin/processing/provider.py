@@ -6,7 +6,7 @@ from qgis.core import QgsProcessingProvider
 from .change_detection_algorithm import ChangeDetectionAlgorithm
 from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
-from .settings import MODELS_FOLDER_SETTING, default_models_folder
+from .user_models import MODELS_FOLDER_SETTING, default_models_folder
 
 
 class SarDespeckleProvider(QgsProcessingProvider):

@@ -1,4 +1,5 @@
-"""The provider's Processing settings (Settings > Options > Processing > Providers)."""
+"""The user models folder: the provider's Processing setting that holds it (Settings > Options >
+Processing > Providers) and its default."""
 
 import os
 
