@@ -15,7 +15,7 @@ from sar_despeckle_plugin.core.models.registry import ARCHITECTURES, build_model
 from sar_despeckle_plugin.core.models.weights import load_model, save_model
 from sar_despeckle_plugin.core.models.blind_spot import marginal_nll, posterior_mean
 from sar_despeckle_plugin.core.models.logdomain import (
-    intensity_to_log, log_bias, log_to_intensity, log_variance, normalise_log,
+    intensity_to_log, log_bias, log_to_intensity, normalise_log,
 )
 from sar_despeckle_plugin.core.tiling import TilingOptions, run_tiled
 
@@ -149,7 +149,6 @@ def test_log_debias_makes_log_speckle_zero_mean(looks):
     samples = reflectivity * rng.gamma(looks, 1.0 / looks, 1_000_000)
     debiased = np.log(samples) - log_bias(looks)
     assert abs(debiased.mean() - math.log(reflectivity)) < 3e-3
-    assert abs(np.log(samples).var() - log_variance(looks)) < 1e-2
     assert log_bias(1.0) == pytest.approx(-0.5772156649, abs=1e-9)
 
 

@@ -33,11 +33,6 @@ def log_bias(looks: float) -> float:
     return float(torch.special.digamma(value) - value.log())
 
 
-def log_variance(looks: float) -> float:
-    """``Var[log S] = psi1(L)`` for Gamma(L, 1/L) speckle S (ln units squared)."""
-    return float(torch.special.polygamma(1, torch.tensor(float(looks), dtype=torch.float64)))
-
-
 def as_reference(reference, like: torch.Tensor) -> torch.Tensor:
     """A reference intensity (float, or tensor with one value per batch item) as (B, 1, 1, 1)."""
     value = torch.as_tensor(reference, dtype=like.dtype, device=like.device)
