@@ -109,10 +109,10 @@ weights: setup
 	rm -rf $(BUILD)/runs/sarcnn_default $(BUILD)/runs/sarcnn_default_scatterers
 	$(PY) -m training train --config training/configs/sarcnn_default.toml --output $(BUILD)/runs/sarcnn_default
 	$(PY) -m training train --config training/configs/sarcnn_default_scatterers.toml --output $(BUILD)/runs/sarcnn_default_scatterers
-	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_default_scatterers/last.pt --name sarcnn_default --to $(PLUGIN)/weights
+	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_default_scatterers/last.pt --name sarcnn_default --to $(PLUGIN)/weights --overwrite
 	rm -rf $(BUILD)/runs/change_default
 	$(PY) -m training train --config training/configs/change_default.toml --output $(BUILD)/runs/change_default
-	$(PY) -m training export --checkpoint $(BUILD)/runs/change_default/best.pt --name change_default --to $(PLUGIN)/weights
+	$(PY) -m training export --checkpoint $(BUILD)/runs/change_default/best.pt --name change_default --to $(PLUGIN)/weights --overwrite
 
 clean:
 	rm -rf $(BUILD) $(PROFILE_DIR)
