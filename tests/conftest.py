@@ -94,5 +94,11 @@ def qgis_process(tmp_path_factory):
             raise AssertionError(f"qgis_process {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done
 
+    def start(*args):
+        """Start qgis_process without waiting (to signal it mid-run); text pipes."""
+        return subprocess.Popen([executable, *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
     run("plugins", "enable", "sar_despeckle_plugin")
+    run.start = start
     return run

@@ -322,3 +322,22 @@ def test_an_out_of_range_number_names_its_label_range_and_value(qgis_process, sc
     done = qgis_process("run", f"sar_despeckle:{algorithm}", f"--INPUT={scene_tif}", f"--{parameter}={value}",
                         f"--OUTPUT={tmp_path / 'out.tif'}", check=False)
     assert done.returncode != 0 and re.search(message, done.stdout + done.stderr), done.stdout + done.stderr
+
+
+def test_sigterm_to_qgis_process_leaves_no_partial_file_and_keeps_the_older_output(qgis_process, tmp_path):
+    import time
+
+    scene = write_geotiff(str(tmp_path / "big.tif"), speckle(piecewise_scene(2400, 2400), 1))
+    out = str(tmp_path / "out.tif")
+    write_geotiff(out, np.full((8, 8), 7, np.float32))
+    older = _bytes(out)
+    process = qgis_process.start("run", "sar_despeckle:despeckle", f"--INPUT={scene}", f"--OUTPUT={out}")
+    deadline = time.monotonic() + 120
+    while not any(".partial" in name for name in os.listdir(tmp_path)):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before writing"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert _bytes(out) == older
+    assert sorted(name for name in os.listdir(tmp_path) if not name.endswith(".aux.xml")) == ["big.tif", "out.tif"]
