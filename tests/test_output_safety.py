@@ -341,3 +341,11 @@ def test_sigterm_to_qgis_process_leaves_no_partial_file_and_keeps_the_older_outp
     assert process.returncode != 0
     assert _bytes(out) == older
     assert sorted(name for name in os.listdir(tmp_path) if not name.endswith(".aux.xml")) == ["big.tif", "out.tif"]
+
+
+def test_large_outputs_are_announced_before_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(0, 0, 50 * 2 ** 30))
+    lines = []
+    check_destinations({}, {"OUTPUT": str(tmp_path / "a.tif")}, {"OUTPUT": 3 * 2 ** 30}, lines.append)
+    check_destinations({}, {"OUTPUT": str(tmp_path / "b.tif")}, {"OUTPUT": 2 ** 20}, lines.append)
+    assert lines == [f"OUTPUT will take about 3.0 GB in '{tmp_path}' (50.0 GB free)."]

@@ -28,7 +28,7 @@ import signal
 import socket
 import threading
 import uuid
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .errors import SarDespeckleError
 
@@ -63,6 +63,7 @@ def check_destinations(
     inputs: Mapping[str, str | Sequence[str] | None],
     outputs: Mapping[str, str | None],
     expected_bytes: Mapping[str, int] | None = None,
+    info: Callable[[str], None] | None = None,
 ) -> None:
     """Refuse, before any work, outputs that could not be written or would destroy data.
 
@@ -71,6 +72,7 @@ def check_destinations(
         outputs: parameter name -> destination path; None or "" skips (an output not asked for).
         expected_bytes: parameter name -> expected size of that output in bytes (uncompressed
             size is a fair upper bound for speckled floats); used for the free-space check.
+        info: receives one line on the expected size of large outputs before the run starts.
 
     Raises:
         SarDespeckleError: naming the parameter(s) concerned, with what to do.
@@ -104,7 +106,7 @@ def check_destinations(
                 raise SarDespeckleError(
                     f"{other_name} and {name} are the same file '{path}': give each output its own path."
                 )
-    _check_free_space(named_outputs, expected_bytes or {})
+    _check_free_space(named_outputs, expected_bytes or {}, info)
 
 
 def _probe_folder(name: str, path: str) -> None:
@@ -121,7 +123,12 @@ def _probe_folder(name: str, path: str) -> None:
         ) from None
 
 
-def _check_free_space(named_outputs: list[tuple[str, str]], expected_bytes: Mapping[str, int]) -> None:
+#: Outputs at least this large (bytes) have their expected size logged before the run.
+LARGE_OUTPUT = 100 * 1024 * 1024
+
+
+def _check_free_space(named_outputs: list[tuple[str, str]], expected_bytes: Mapping[str, int],
+                      info: Callable[[str], None] | None) -> None:
     needed: dict[int, tuple[int, str, list[str]]] = {}  # device -> (bytes, folder, names)
     for name, path in named_outputs:
         size = expected_bytes.get(name, 0)
@@ -138,6 +145,9 @@ def _check_free_space(named_outputs: list[tuple[str, str]], expected_bytes: Mapp
                 f"Not enough disk space for {' and '.join(names)}: about {_human_bytes(total)} needed, "
                 f"{_human_bytes(free)} free in '{folder}'. Free some space or choose another folder."
             )
+        if info is not None and total >= LARGE_OUTPUT:
+            info(f"{' and '.join(names)} will take about {_human_bytes(total)} in '{folder}' "
+                 f"({_human_bytes(free)} free).")
 
 
 # -- partial files ---------------------------------------------------------------------------

@@ -336,6 +336,7 @@ def detect_changes(
         {"CHANGE_MAP": outputs.change_map, "CHANGE_MASK": outputs.change_mask,
          "CHANGE_DATE": outputs.change_date, "CHANGE_POLYGONS": outputs.change_polygons},
         {"CHANGE_MAP": 4 * pixels, "CHANGE_MASK": pixels, "CHANGE_DATE": pixels},
+        feedback.info,
     )
     stack_reader = StackReader(readers)
     detector = DETECTORS[settings.method](settings)

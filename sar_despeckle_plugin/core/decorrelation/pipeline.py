@@ -199,6 +199,7 @@ def decorrelate_raster(
         {"OUTPUT": output_path, "OUTPUT_INTENSITY": intensity_path, "REPORT": report_path,
          "REPORT picture": os.path.splitext(report_path)[0] + ".png" if report_path else None},
         {"OUTPUT": 2 * source.channels * pixel_bytes, "OUTPUT_INTENSITY": source.channels * pixel_bytes},
+        feedback.info,
     )
     device = resolve_device(settings.device, feedback.warn)
     feedback.info(f"Decorrelating {source.channels} channel(s) of {source.width} x {source.height} "

@@ -129,7 +129,7 @@ def despeckle_raster(
             f"least {MIN_SIDE} x {MIN_SIDE}. Check that you chose the right layer."
         )
     check_destinations({"INPUT": input_path}, {"OUTPUT": output_path},
-                       {"OUTPUT": 4 * info.pixel_count * len(reader.bands)})
+                       {"OUTPUT": 4 * info.pixel_count * len(reader.bands)}, feedback.info)
 
     samples = speckle.read_sample(reader)
     units = _decide_units(settings, reader, samples, feedback)
