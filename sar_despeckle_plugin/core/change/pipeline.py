@@ -30,9 +30,9 @@ from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..outputs import OutputSet, check_destinations
+from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache, raster_info
 from ..tiling import TilingOptions, run_tiled, tile_for_width
-from ..version import plugin_version
 from . import regions
 from .detectors import DETECTORS, Stack
 from .looks import averaging_factor, coherence_looks, date_looks, radiometric_gains
@@ -368,20 +368,16 @@ def detect_changes(
         return torch.where(stack.valid[:, None], result, torch.full_like(result, math.nan))
 
     info = readers[0].info
-    record = {
-        "algorithm": "change_detection",
-        "method": detector.name,
-        "parameters": {key: value for key, value in asdict(settings).items() if key != "tile"},
-        "dates": [os.path.basename(path) for path in inputs],
-        "units": plan.units,
-        "looks": list(plan.looks),
-        "effective_looks": list(effective),
-        "averaging_factor": plan.kappa,
-        "gains": [list(row) for row in plan.gains],
-        "map": detector.map_kind,
-        "plugin_version": plugin_version(),
+    record = output_metadata(
+        "change_detection", detector.name, settings, plan.units,
+        dates=[os.path.basename(path) for path in inputs],
+        looks=list(plan.looks),
+        effective_looks=list(effective),
+        averaging_factor=plan.kappa,
+        gains=[list(row) for row in plan.gains],
+        map=detector.map_kind,
         **detector.record(),
-    }
+    )
     scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
     try:
         with OutputSet() as run:

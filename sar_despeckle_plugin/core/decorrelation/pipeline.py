@@ -17,6 +17,7 @@ from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..outputs import OutputSet, check_destinations, staged_file
+from ..provenance import output_metadata
 from ..raster import RasterInfo, RasterWriter, bounded_gdal_cache
 from ..version import plugin_version
 from .estimation import ChannelEstimate, estimate
@@ -219,13 +220,10 @@ def decorrelate_raster(
             info = _resampled_info(info, height, width, estimates[0].plans[0].step, estimates[0].plans[1].step)
             feedback.info(f"Resampled to {width} x {height} pixels.")
         nodata = source.nodata()
-        metadata = {
-            "algorithm": "decorrelate",
-            "method": "lapini2014",
-            "parameters": {k: v for k, v in dataclasses.asdict(settings).items() if k != "strip"},
-            "plans": [{p.name: p.summary() for p in est.plans} for est in estimates],
-            "plugin_version": plugin_version(),
-        }
+        metadata = output_metadata(
+            "decorrelate", "lapini2014", settings, "complex",
+            plans=[{p.name: p.summary() for p in est.plans} for est in estimates],
+        )
         layout = source.layout
         data_type = gdal.GDT_CFloat32 if layout == "complex" else gdal.GDT_Float32
         band_count = source.channels if layout == "complex" else 2 * source.channels

@@ -10,7 +10,6 @@ units, nodata where the input was invalid.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -20,9 +19,9 @@ from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..outputs import check_destinations
+from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, run_tiled, tile_for_width
-from ..version import plugin_version
 from . import filters
 from .network import network_despeckler
 from .settings import (
@@ -156,16 +155,11 @@ def despeckle_raster(
     def finish(strip: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(strip), np.float32(nodata), strip)
 
-    parameters = {key: value for key, value in asdict(settings).items() if key != "tile"}
-    metadata = {
-        "algorithm": "despeckle",
-        "method": despeckler.name,
-        "model_sha256": despeckler.checksum or "",
-        "parameters": parameters,
-        "units": units,
-        "looks": [stats.looks for stats in statistics],
-        "plugin_version": plugin_version(),
-    }
+    metadata = output_metadata(
+        "despeckle", despeckler.name, settings, units,
+        model=despeckler.name if despeckler.checksum else "", model_sha256=despeckler.checksum or "",
+        looks=[stats.looks for stats in statistics],
+    )
     descriptions = [info.descriptions[b - 1] for b in reader.bands]
     tile = settings.tile or tile_for_width(info.width, len(reader.bands))
     while True:
