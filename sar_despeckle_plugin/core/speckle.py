@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import units as units_rule
 from .errors import SarDespeckleError
 
 UNITS = ("intensity", "amplitude", "dB")
@@ -23,10 +24,9 @@ LOOKS_BLOCK = 7
 
 def to_intensity(values, units: str):
     """Convert ``values`` (numpy array or torch tensor) given in ``units`` to linear intensity."""
-    if units == "intensity":
-        return values
-    if units == "amplitude":
-        return values * values
+    if units in ("intensity", "amplitude"):  # noise-floor negatives (see core.units) read as 0
+        values = values.clamp_min(0) if hasattr(values, "clamp_min") else np.maximum(values, 0)
+        return values if units == "intensity" else values * values
     if units == "dB":
         return 10.0 ** (values / 10.0)
     raise ValueError(f"unknown units {units!r}; expected one of {UNITS}")
@@ -54,15 +54,139 @@ def intensity_validity(intensity, valid, zeros_as_nodata: bool):
     return valid
 
 
+#: Exact zeros in a row or column run at least this long are fill (nodata). Swath borders and
+#: no-data fill are long runs; zeros that thermal-noise removal leaves in dark water or a
+#: quantised dark pixel are short. Tile-safe: a window read with FILL_RUN - 1 pixels of context
+#: sees every run that decides its pixels.
+FILL_RUN = 32
+#: 8-bit bands keep their zeros as data: zero is the darkest of 256 grey levels there (dark
+#: water in processed amplitude products), not fill.
+ZEROS_ARE_DATA_TYPES = ("Byte", "Int8")
+
+
+def no_valid_hint(zeros_as_nodata: bool, complex_data: bool = False) -> str:
+    """What every "no valid pixels" error adds about the zero rule, when it was on.
+
+    Complex SLC samples follow a stricter rule than detected data: an exact 0 + 0j sample is a
+    missing sample (burst gaps, resampling fill), never a measured echo, so all count as nodata.
+    """
+    if not zeros_as_nodata:
+        return ""
+    which = "exact zeros" if complex_data else "exact zeros that form the border fill"
+    return f" ({which} count as nodata; turn ZEROS_AS_NODATA off if they are data)"
+
+
+def fill_mask(values: np.ndarray, valid: np.ndarray, run: int = FILL_RUN) -> np.ndarray:
+    """The exact zeros of ``values`` (rows, cols) that form border or no-data fill.
+
+    A valid exact zero is fill when its row run or its column run of zeros is at least ``run``
+    pixels long, or ends on an invalid pixel or the edge of the window (outside the image reads
+    invalid, so zeros reaching the image edge or declared nodata are fill). Isolated zeros and
+    small zero patches inside the scene are data. Windows must carry ``run - 1`` pixels of
+    context around the pixels whose mask is used (see :class:`ZeroFillReader`).
+    """
+    zero = valid & (values == 0)
+    if not zero.any():
+        return zero
+    return _fill_runs(zero, valid, run) | _fill_runs(zero.T, valid.T, run).T
+
+
+def _fill_runs(zero: np.ndarray, valid: np.ndarray, run: int) -> np.ndarray:
+    rows, cols = zero.shape
+    padded = np.zeros((rows, cols + 2), bool)
+    padded[:, 1:-1] = zero
+    barrier = np.ones((rows, cols + 2), bool)
+    barrier[:, 1:-1] = ~valid
+    flat, wall = padded.ravel(), barrier.ravel()
+    step = np.diff(flat.view(np.int8))
+    starts = np.flatnonzero(step == 1) + 1
+    ends = np.flatnonzero(step == -1) + 1
+    keep = (ends - starts >= run) | wall[starts - 1] | wall[ends]
+    marks = np.zeros(flat.size + 1, np.int32)
+    np.add.at(marks, starts[keep], 1)
+    np.add.at(marks, ends[keep], -1)
+    return (np.cumsum(marks[:-1]) > 0).reshape(rows, cols + 2)[:, 1:-1]
+
+
+class ZeroFillReader:
+    """A reader (core.raster.RasterReader interface) whose validity leaves out the exact zeros
+    that form fill (:func:`fill_mask`) in the bands where ``enabled``; other zeros stay valid.
+
+    Each window is read with ``FILL_RUN - 1`` pixels of context, so the mask of a tile is the
+    whole image's mask whatever the tiling. :meth:`read_fill` also returns the fill mask.
+    """
+
+    def __init__(self, reader, enabled: Sequence[bool]) -> None:
+        self.reader = reader
+        self.enabled = list(enabled)
+        self.height, self.width = reader.height, reader.width
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+    def read_fill(self, row: int, col: int, height: int, width: int):
+        if not any(self.enabled):
+            values, valid = self.reader.read(row, col, height, width)
+            return values, valid, np.zeros(valid.shape, bool)
+        c = FILL_RUN - 1
+        values, valid = self.reader.read(row - c, col - c, height + 2 * c, width + 2 * c)
+        fill = np.zeros(valid.shape, bool)
+        for band, on in enumerate(self.enabled):
+            if on:
+                fill[band] = fill_mask(values[band], valid[band])
+        inner = (slice(None), slice(c, c + height), slice(c, c + width))
+        values, valid, fill = values[inner], valid[inner], fill[inner]
+        return values, valid & ~fill, fill
+
+    def read(self, row: int, col: int, height: int, width: int):
+        values, valid, _ = self.read_fill(row, col, height, width)
+        return values, valid
+
+
+def zero_rule(zeros_as_nodata: bool, data_types: Sequence[str]) -> list[bool]:
+    """Per band: whether its fill zeros are nodata (ZEROS_AS_NODATA on, band not 8-bit)."""
+    return [zeros_as_nodata and t not in ZEROS_ARE_DATA_TYPES for t in data_types]
+
+
+def report_zeros(feedback, label: str, values, valid, fill, data_type: str, zeros_as_nodata: bool,
+                 sampled: bool) -> None:
+    """Log what the zero rule did to one band: how many exact zeros it made nodata and why, and
+    how many it kept as data. ``values``, ``valid`` (fill excluded) and ``fill`` are lists of
+    matching sample windows; ``sampled`` says they cover only part of the image."""
+    zeros = sum(int(((v == 0) & (ok | f)).sum()) for v, ok, f in zip(values, valid, fill))
+    if zeros == 0:
+        return
+    filled = sum(int(f.sum()) for f in fill)
+    total = sum(int((ok | f).sum()) for ok, f in zip(valid, fill))
+    where = f" of {total:,} sampled" if sampled else ""
+
+    def share(count: int) -> str:
+        return f"{count / total:.1%}" if count >= total / 1000 else "<0.1%"
+
+    parts = []
+    if filled:
+        parts.append(f"{filled:,} exact-zero pixels ({share(filled)}{where}) form the border fill (zero "
+                     f"runs of {FILL_RUN}+ pixels or reaching the image edge or nodata) and count as nodata")
+    kept = zeros - filled
+    if kept:
+        why = ("ZEROS_AS_NODATA is off" if not zeros_as_nodata else
+               f"zero is the darkest grey level of {data_type} data; declare a nodata value if they are fill"
+               if data_type in ZEROS_ARE_DATA_TYPES else "isolated zeros inside the scene")
+        parts.append(f"{kept:,} exact-zero pixels ({share(kept)}{where}) are kept as data ({why})")
+    feedback.info(f"{label}: " + "; ".join(parts) + ".")
+
+
 @dataclass(frozen=True)
 class BandSample:
     """Raw values of one band drawn from evenly spread windows, with their validity.
 
-    ``values`` and ``valid`` are lists of 2-D arrays (rows, cols), one per window.
+    ``values`` and ``valid`` are lists of 2-D arrays (rows, cols), one per window; ``fill``
+    the matching masks of zeros that the zero rule made nodata (empty when not read).
     """
 
     values: list[np.ndarray]
     valid: list[np.ndarray]
+    fill: list[np.ndarray] = ()
 
     def valid_values(self) -> np.ndarray:
         return np.concatenate([v[ok] for v, ok in zip(self.values, self.valid)])
@@ -79,60 +203,31 @@ def sample_windows(height: int, width: int, max_pixels: int = 4_000_000, side: i
 
 
 def read_sample(reader, max_pixels: int = 4_000_000) -> list[BandSample]:
-    """One :class:`BandSample` per band of ``reader`` (a core.raster.RasterReader)."""
-    windows = [reader.read(*w) for w in sample_windows(reader.height, reader.width, max_pixels)]
+    """One :class:`BandSample` per band of ``reader`` (a core.raster.RasterReader, or a
+    :class:`ZeroFillReader`, whose fill masks the samples then keep)."""
+    read = getattr(reader, "read_fill", None)
+    windows = [read(*w) if read else (*reader.read(*w), None)
+               for w in sample_windows(reader.height, reader.width, max_pixels)]
     return [
-        BandSample([values[b] for values, _ in windows], [valid[b] for _, valid in windows])
+        BandSample([values[b] for values, _, _ in windows], [valid[b] for _, valid, _ in windows],
+                   [fill[b] for _, _, fill in windows] if read else ())
         for b in range(len(reader.bands))
     ]
 
 
-def detect_units(raw: np.ndarray, description: str = "") -> str | None:
-    """Guess the units of a band from its valid raw values and its description.
-
-    Returns ``None`` when the data leaves it ambiguous (non-negative data without a telling
-    band description could be intensity or amplitude).
-    """
-    text = description.lower()
-    if "db" in text.replace("_", " ").split() or text.endswith("_db") or "decibel" in text:
-        return "dB"
-    if raw.size and raw.min() < 0:
-        return "dB"
-    if "amplitude" in text or text.startswith("amp"):
-        return "amplitude"
-    if any(word in text for word in ("intensity", "sigma0", "beta0", "gamma0", "power")):
-        return "intensity"
-    return None
+def sample_covers_image(height: int, width: int, max_pixels: int = 4_000_000) -> bool:
+    """Whether :func:`sample_windows` reads the whole image (else counts from it are a sample)."""
+    return height * width <= max_pixels
 
 
-def check_values(raw: np.ndarray, units: str, band: int) -> None:
-    """Refuse values that cannot be in ``units``, with a message saying what to do.
+def detect_units(raw: np.ndarray, description: str = "", data_type: str = "") -> str | None:
+    """The units :func:`core.units.band_evidence` reads in one band (None: linear, intensity or
+    amplitude undecided)."""
+    return units_rule.band_evidence(raw, description, data_type).units
 
-    Args:
-        raw: valid values of the band as stored in the file.
-        units: the units the user declared or we detected.
-        band: 1-based band number for the message.
-    """
-    if raw.size == 0:
-        return
-    if units in ("intensity", "amplitude"):
-        negative = raw < 0
-        if negative.any():
-            share = negative.mean()
-            if share > 0.05 and -60 < np.median(raw) < 30 and raw.max() < 60:
-                raise SarDespeckleError(
-                    f"Band {band} holds negative values ({share:.0%} of pixels, median "
-                    f"{np.median(raw):.1f}): it looks like dB. Set INPUT_UNITS to dB."
-                )
-            raise SarDespeckleError(
-                f"Band {band} holds negative values (minimum {raw.min():g}), which a SAR "
-                f"{units} cannot have. Give a calibrated intensity, amplitude or dB image."
-            )
-    elif units == "dB" and raw.max() > 80:
-        raise SarDespeckleError(
-            f"Band {band} holds values up to {raw.max():g}, impossible in dB (that would be an "
-            "intensity of 1e8): the image looks linear. Set INPUT_UNITS to intensity or amplitude."
-        )
+
+#: The units rule's refusals and noise-floor warning (see :mod:`core.units`).
+check_values = units_rule.check_values
 
 
 def estimate_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> float:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from osgeo import gdal, osr
 
 from .. import speckle
+from .. import units as units_rule
 from ..choices import LAYOUT_BANDS
 from ..device import resolve_device
 from ..errors import SarDespeckleError
@@ -126,9 +127,14 @@ class StackReader:
         self.readers = readers
         self.height, self.width = readers[0].height, readers[0].width
 
+    def read_fill(self, row, col, height, width):
+        """Values, validity and the zero rule's fill mask (:class:`core.speckle.ZeroFillReader`)."""
+        parts = [reader.read_fill(row, col, height, width) for reader in self.readers]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
     def read(self, row, col, height, width):
-        parts = [reader.read(row, col, height, width) for reader in self.readers]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        values, valid, _ = self.read_fill(row, col, height, width)
+        return values, valid
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class _Plan:
     kappa: float
     gains: tuple[tuple[float, ...], ...]
     window: int
-    zeros_as_nodata: bool
+    floors: tuple[tuple[float, ...], ...]
 
 
 def _linear(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,16 +158,19 @@ def _linear(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> tuple[tor
     valid = valid.reshape(values.shape)
     if plan.layout != "c2":
         values = speckle.to_intensity(values, plan.units)
-    gains = torch.tensor(plan.gains, dtype=values.dtype, device=values.device)  # (k, 2 or 1)
     diagonal = list(INTENSITY_BANDS[plan.layout])
+    # zeros kept as data (isolated, or 8-bit dark water) are read as the date's floor, so that
+    # ratios and determinants stay defined
+    floors = torch.full(values.shape[1:3], -math.inf, dtype=values.dtype, device=values.device)
+    floors[:, diagonal] = torch.tensor(plan.floors, dtype=values.dtype, device=values.device)
+    values = torch.maximum(values, floors[None, :, :, None, None])
+    gains = torch.tensor(plan.gains, dtype=values.dtype, device=values.device)  # (k, 2 or 1)
     scale = torch.ones(values.shape[1:3], dtype=values.dtype, device=values.device)
     scale[:, diagonal] = gains
     if plan.layout == "c2":
         scale[:, 2] = scale[:, 3] = (gains[:, 0] * gains[:, 1]).sqrt()
     values = values * scale[None, :, :, None, None]
-    intensities = values[:, :, diagonal]
-    positive = intensities > 0 if plan.zeros_as_nodata else intensities >= 0
-    joint = valid.all(2).all(1) & positive.all(2).all(1)
+    joint = valid.all(2).all(1)
     return torch.where(joint[:, None, None], values, torch.zeros_like(values)), joint
 
 
@@ -195,66 +204,78 @@ def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
 def _decide_units(settings, readers, samples, feedback) -> str:
     if settings.layout == "c2":
         return "intensity"
-    if settings.units is not None:
-        return settings.units
-    guesses = {}
-    for date, (reader, bands) in enumerate(zip(readers, samples), 1):
-        for band, sample in enumerate(bands, 1):
-            guess = speckle.detect_units(sample.valid_values(), reader.info.descriptions[band - 1])
-            if guess:
-                guesses.setdefault(guess, []).append(f"date {date} band {band}")
-    if len(guesses) > 1:
-        detail = "; ".join(f"{units}: {', '.join(where)}" for units, where in sorted(guesses.items()))
-        raise SarDespeckleError(
-            f"The dates look like different units ({detail}): convert them to the same units, or set "
-            "INPUT_UNITS."
-        )
-    if guesses:
-        units = next(iter(guesses))
-        feedback.info(f"Input units detected: {units}.")
-        return units
-    feedback.warn("Could not tell whether the inputs are intensity or amplitude; assuming intensity. "
-                  "Set INPUT_UNITS if they are amplitude.")
-    return "intensity"
+    return units_rule.decide_units(settings.units, [
+        (f"date {date} band {band}", sample.valid_values(), reader.info.descriptions[band - 1],
+         reader.info.data_types[band - 1])
+        for date, (reader, bands) in enumerate(zip(readers, samples), 1)
+        for band, sample in enumerate(bands, 1)
+    ], feedback, "dates'")
+
+
+def _floors(samples, units: str, diagonal) -> tuple[tuple[float, ...], ...]:
+    """Per date and intensity band: half its smallest positive sampled intensity, the value its
+    exact zeros kept as data are read as (the quantisation or noise floor)."""
+    floors = []
+    for bands in samples:
+        row = []
+        for band in diagonal:
+            values = bands[band].valid_values().astype(np.float64)
+            values = speckle.to_intensity(values, units) if units else values
+            positive = values[values > 0]
+            row.append(0.5 * float(positive.min()) if positive.size else 1.0)
+        floors.append(tuple(row))
+    return tuple(floors)
 
 
 def _sample(stack_reader: StackReader, halo: int):
-    """Evenly spread windows of the stack, read with ``halo`` pixels of context."""
+    """Evenly spread windows of the stack, read with ``halo`` pixels of context: (values,
+    validity) pairs, and the zero rule's fill masks."""
     windows = speckle.sample_windows(stack_reader.height, stack_reader.width, SAMPLE_PIXELS)
-    return [stack_reader.read(r - halo, c - halo, h + 2 * halo, w + 2 * halo) for r, c, h, w in windows]
+    reads = [stack_reader.read_fill(r - halo, c - halo, h + 2 * halo, w + 2 * halo) for r, c, h, w in windows]
+    return [(values, valid) for values, valid, _ in reads], [fill for _, _, fill in reads]
 
 
 def _inner(array: np.ndarray, halo: int) -> np.ndarray:
     return array[..., halo: array.shape[-2] - halo, halo: array.shape[-1] - halo] if halo else array
 
 
-def _plan(settings, readers, raw, halo, feedback) -> _Plan:
-    """Units, value checks, looks, averaging factor and gains, from the sampled windows."""
+def _plan(settings, readers, raw, fills, halo, feedback) -> _Plan:
+    """Units, value checks, zero report, looks, averaging factor and gains, from the sampled
+    windows (``fills``: the zero rule's fill masks of ``raw``)."""
     k, bands = len(readers), LAYOUT_BANDS[settings.layout]
-    inner = [(_inner(v, halo), _inner(ok, halo)) for v, ok in raw]
+    inner = [(_inner(v, halo), _inner(ok, halo), _inner(f, halo)) for (v, ok), f in zip(raw, fills)]
     samples = [
-        [speckle.BandSample([v[d * bands + b] for v, _ in inner], [ok[d * bands + b] for _, ok in inner])
+        [speckle.BandSample([v[d * bands + b] for v, _, _ in inner], [ok[d * bands + b] for _, ok, _ in inner],
+                            [f[d * bands + b] for _, _, f in inner])
          for b in range(bands)]
         for d in range(k)
     ]
     units = _decide_units(settings, readers, samples, feedback)
     diagonal = INTENSITY_BANDS[settings.layout]
+    sampled = not speckle.sample_covers_image(readers[0].height, readers[0].width, SAMPLE_PIXELS)
     for date, bands_of_date in enumerate(samples, 1):
         for band in diagonal:
+            sample = bands_of_date[band]
+
+            def warn(message, date=date):
+                feedback.warn(f"Date {date}: {message}")
+
             try:
-                speckle.check_values(bands_of_date[band].valid_values(), units, band + 1)
+                speckle.check_values(sample.valid_values(), units, band + 1, warn)
             except SarDespeckleError as error:
                 raise SarDespeckleError(f"Date {date} ('{readers[date - 1].info.path}'): {error}") from None
-    plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1,
-                 settings.zeros_as_nodata)
-    linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok in inner]
+            speckle.report_zeros(feedback, f"Date {date} band {band + 1}", sample.values, sample.valid,
+                                 sample.fill, readers[date - 1].info.data_types[band],
+                                 settings.zeros_as_nodata, sampled)
+    floors = _floors(samples, units if settings.layout != "c2" else "", diagonal)
+    plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1, floors)
+    linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok, _ in inner]
     covs = [c[0].numpy() for c, _ in linear]  # (k, C, H, W)
     joints = [j[0].numpy() for _, j in linear]
     if not any(j.any() for j in joints):
-        hint = " (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)"
         raise SarDespeckleError(
-            "No pixel is valid on every date: all are nodata, NaN or zero somewhere"
-            f"{hint if settings.zeros_as_nodata else ''}. Check that the dates overlap."
+            "No pixel is valid on every date: all are nodata, NaN or zero fill somewhere"
+            f"{speckle.no_valid_hint(settings.zeros_as_nodata)}. Check that the dates overlap."
         )
     if settings.looks is None:
         looks = tuple(
@@ -283,7 +304,7 @@ def _plan(settings, readers, raw, halo, feedback) -> _Plan:
         gains = tuple(tuple(float(g) for g in row) for row in radiometric_gains(intensities, valid, looks))
         feedback.info("Radiometric gains per date: " + "; ".join(
             ", ".join(f"{g:.3f}" for g in row) for row in gains) + ".")
-    return _Plan(settings.layout, units, looks, kappa, gains, settings.window, settings.zeros_as_nodata)
+    return _Plan(settings.layout, units, looks, kappa, gains, settings.window, floors)
 
 
 class _SplitSink:
@@ -321,15 +342,21 @@ def detect_changes(
     CHANGE_MASK (uint8, 1 = changed, 0 = unchanged, 255 = nodata), CHANGE_DATE (uint8, index of
     the first date after the first change, 0 = none, 255 = nodata) and CHANGE_POLYGONS (changed
     regions with their area and first change date). Rasters keep date 1's size, CRS and
-    geotransform. Pixels that are nodata, NaN or (with ``zeros_as_nodata``) zero on any date are
-    nodata. Bad input raises :class:`SarDespeckleError` before anything is written; on any error
+    geotransform. Pixels that are nodata, NaN or (with ``zeros_as_nodata``) zero fill
+    (:func:`core.speckle.fill_mask`) on any date are nodata; other zeros are dark data. Bad input raises :class:`SarDespeckleError` before anything is written; on any error
     or cancel no output is left.
     """
     feedback = feedback or Feedback()
     inputs = list(inputs)
     check_settings(settings, len(inputs))
     check_outputs(outputs)
-    readers = _open_dates(inputs, settings.layout)
+    readers = [
+        speckle.ZeroFillReader(reader, [
+            on and band in INTENSITY_BANDS[settings.layout]
+            for band, on in enumerate(speckle.zero_rule(settings.zeros_as_nodata, reader.info.data_types))
+        ])
+        for reader in _open_dates(inputs, settings.layout)
+    ]
     pixels = readers[0].info.pixel_count
     check_destinations(
         {"INPUTS": inputs},
@@ -341,8 +368,8 @@ def detect_changes(
     stack_reader = StackReader(readers)
     detector = DETECTORS[settings.method](settings)
     halo = settings.window // 2 + detector.halo
-    raw = _sample(stack_reader, halo)
-    plan = _plan(settings, readers, raw, halo, feedback)
+    raw, fills = _sample(stack_reader, halo)
+    plan = _plan(settings, readers, raw, fills, halo, feedback)
     effective = tuple(n * settings.window ** 2 / plan.kappa for n in plan.looks)
     p, _ = BLOCKS[settings.layout]
     if settings.method == "omnibus" and min(effective) < p - 1 + MIN_LOOKS_MARGIN:
@@ -358,7 +385,7 @@ def detect_changes(
     if not any(bool(s.valid.any()) for s in samples):
         raise SarDespeckleError("No pixel is valid on every date after averaging: check the inputs' nodata.")
     detector.fit(samples, feedback)
-    del samples, raw
+    del samples, raw, fills
     feedback.info(f"Running {detector.name} on {device.type}.")
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,8 @@ class ChangeSettings:
         min_area: changed or unchanged regions smaller than this many pixels are merged into
             their surroundings in the mask (GDAL sieve, 4-connected; 0 or 1: off).
         normalise: scale each date so its median log-ratio to date 1 is zero (uncalibrated data).
-        zeros_as_nodata: exact zero intensities are nodata.
+        zeros_as_nodata: exact zeros that form the border fill (``speckle.fill_mask``) are
+            nodata; isolated zeros, and every zero of 8-bit bands, are dark data.
         device: ``auto``, ``cpu`` or ``cuda``.
         approximation: null distribution of the omnibus statistic, one of
             :data:`PVALUE_APPROXIMATIONS` (see ``statistics.omnibus_pvalue``).

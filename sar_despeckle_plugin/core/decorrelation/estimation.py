@@ -11,7 +11,7 @@ import torch
 
 from ..errors import Cancelled, SarDespeckleError
 from ..feedback import Feedback
-from ..speckle import sample_windows
+from ..speckle import no_valid_hint, sample_windows
 from .settings import (
     AXES, LOCAL_POWER_RADIUS, MAX_ESTIMATION_PIXELS, MIN_SEGMENTS, MIN_SIDE,
     DecorrelationSettings,
@@ -83,7 +83,7 @@ def estimate(source, settings: DecorrelationSettings, device: torch.device,
             if count == 0:
                 raise SarDespeckleError(
                     f"Channel {c + 1} has no valid pixels: every pixel is nodata, NaN or exactly "
-                    "zero (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)."
+                    f"zero{no_valid_hint(settings.zeros_as_nodata, complex_data=True)}."
                 )
             threshold = settings.point_target_factor * median if settings.point_target_factor else 0.0
             estimates.append(ChannelEstimate(median, threshold, mean, [],

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import speckle
+from .. import units as units_rule
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
@@ -29,53 +30,38 @@ from .settings import (
 )
 
 
-def _decide_units(settings: DespeckleSettings, reader: RasterReader, samples, feedback) -> str:
-    if settings.units is not None:
-        return settings.units
-    guesses = {
-        speckle.detect_units(sample.valid_values(), reader.info.descriptions[band - 1])
+def _decide_units(settings: DespeckleSettings, reader, samples, feedback) -> str:
+    info = reader.info
+    return units_rule.decide_units(settings.units, [
+        (f"band {band}", sample.valid_values(), info.descriptions[band - 1], info.data_types[band - 1])
         for band, sample in zip(reader.bands, samples)
-    } - {None}
-    if len(guesses) > 1:
-        raise SarDespeckleError(
-            f"The bands look like different units ({', '.join(sorted(guesses))}): despeckle them "
-            "separately with BANDS, or set INPUT_UNITS."
-        )
-    if guesses:
-        units = guesses.pop()
-        feedback.info(f"Input units detected: {units}.")
-        return units
-    feedback.warn(
-        "Could not tell whether the input is intensity or amplitude; assuming intensity. "
-        "Set INPUT_UNITS if it is amplitude."
-    )
-    return "intensity"
+    ], feedback)
 
 
-def _output_nodata(reader: RasterReader, units: str, zeros_as_nodata: bool) -> float:
-    """The input's nodata where it has one; else 0 for linear data with zeros as nodata; else NaN."""
+def _output_nodata(reader, units: str) -> float:
+    """The input's nodata where it has one; else 0 for linear data whose fill zeros are nodata
+    (the Sentinel-1 convention); else NaN."""
     declared = reader.info.nodata[reader.bands[0] - 1]
     if declared is not None:
         return declared
-    return 0.0 if zeros_as_nodata and units != "dB" else math.nan
+    return 0.0 if any(reader.enabled) and units != "dB" else math.nan
 
 
 def _band_statistics(reader, samples, units, settings, feedback) -> list[BandStatistics]:
     """Check every band's values and compute its statistics (estimating looks if needed)."""
     statistics = []
     for band, sample in zip(reader.bands, samples):
-        speckle.check_values(sample.valid_values(), units, band)
+        speckle.check_values(sample.valid_values(), units, band, feedback.warn)
+        speckle.report_zeros(feedback, f"Band {band}", sample.values, sample.valid, sample.fill,
+                             reader.info.data_types[band - 1], settings.zeros_as_nodata,
+                             not speckle.sample_covers_image(reader.height, reader.width))
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
-        valid = [
-            speckle.intensity_validity(i, ok, settings.zeros_as_nodata)
-            for i, ok in zip(intensity, sample.valid)
-        ]
+        valid = sample.valid
         values = np.concatenate([i[ok] for i, ok in zip(intensity, valid)])
         if values.size == 0:
-            zero_hint = " (exact zeros count as nodata; turn ZEROS_AS_NODATA off if they are data)"
             raise SarDespeckleError(
                 f"Band {band} of '{reader.info.path}' has no valid pixels: all are nodata or NaN"
-                f"{zero_hint if settings.zeros_as_nodata else ''}."
+                f"{speckle.no_valid_hint(settings.zeros_as_nodata)}."
             )
         looks = settings.looks or speckle.estimate_looks(intensity, valid)
         if settings.looks is None:
@@ -108,7 +94,8 @@ def despeckle_raster(
     """Despeckle ``input_path`` into the GeoTIFF ``output_path``.
 
     The output has the input's size, CRS, geotransform, band descriptions and units; pixels
-    that were nodata, NaN or (with ``zeros_as_nodata``) exactly zero are nodata in the output.
+    that were nodata, NaN or (with ``zeros_as_nodata``) exact zeros forming the border fill
+    (:func:`core.speckle.fill_mask`; not in 8-bit bands) are nodata in the output.
     Raises :class:`SarDespeckleError` with an actionable message for bad input; on any error or
     cancel no output file is left.
     """
@@ -116,6 +103,8 @@ def despeckle_raster(
     check_settings(settings)
     reader = RasterReader(input_path, settings.bands)
     info = reader.info
+    reader = speckle.ZeroFillReader(reader, speckle.zero_rule(
+        settings.zeros_as_nodata, [info.data_types[b - 1] for b in reader.bands]))
     if info.is_complex:
         raise SarDespeckleError(
             f"'{input_path}' is complex ({', '.join(sorted(set(info.data_types)))}): despeckle "
@@ -139,12 +128,11 @@ def despeckle_raster(
         else _classical(settings, statistics)
     )
     feedback.info(f"Running {despeckler.name} on {device.type}.")
-    nodata = _output_nodata(reader, units, settings.zeros_as_nodata)
+    nodata = _output_nodata(reader, units)
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Raw values (B, C, H, W) in the input units -> despeckled, same units, NaN = nodata."""
         intensity = speckle.to_intensity(values, units)
-        valid = speckle.intensity_validity(intensity, valid, settings.zeros_as_nodata)
         intensity = torch.where(valid, intensity, torch.zeros_like(intensity))
         output = torch.empty_like(intensity)
         for c in range(intensity.shape[1]):
@@ -153,6 +141,8 @@ def despeckle_raster(
         return torch.where(valid, output, torch.full_like(output, math.nan))
 
     def finish(strip: np.ndarray) -> np.ndarray:
+        if not math.isnan(nodata):  # a data pixel (a dark zero kept as data) must not read as nodata
+            strip = np.where(strip == np.float32(nodata), np.nextafter(np.float32(nodata), np.float32(np.inf)), strip)
         return np.where(np.isnan(strip), np.float32(nodata), strip)
 
     metadata = output_metadata(

@@ -35,7 +35,9 @@ class DespeckleSettings:
         self_ensemble: networks only: also despeckle the left-right mirror image and keep the
             geometric mean of the two estimates (less error, twice the time; on by default, off
             for speed).
-        zeros_as_nodata: exact zeros (Sentinel-1 swath borders) count as nodata.
+        zeros_as_nodata: exact zeros that form the border fill (Sentinel-1 swath borders: zero
+            runs of ``speckle.FILL_RUN``+ pixels or reaching the image edge or nodata) count as
+            nodata; isolated zeros, and every zero of 8-bit bands, stay data.
         frost_damping: damping factor D of the Frost kernel exp(-D * Ci^2 * distance).
         tile: tile core side for the tiling engine (pixels); chosen from the image width and
             band count to bound memory when ``None``.
