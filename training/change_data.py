@@ -25,6 +25,7 @@ import torch
 
 from sar_despeckle_plugin.core import speckle
 from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models.normalisation import reference_level
 from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ChangeConfig, DataConfig, SourceConfig
@@ -131,11 +132,9 @@ def synthetic_pair(clean: np.ndarray, settings: ChangeConfig, rng: np.random.Gen
 
 
 def reference_levels(pair: np.ndarray, jitter: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
-    """(2, 2) median intensity of each date (rows) and channel (cols), times exp(U(+/-jitter))."""
-    levels = np.median(pair[:4].reshape(2, 2, -1), axis=-1)
-    if rng is not None and jitter:
-        levels = levels * np.exp(rng.uniform(-jitter, jitter, levels.shape))
-    return levels.astype(np.float32)
+    """(2, 2) reference levels (``core.models.normalisation``: the median intensity) of each date
+    (rows) and channel (cols), times exp(U(+/-jitter))."""
+    return reference_level(pair[:4].reshape(2, 2, -1), axis=-1, jitter=jitter, rng=rng).astype(np.float32)
 
 
 def as_example(pair: np.ndarray, references: np.ndarray) -> dict:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from sar_despeckle_plugin.core import speckle
 from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models.normalisation import reference_level
 from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
@@ -200,14 +201,6 @@ def speckled(clean: np.ndarray, looks: float, rng: np.random.Generator) -> np.nd
     return (clean * rng.gamma(looks, 1.0 / looks, clean.shape)).astype(np.float32)
 
 
-def reference_level(noisy: np.ndarray, jitter: float, rng: np.random.Generator | None) -> float:
-    """The level a patch is normalised by: its median intensity, times exp(U(-jitter, jitter))."""
-    level = float(np.median(noisy))
-    if level <= 0:
-        level = float(noisy.mean()) or 1.0
-    return level * float(np.exp(rng.uniform(-jitter, jitter))) if rng is not None and jitter else level
-
-
 class OnTheFlyPatches(Dataset):
     """Base of the training datasets: ``length`` patches per epoch, each drawn by
     :meth:`generator` from (seed, epoch, index), from two pools of images: ``clean`` (speckle
@@ -292,11 +285,11 @@ class TrainingPatches(OnTheFlyPatches):
         if self.mode == "supervised":
             noisy, clean = observed(patch), patch + scatterers
             return {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
-                    "reference": torch.tensor(reference_level(noisy, self.jitter, rng))}
+                    "reference": torch.tensor(reference_level(noisy, jitter=self.jitter, rng=rng))}
         if self.mode == "blind_spot":
             noisy = patch[rng.integers(len(patch))][None] if real else observed(patch)
             return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
-                    "reference": torch.tensor(reference_level(noisy, self.jitter, rng))}
+                    "reference": torch.tensor(reference_level(noisy, jitter=self.jitter, rng=rng))}
         if real:
             first, second = rng.choice(len(patch), 2, replace=False)
             view_a, view_b = patch[first][None], patch[second][None]
@@ -305,8 +298,8 @@ class TrainingPatches(OnTheFlyPatches):
         return {
             "view_a": torch.from_numpy(np.ascontiguousarray(view_a)),
             "view_b": torch.from_numpy(np.ascontiguousarray(view_b)),
-            "reference_a": torch.tensor(reference_level(view_a, self.jitter, rng)),
-            "reference_b": torch.tensor(reference_level(view_b, self.jitter, rng)),
+            "reference_a": torch.tensor(reference_level(view_a, jitter=self.jitter, rng=rng)),
+            "reference_b": torch.tensor(reference_level(view_b, jitter=self.jitter, rng=rng)),
         }
 
 
@@ -332,5 +325,5 @@ def validation_images(sets: list, looks: float, seed: int) -> list[ValidationIma
                 clean = torch.from_numpy(image[None])
             else:
                 noisy, clean = image[:1], None
-            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy, 0.0, None), name))
+            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy), name))
     return examples

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models.normalisation import reference_level
 from sar_despeckle_plugin.core.models.weights import load_model
 
 from .config import SourceConfig
-from .data import load_image_source, reference_level, speckled
+from .data import load_image_source, speckled
 from .metrics import psnr_amplitude, ssim_amplitude
 
 
@@ -48,7 +49,7 @@ def evaluate(card: str, references: list, units: str, looks: float, seed: int, r
         noisy = speckled(clean, looks, np.random.default_rng([seed, index]))
         noisy_t = torch.from_numpy(noisy[None]).to(device)
         valid = torch.ones_like(noisy_t, dtype=torch.bool)
-        estimate = model.despeckle(noisy_t, valid, reference_level(noisy, 0.0, None), self_ensemble).cpu()
+        estimate = model.despeckle(noisy_t, valid, reference_level(noisy), self_ensemble).cpu()
         clean_t = torch.from_numpy(clean[None])
         results.append({
             "reference": source.describe(),

@@ -18,6 +18,7 @@ from ..choices import DEFAULT_CHANGE_MODEL, SHIPPED_WEIGHTS
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..models.card import read_card
+from ..models.normalisation import reference_level
 from ..models.weights import load_model
 from .settings import INTENSITY_BANDS, ChangeSettings
 from .statistics import change_dates, log_ratio_index, log_ratio_pvalue, omnibus_pvalue, sequential_pvalues
@@ -197,7 +198,8 @@ class LearnedDetector(ChangeDetector):
         valid_values = torch.cat(
             [self.intensities(s).permute(1, 2, 0, 3, 4)[:, :, s.valid] for s in samples], dim=-1
         )  # (k, 2, valid pixels)
-        self.references = valid_values.float().median(dim=-1).values.clamp_min(torch.finfo(torch.float32).tiny)
+        levels = reference_level(valid_values.float().cpu().numpy(), self.card.normalisation, axis=-1)
+        self.references = torch.as_tensor(levels, dtype=torch.float32, device=device)
         self.contexts = []
         with torch.no_grad():
             for j in range(1, samples[0].cov.shape[1]):

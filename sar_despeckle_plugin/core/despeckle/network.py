@@ -3,8 +3,8 @@ enough overlap (its receptive radius plus a feathered blend) that tiled output m
 whole-image output.
 
 The network reads linear intensity (B, 1, H, W) normalised on the band's reference level (the
-median of its valid pixels over the whole image, see ``core.models.logdomain``) and returns
-linear intensity.
+median of its valid pixels over the whole image: ``core.models.normalisation.reference_level``,
+computed by the pipeline from its sample of the band) and returns linear intensity.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from .. import units as units_rule
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
+from ..models.normalisation import reference_level
 from ..outputs import check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
@@ -66,7 +67,7 @@ def _band_statistics(reader, samples, units, settings, feedback) -> list[BandSta
         looks = settings.looks or speckle.estimate_looks(intensity, valid)
         if settings.looks is None:
             feedback.info(f"Band {band}: estimated {looks:.2f} looks.")
-        median = float(np.median(values)) if settings.model_card else None
+        median = reference_level(values) if settings.model_card else None
         percentile_98 = (float(np.percentile(values, 98))
                          if settings.model_card is None and settings.method == "lee_sigma" else None)
         statistics.append(BandStatistics(float(looks), median, percentile_98))

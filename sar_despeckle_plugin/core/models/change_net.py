@@ -4,7 +4,8 @@ The network reads two co-registered dates of dual-pol intensity (VV, VH; or C11,
 layout (B, 2, H, W) each, LINEAR INTENSITY, and returns a change logit (B, 1, H, W).
 
 * **Normalisation** (:meth:`ChangeNet.normalise`): each date and channel is divided by its own
-  reference level (the image's median intensity of that date and channel) before the log, so
+  reference level (the image's median intensity of that date and channel, the card's
+  ``median_log`` kind: :func:`core.models.normalisation.reference_level`) before the log, so
   calibration offsets between dates -- common in real pairs -- do not look like change;
   ``z = ln(I / reference) / log_scale``.
 * **Siamese encoder**: the same dilated convolutions (dilations 1, 2, 4, 8 by default, no
@@ -24,6 +25,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .normalisation import MEDIAN_LOG
 
 #: ln units per normalised unit of the input.
 CHANGE_LOG_SCALE = 2.0
@@ -124,7 +127,8 @@ class ChangeNet(nn.Module):
 
     @property
     def normalisation(self) -> dict:
-        return {"input": "ln(I / median of the date and channel) / log_scale", "log_scale": self.log_scale}
+        return {"kind": MEDIAN_LOG, "input": "ln(I / median of the date and channel) / log_scale",
+                "log_scale": self.log_scale}
 
     def normalise(self, intensity: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Linear intensity (B, C, H, W) and reference levels (B, C) or (C,) -> ``z``."""

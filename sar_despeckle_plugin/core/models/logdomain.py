@@ -9,7 +9,8 @@ on a *reference* level and divided by ``scale``::
 
     z = clip((log I - bias(L) - log reference) / scale, -clip, clip)
 
-The reference is one linear intensity per image (the median of its valid pixels, computed by
+The reference is one linear intensity per image (the median of its valid pixels: the card's
+normalisation ``kind`` ``median_log``, :func:`core.models.normalisation.reference_level`, computed by
 the caller over the whole image so that every tile of a scene sees the same value). Centring on
 it makes a network's output scale-equivariant: multiplying the image by ``a`` (another
 calibration, DN instead of sigma0) multiplies the estimate by ``a``. ``scale`` brings the log
@@ -20,6 +21,8 @@ the clip keeps exact zeros and absurd values from reaching the network.
 from __future__ import annotations
 
 import torch
+
+from .normalisation import MEDIAN_LOG
 
 #: ln-intensity units per normalised unit.
 LOG_SCALE = 2.0
@@ -69,6 +72,7 @@ def log_to_intensity(z: torch.Tensor, reference, scale: float = LOG_SCALE) -> to
 def normalisation_record(looks: float, scale: float) -> dict:
     """What a model card says about the input normalisation (JSON-ready)."""
     return {
+        "kind": MEDIAN_LOG,
         "domain": "log intensity, debiased, centred on log(reference), divided by scale",
         "reference": "median of the valid linear intensity of the whole image (fill_value)",
         "bias": log_bias(looks),

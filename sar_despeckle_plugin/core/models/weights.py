@@ -21,6 +21,7 @@ from ..errors import SarDespeckleError
 from .base import DespecklingNet
 from .card import MODEL_NAME, ModelCard, read_card
 from .complexity import macs_per_pixel, parameter_count
+from .normalisation import normalisation_kind
 from .registry import ARCHITECTURES, build_model
 
 
@@ -136,7 +137,8 @@ def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: s
     """Check and load the model whose card is ``card_path`` onto ``device``.
 
     Refuses (SarDespeckleError): cards that are not ours, networks reading another
-    ``input_kind`` than the one asked for (when given), unknown architectures, weights
+    ``input_kind`` than the one asked for (when given), unknown architectures or input
+    normalisations (``core.models.normalisation``), weights
     files outside the card's folder, checksum mismatches (checked before the weights are
     read), files ``torch.load(weights_only=True)`` rejects, and weights that do not fit the
     architecture.
@@ -152,6 +154,7 @@ def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: s
             f"Model '{card.name}' needs architecture '{card.architecture}', which this plugin "
             f"does not have ({', '.join(ARCHITECTURES)}). Update the plugin."
         )
+    normalisation_kind(card.normalisation)
     name = card.weights_file
     if not name or os.path.basename(name) != name or name in (".", ".."):
         raise SarDespeckleError(
