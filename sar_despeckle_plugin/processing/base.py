@@ -42,6 +42,11 @@ def torch_required():
         raise
 
 
+def is_given(parameters: dict, name: str) -> bool:
+    """Whether an optional parameter was given: neither missing, None nor left empty ("")."""
+    return parameters.get(name) not in (None, "")
+
+
 def with_help(parameter: QgsProcessingParameterDefinition, text: str, advanced: bool = False):
     """Attach help ``text`` to ``parameter`` (and mark it advanced) and return it."""
     parameter.setHelp(text)
@@ -111,9 +116,11 @@ class SarAlgorithm(QgsProcessingAlgorithm):
                 "INPUT_UNITS", "Input units", options=list(UNITS), optional=True, defaultValue=None
             ),
             "What the pixel values are: intensity (power, e.g. sigma0), amplitude (its square "
-            "root) or dB (10 log10 intensity). Left empty, detected from the band description "
-            "and the values (negative values mean dB); intensity is assumed when it cannot be "
-            "told. The output is written in the same units.",
+            "root) or dB (10 log10 intensity). Left empty, detected from the band description, "
+            "the values (dB: many negatives spread symmetrically; a few small negatives in "
+            "linear data are the noise floor, read as 0) and the storage type (integer bands "
+            "are taken as amplitude DN); intensity is assumed when it cannot be told. The log "
+            "says which units were chosen and why. The output is written in the same units.",
         ))
 
     def add_looks_parameter(self) -> None:
@@ -140,6 +147,13 @@ class SarAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(name) is None:
             return None
         return options[self.parameterAsEnum(parameters, name, context)]
+
+    def optional_number(self, parameters, name: str, context) -> float | None:
+        """The number given, or None when an optional number was left empty (for the core to
+        estimate or derive)."""
+        if not is_given(parameters, name):
+            return None
+        return self.parameterAsDouble(parameters, name, context)
 
     # running the core ----------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from qgis.core import (
 from ..core.change.settings import ChangeOutputs, ChangeSettings
 from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
 from ..core.speckle import UNITS
-from .base import SarAlgorithm, torch_required, with_help
+from .base import SarAlgorithm, is_given, torch_required, with_help
+from .user_models import model_card_problem
 
 METHODS = list(CHANGE_METHOD_LABELS)
 LAYOUTS = list(BAND_LAYOUT_LABELS)
@@ -82,9 +83,11 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             QgsProcessingParameterEnum("INPUT_UNITS", "Input units", options=list(UNITS), optional=True,
                                        defaultValue=None),
             "Units of the single-pol or dual-pol intensity bands: intensity (power), amplitude "
-            "(its square root) or dB. Left empty, detected from band descriptions and values "
-            "(negative values mean dB); intensity is assumed when it cannot be told. C2 bands "
-            "must be linear.",
+            "(its square root) or dB. Left empty, detected from band descriptions, values (dB: "
+            "many negatives spread symmetrically; a few small negatives in linear data are the "
+            "noise floor, read as 0) and storage type (integer bands are taken as amplitude DN); "
+            "intensity is assumed when it cannot be told, and the log says why. C2 bands must "
+            "be linear.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber("LOOKS", "Number of looks (ENL), all dates",
@@ -154,8 +157,11 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterBoolean("ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True),
-            "Sentinel-1 products mark swath borders with exact zeros, often without a nodata tag; "
-            "a pixel that is zero on any date is then nodata. Turn off only if zeros are real data.",
+            "Sentinel-1 products mark swath borders with exact zeros, often without a nodata tag. "
+            "On: zeros that form the border fill (runs of 32 or more zeros along a row or column, "
+            "or zeros reaching the image edge or nodata) are nodata, on every date; isolated zeros "
+            "inside the scene, and all zeros of 8-bit bands (their darkest grey level), are dark "
+            "data. The log says how many pixels each rule took. Off: every zero is data.",
             advanced=True,
         ))
         self.add_device_parameter()
@@ -212,8 +218,11 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             return False, str(error)
         if looks is not None and len(looks) != len(layers):
             return False, f"LOOKS_PER_DATE has {len(looks)} value(s) but INPUTS has {len(layers)} dates."
-        if all(parameters.get(name) in (None, "") for name in OUTPUTS):
+        if not any(is_given(parameters, name) for name in OUTPUTS):
             return False, "Choose at least one output: CHANGE_MAP, CHANGE_MASK, CHANGE_DATE or CHANGE_POLYGONS."
+        problem = model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
+        if problem:
+            return False, problem
         return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
@@ -222,8 +231,9 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
 
         sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
         looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
-        if looks is None and parameters.get("LOOKS") not in (None, ""):
-            looks = (self.parameterAsDouble(parameters, "LOOKS", context),)
+        single = self.optional_number(parameters, "LOOKS", context)
+        if looks is None and single is not None:
+            looks = (single,)
         settings = ChangeSettings(
             method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
             layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
@@ -239,7 +249,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         )
         paths = {
             name: (self.parameterAsOutputLayer(parameters, name, context) or None)
-            if parameters.get(name) not in (None, "") else None
+            if is_given(parameters, name) else None
             for name in OUTPUTS
         }
         outputs = ChangeOutputs(
