@@ -103,8 +103,8 @@ def _fill_runs(zero: np.ndarray, valid: np.ndarray, run: int) -> np.ndarray:
     ends = np.flatnonzero(step == -1) + 1
     keep = (ends - starts >= run) | wall[starts - 1] | wall[ends]
     marks = np.zeros(flat.size + 1, np.int32)
-    np.add.at(marks, starts[keep], 1)
-    np.add.at(marks, ends[keep], -1)
+    marks[starts[keep]] += 1  # starts and ends are distinct positions
+    marks[ends[keep]] -= 1
     return (np.cumsum(marks[:-1]) > 0).reshape(rows, cols + 2)[:, 1:-1]
 
 
