@@ -185,11 +185,6 @@ class DecorrelateAlgorithm(SarAlgorithm):
                            "to 0, or turn RESAMPLE off.")
         return ok, message
 
-    def optional_number(self, parameters, name, context):
-        if parameters.get(name) in (None, ""):
-            return None
-        return self.parameterAsDouble(parameters, name, context)
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
         with torch_required():
             from ..core.decorrelation.pipeline import decorrelate_raster

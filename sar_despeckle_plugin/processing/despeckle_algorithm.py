@@ -156,8 +156,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             model_card=model_card or None,
             bands=tuple(self.parameterAsInts(parameters, "BANDS", context)) or None,
             units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
-            looks=self.parameterAsDouble(parameters, "LOOKS", context)
-            if parameters.get("LOOKS") not in (None, "") else None,
+            looks=self.optional_number(parameters, "LOOKS", context),
             window=self.parameterAsInt(parameters, "WINDOW", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             self_ensemble=self.parameterAsBoolean(parameters, "SELF_ENSEMBLE", context),
