@@ -73,22 +73,12 @@ def build(path: str = OUT) -> str:
 
 
 def main() -> None:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, ROOT)
-    sys.path.append("/usr/share/qgis/python/plugins")
-    from qgis.core import QgsApplication
+    from sar_despeckle_plugin.processing.headless import start_qgis
 
-    app = QgsApplication([], False)
-    app.initQgis()
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from sar_despeckle_plugin.processing.provider import SarDespeckleProvider
-
-    provider = SarDespeckleProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
+    qgis = start_qgis()
     print("Wrote", build())
-    QgsApplication.processingRegistry().removeProvider(provider)
+    qgis.stop()
 
 
 if __name__ == "__main__":

@@ -43,26 +43,13 @@ def shared_data(relative: str) -> str:
 
 @pytest.fixture(scope="session")
 def qgis_processing():
-    """A headless QGIS with Processing initialised and our provider added (returns processing).
+    """A headless QGIS with Processing initialised and our provider added (returns processing;
+    see ``sar_despeckle_plugin.processing.headless``)."""
+    from sar_despeckle_plugin.processing.headless import start_qgis
 
-    Processing.initialize() loads QGIS's own providers only; third-party ones are added here
-    as the plugin does in initProcessing().
-    """
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], False)
-    app.initQgis()
-    sys.path.append("/usr/share/qgis/python/plugins")
-    import processing
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from sar_despeckle_plugin.processing.provider import SarDespeckleProvider
-
-    provider = SarDespeckleProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    yield processing
-    QgsApplication.processingRegistry().removeProvider(provider)
+    qgis = start_qgis()
+    yield qgis.processing
+    qgis.stop()
 
 
 @pytest.fixture(scope="session")

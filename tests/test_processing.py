@@ -197,10 +197,9 @@ def test_provider_loads_without_torch_and_says_how_to_install(tmp_path, speckled
 import sys
 sys.modules["torch"] = None  # as if torch were not installed
 sys.path.insert(0, {ROOT!r})
-sys.path.append("/usr/share/qgis/python/plugins")  # QGIS's own plugins, as in QGIS itself
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProcessingException
-app = QgsApplication([], False)
-app.initQgis()
+from sar_despeckle_plugin.processing.headless import start_qgis
+start_qgis(processing=False, provider=False)  # the provider comes from the plugin, as in QGIS
 from sar_despeckle_plugin import classFactory
 plugin = classFactory(None)
 plugin.initProcessing()

@@ -84,20 +84,10 @@ def build_model():
 
 
 def main() -> None:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, ROOT)
-    from qgis.core import QgsApplication
+    from sar_despeckle_plugin.processing.headless import start_qgis
 
-    app = QgsApplication([], False)
-    app.initQgis()
-    sys.path.append("/usr/share/qgis/python/plugins")
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from sar_despeckle_plugin.processing.provider import SarDespeckleProvider
-
-    provider = SarDespeckleProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
+    qgis = start_qgis()
     model = build_model()
     ok, problems = model.validate()
     if not ok:
@@ -105,6 +95,7 @@ def main() -> None:
     if not model.toFile(MODEL):
         raise SystemExit(f"could not write {MODEL}")
     print(f"Wrote {MODEL}")
+    qgis.stop()
 
 
 if __name__ == "__main__":
