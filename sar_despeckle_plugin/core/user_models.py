@@ -47,3 +47,14 @@ def default_models_folder(settings_folder: str | None = None) -> str:
     """``<settings_folder>/sar_despeckle/models``; ``settings_folder`` defaults to
     :func:`qgis_settings_folder` (inside QGIS pass ``QgsApplication.qgisSettingsDirPath()``)."""
     return os.path.join(settings_folder or qgis_settings_folder(), MODELS_SUBFOLDER)
+
+
+def ensure_models_folder(folder: str) -> str | None:
+    """Create ``folder`` (and its parents) when it is absent; None when it exists afterwards,
+    else one line saying why it could not be created (e.g. a read-only home): callers carry on
+    without it, as a missing folder simply holds no models."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        return f"Cannot create the user models folder '{folder}': {error.strerror or error}."
+    return None

@@ -16,22 +16,30 @@ from qgis.core import (
 
 from ..core.choices import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS
 from ..core.despeckle.settings import DespeckleSettings
-from ..core.models.card import list_model_cards, read_card
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, torch_required, with_help
-from .user_models import user_models_folder
+from .user_models import model_card_problem, model_cards, user_models_folder
 
 CLASSICAL = list(CLASSICAL_METHOD_LABELS)
 
 
 def available_methods() -> list[tuple[str, str | None]]:
     """(label, model card path or None) for every METHOD option, in enum order: the classical
-    filters first (their indices never change), then the shipped networks, then the user's."""
-    methods = [(label, None) for label in CLASSICAL_METHOD_LABELS.values()]
+    filters first (their indices never change), then the shipped networks, then the user's.
+
+    Never raises: damaged cards are left out with a warning in the message log. Networks
+    sharing a name are told apart by their card's file name."""
+    networks, seen = [], set()
     for folder, origin in ((SHIPPED_WEIGHTS, "network"), (user_models_folder(), "user network")):
-        for path in list_model_cards(folder, input_kind="intensity"):
-            card = read_card(path)
-            methods.append((f"{card.name} ({origin}, {card.looks:g} look(s))", path))
+        for path, card in model_cards(folder, "intensity"):
+            if os.path.realpath(path) not in seen:  # the user folder may be set to weights/
+                seen.add(os.path.realpath(path))
+                networks.append((path, card, origin))
+    names = [card.name for _, card, _ in networks]
+    methods = [(label, None) for label in CLASSICAL_METHOD_LABELS.values()]
+    for path, card, origin in networks:
+        shared = f", {os.path.basename(path)}" if names.count(card.name) > 1 else ""
+        methods.append((f"{card.name} ({origin}, {card.looks:g} look(s){shared})", path))
     return methods
 
 
@@ -142,6 +150,9 @@ class DespeckleAlgorithm(SarAlgorithm):
         window = self.parameterAsInt(parameters, "WINDOW", context)
         if window % 2 == 0:
             return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
+        problem = model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
+        if problem:
+            return False, problem
         return ok, message
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)

@@ -1,12 +1,12 @@
 """The ``sar_despeckle`` Processing provider and its settings."""
 
-from processing.core.ProcessingConfig import ProcessingConfig, Setting
+from processing.core.ProcessingConfig import ProcessingConfig
 from qgis.core import QgsProcessingProvider
 
 from .change_detection_algorithm import ChangeDetectionAlgorithm
 from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
-from .user_models import MODELS_FOLDER_SETTING, default_models_folder
+from .user_models import MODELS_FOLDER_SETTING, create_default_models_folder, models_folder_setting
 
 
 class SarDespeckleProvider(QgsProcessingProvider):
@@ -22,10 +22,8 @@ class SarDespeckleProvider(QgsProcessingProvider):
         return "SAR Despeckle: speckle filtering, SLC decorrelation and change detection"
 
     def load(self) -> bool:
-        ProcessingConfig.addSetting(Setting(
-            self.name(), MODELS_FOLDER_SETTING, "User models folder (model cards, .json)",
-            default_models_folder(), valuetype=Setting.FOLDER,
-        ))
+        create_default_models_folder()
+        ProcessingConfig.addSetting(models_folder_setting(self.name()))
         ProcessingConfig.readSettings()
         self.refreshAlgorithms()
         return True

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import SarDespeckleError
@@ -20,6 +23,14 @@ CARD_FORMAT = "sar_despeckle_model_card"
 CARD_VERSION = 1
 #: What a model name (the file stem of its card and weights) may look like.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: A card is a few kB; a bigger file is not one (and is not read whole).
+MAX_CARD_BYTES = 1 << 20
+
+LOG = logging.getLogger(__name__)
+
+
+class NotAModelCard(SarDespeckleError):
+    """A JSON file that does not say it is a model card: listing skips it without a warning."""
 
 
 @dataclass
@@ -67,61 +78,182 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str, source: str = "the model card") -> "ModelCard":
-        """Parse a card, refusing anything that is not a card of ours with a clear message."""
+        """Parse and check a card: every field present, of its type and in its range.
+
+        Raises SarDespeckleError with one line naming ``source``, the field, what it must be
+        and what it holds (NotAModelCard for JSON that is not a card of ours at all).
+        """
+        where = f"Model card {source}"
         try:
             record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise SarDespeckleError(f"{source} is not valid JSON ({error}): not a SAR Despeckle model card.") from None
-        if not isinstance(record, dict) or record.get("format") != CARD_FORMAT:
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, over-long integers, nesting
             raise SarDespeckleError(
+                f"{where} is not valid JSON ({error}): re-export the model or remove the file."
+            ) from None
+        if not isinstance(record, dict) or record.get("format") != CARD_FORMAT:
+            raise NotAModelCard(
                 f"{source} is not a SAR Despeckle model card (no \"format\": \"{CARD_FORMAT}\"). "
                 "Choose the .json card written by `python -m training export`."
             )
+        record = dict(record)
+        record.pop("format")
         version = record.pop("format_version", None)
-        if not isinstance(version, int) or version > CARD_VERSION:
+        if not _is_integer(version) or version < 1:
             raise SarDespeckleError(
-                f"{source} has card format version {version!r}; this plugin reads up to "
+                f"{where}: field 'format_version' must be an integer >= 1; got {_shown(version)}."
+            )
+        if version > CARD_VERSION:
+            raise SarDespeckleError(
+                f"{where} has card format version {version}; this plugin reads up to "
                 f"{CARD_VERSION}. Update the plugin."
             )
-        record.pop("format")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(record) - known)
-        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in record)
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(record) - set(known))
+        missing = [name for name in known if name not in record]
         if unknown or missing:
             raise SarDespeckleError(
-                f"{source} is damaged: "
+                f"{where} is damaged: "
                 + "; ".join(filter(None, [
                     f"unknown field(s) {', '.join(unknown)}" if unknown else "",
                     f"missing field(s) {', '.join(missing)}" if missing else "",
                 ]))
                 + ". Re-export the model."
             )
-        return cls(**record)
+        values = {}
+        for name in known:
+            check, expected = FIELD_CHECKS[name]
+            value = record[name]
+            problem = None if check(value) else expected
+            if problem is None and name == "hyperparameters":
+                problem = _hyperparameter_problem(value)
+            if problem:
+                raise SarDespeckleError(
+                    f"{where}: field '{name}' must be {problem}; got {_shown(value)}. "
+                    "Fix the card or re-export the model."
+                )
+            values[name] = value
+        values["looks"] = float(values["looks"])
+        values["sha256"] = values["sha256"].lower()
+        for name in ("receptive_radius", "macs_per_pixel", "parameters"):
+            values[name] = int(values[name])
+        return cls(**values)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+def _is_text(value, limit: int = 10_000) -> bool:
+    return isinstance(value, str) and len(value) <= limit
+
+
+def _is_label(value) -> bool:
+    """Short, one line, printable: it is shown in the METHOD list and in output metadata."""
+    return _is_text(value, 200) and value.strip() != "" and value.isprintable()
+
+
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+#: Field -> (check, what the field must be). Every field of ModelCard has one.
+FIELD_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "name": (_is_label, "a non-empty one-line text of at most 200 characters"),
+    "architecture": (_is_label, "a non-empty one-line text (an architecture name)"),
+    "hyperparameters": (lambda v: isinstance(v, dict), "an object (JSON {...})"),
+    "input_kind": (_is_label, "a non-empty one-line text (e.g. \"intensity\")"),
+    "looks": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "normalisation": (lambda v: isinstance(v, dict), "an object (JSON {...})"),
+    "receptive_radius": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
+    "sha256": (lambda v: isinstance(v, str) and bool(SHA256.match(v)), "64 hexadecimal digits"),
+    "weights_file": (
+        lambda v: _is_label(v) and os.path.basename(v) == v and v not in (".", ".."),
+        "a plain file name in the card's folder",
+    ),
+    "training": (lambda v: isinstance(v, dict), "an object (JSON {...})"),
+    "metrics": (lambda v: isinstance(v, dict), "an object (JSON {...})"),
+    "macs_per_pixel": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
+    "parameters": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
+    "description": (_is_text, "a text"),
+}
+
+
+def _hyperparameter_problem(hyperparameters: dict) -> str | None:
+    """What is wrong with a hyper-parameter value (numbers, booleans, texts, null or lists of
+    numbers are accepted; the architecture checks the rest when it is built), or None."""
+    for key, value in hyperparameters.items():
+        if value is None or isinstance(value, bool) or _is_number(value) or _is_text(value, 200):
+            continue
+        if isinstance(value, list) and all(_is_number(item) for item in value):
+            continue
+        return f"an object of numbers, texts or lists of numbers ('{key}' is {_shown(value)})"
+    return None
+
+
+def _shown(value) -> str:
+    """``'one' (str)``: a value as a message shows it, cut to one short line."""
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({'null' if value is None else type(value).__name__})"
 
 
 def read_card(card_path: str) -> ModelCard:
-    """Read and check the card at ``card_path`` (not the weights)."""
+    """Read and check the card at ``card_path`` (not the weights); SarDespeckleError with one
+    line naming the file and what is wrong when it cannot be used."""
     try:
+        size = os.path.getsize(card_path)
+        if size > MAX_CARD_BYTES:
+            raise SarDespeckleError(
+                f"Model card '{card_path}' is {size / 1e6:.1f} MB; a model card is a few kB "
+                f"(at most {MAX_CARD_BYTES // (1 << 20)} MB): choose the .json card written by "
+                "`python -m training export`."
+            )
         with open(card_path, encoding="utf-8") as handle:
-            text = handle.read()
+            text = handle.read(MAX_CARD_BYTES + 1)
     except (OSError, UnicodeDecodeError) as error:
-        raise SarDespeckleError(f"Cannot read model card '{card_path}': {error}.") from None
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise SarDespeckleError(f"Cannot read model card '{card_path}': {reason}.") from None
     return ModelCard.from_json(text, f"'{card_path}'")
 
 
-def list_model_cards(folder: str, input_kind: str | None = None) -> list[str]:
-    """Paths of the model cards of ours in ``folder`` (sorted; [] if the folder is absent),
-    only those whose networks read ``input_kind`` when it is given."""
-    if not os.path.isdir(folder):
+def read_model_cards(
+    folder: str, input_kind: str | None = None, warn: Callable[[str], None] | None = None
+) -> list[tuple[str, ModelCard]]:
+    """(path, card) of the usable model cards in ``folder``, sorted by path ([] if the folder is
+    absent or unreadable), only those whose networks read ``input_kind`` when it is given.
+
+    Never raises for a bad file: JSON files that are not cards are skipped silently; damaged
+    cards are skipped and ``warn`` (default: this module's logger) gets one line naming the
+    file and the field.
+    """
+    warn = warn or LOG.warning
+    try:
+        entries = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    except OSError as error:
+        warn(f"Cannot list model cards in '{folder}': {error.strerror or error}.")
         return []
     cards = []
-    for entry in sorted(os.listdir(folder)):
+    for entry in entries:
         path = os.path.join(folder, entry)
-        if entry.endswith(".json") and os.path.isfile(path):
-            try:
-                card = read_card(path)
-            except SarDespeckleError:
-                continue
-            if input_kind is None or card.input_kind == input_kind:
-                cards.append(path)
+        if not entry.lower().endswith(".json") or not os.path.isfile(path):
+            continue
+        try:
+            card = read_card(path)
+        except NotAModelCard:
+            continue
+        except SarDespeckleError as error:
+            warn(f"Skipped: {error}")
+            continue
+        if input_kind is None or card.input_kind == input_kind:
+            cards.append((path, card))
     return cards
+
+
+def list_model_cards(
+    folder: str, input_kind: str | None = None, warn: Callable[[str], None] | None = None
+) -> list[str]:
+    """Paths of :func:`read_model_cards` (same skipping and warnings)."""
+    return [path for path, _ in read_model_cards(folder, input_kind, warn)]
