@@ -88,4 +88,5 @@ def qgis_process(tmp_path_factory):
 
     run("plugins", "enable", "sar_despeckle_plugin")
     run.start = start
+    run.profile = str(profile)  # its QGIS_CUSTOM_CONFIG_PATH, for tests that put files in it
     return run
