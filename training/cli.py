@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {prepare,train,evaluate,export,profile} ...``.
+"""Command line: ``python -m training {prepare,speckle,train,evaluate,export,profile} ...``.
 
 Errors the user can fix (bad config, bad data, missing files) print one ``error:`` line and
 exit with status 2 (1 for a file the system cannot read or write); a training stopped by
@@ -32,6 +32,40 @@ def _prepare(args) -> None:
     images = f" from {info['images']} separate stacks" if info["kind"] == "stack" and info["images"] > 1 else ""
     print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])}{images} "
           f"({info['skipped']} skipped for nodata/NaN/zeros).")
+    speckle = info.get("speckle")
+    if speckle:
+        print(f"Speckle: {speckle['looks']:.2f} looks; autocorrelation lag 1/2 between rows "
+              f"{speckle['rows'][0]:.2f}/{speckle['rows'][1]:.2f}, between columns {speckle['cols'][0]:.2f}/"
+              f"{speckle['cols'][1]:.2f} (white speckle: 0; recorded in the file)"
+              + (": correlated, so not for blind-spot training as it is" if max(speckle["rows"][0], speckle["cols"][0])
+                 > 0.15 else "."))
+
+
+def _speckle(args) -> None:
+    from . import speckle_model as sm
+
+    if args.preset:
+        model = sm.preset(args.preset)
+        print(f"# {model.describe()}")
+        if model.source:
+            print(f"# source: {model.source}")
+    else:
+        from .data import SourceConfig, load_image_source
+
+        source = SourceConfig(path=args.fit, kind="single_look", units=args.units, band=args.band)
+        image = load_image_source(source).images[0][0]
+        measured = sm.measure(image)
+        if measured is None:
+            raise SarDespeckleError(f"'{args.fit}' has too few homogeneous 16 x 16 windows to measure its speckle.")
+        print(f"# measured on {args.fit}: {measured.looks:.2f} looks; lag 1/2 rows {measured.rows[0]:.2f}/"
+              f"{measured.rows[1]:.2f}, cols {measured.cols[0]:.2f}/{measured.cols[1]:.2f}")
+        model = sm.fit_speckle_model(measured, seed=args.seed)
+    statistics = sm.measure_model(model, seed=args.seed)
+    true = sm.true_statistics(model)
+    print(f"# model's draws measured the same way: {statistics['looks']:.2f} looks; lag 1/2 rows "
+          f"{statistics['rows'][0]:.2f}/{statistics['rows'][1]:.2f}, cols {statistics['cols'][0]:.2f}/"
+          f"{statistics['cols'][1]:.2f}; exact ENL {true['looks']:.2f}")
+    print(f'[data]\nspeckle = "{args.preset}"' if args.preset else model.to_toml())
 
 
 def _train(args) -> None:
@@ -89,6 +123,12 @@ def _profile(args) -> None:
     print(json.dumps(result, indent=1))
 
 
+def _presets() -> tuple:
+    from .speckle_model import PRESETS
+
+    return tuple(PRESETS)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m training", description="Train SAR Despeckle networks.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -107,6 +147,15 @@ def parser() -> argparse.ArgumentParser:
                         "(default: each input is a stack of its own)")
     p.add_argument("--output", required=True, help="the .npz patch file to write")
     p.set_defaults(run=_prepare)
+
+    p = commands.add_parser("speckle", help="describe a speckle preset, or fit a speckle model to an image")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--preset", choices=sorted(_presets()), help="describe this preset's statistics")
+    what.add_argument("--fit", metavar="IMAGE", help="GeoTIFF / .npy of your product (intensity, amplitude or dB)")
+    p.add_argument("--units", default="intensity", choices=UNITS, help="units of the --fit image")
+    p.add_argument("--band", type=int, default=1, help="1-based band of the --fit raster")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_speckle)
 
     p = commands.add_parser("train", help="train a network from a TOML config")
     p.add_argument("--config", required=True)

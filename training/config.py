@@ -21,6 +21,7 @@ from sar_despeckle_plugin.core.models.registry import ARCHITECTURES, build_model
 from sar_despeckle_plugin.core.speckle import UNITS
 
 from .scenes import SCENES
+from .speckle_model import looks_interval, model_from_config
 
 MODES = ("supervised", "blind_spot", "contrastive", "change")
 KINDS = ("clean", "single_look", "stack", "change_pair")
@@ -56,6 +57,10 @@ class SourceConfig:
         side, seed: size and seed of synthetic scenes.
         scene: generator of synthetic scenes: ``countryside`` (piecewise-smooth fields, rivers,
             roads) or ``urban`` (city blocks, bright walls and point scatterers over countryside).
+        speckle: the declared statistics of a real source's speckle, ``{ looks = L, rows =
+            [lag1, lag2], cols = [lag1, lag2] }`` (autocorrelation of the intensity between
+            vertical / horizontal neighbours); otherwise those ``prepare`` recorded, or measured
+            when training starts. Blind-spot training warns when lag 1 exceeds 0.15.
     """
 
     path: str = ""
@@ -68,6 +73,7 @@ class SourceConfig:
     side: int = 256
     seed: int = 0
     scene: str = "countryside"
+    speckle: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line for model cards and logs."""
@@ -92,7 +98,16 @@ class ModelConfig:
 class DataConfig:
     """Attributes:
         train, validation: image sources (see :class:`SourceConfig`).
-        looks: looks of the speckle synthesised on clean references.
+        looks: looks of the speckle synthesised on clean references: a number, or [min, max]
+            drawn log-uniformly per patch (non-integer allowed). With a product ``speckle``
+            model only a range counts (the model's nominal looks drawn from it); a number
+            there is ignored (the model keeps its multilook factors).
+        speckle: the speckle model (:mod:`training.speckle_model`): "" (white Gamma speckle of
+            ``looks``, as always), a preset name (``slc_single_look``, ``sentinel1_iw_grdh``,
+            ``sentinel1_iw_grdh_ee``) or a ``[data.speckle]`` table (``preset``, ``looks``,
+            ``rows``, ``cols``, ``resampling``, ``regrid``; ``python -m training speckle --fit
+            IMAGE`` prints one fitted to your product). The resolved model is
+            ``DataConfig.speckle_model``.
         patch: side of training patches (pixels).
         reference_jitter: the reference level of each training patch is its median intensity
             times exp(u), u uniform in [-jitter, jitter] (ln units), so that the network
@@ -105,7 +120,8 @@ class DataConfig:
 
     train: list = field(default_factory=list)
     validation: list = field(default_factory=list)
-    looks: float = 1.0
+    looks: float | list = 1.0
+    speckle: str | dict = ""
     patch: int = 64
     reference_jitter: float = 1.0
     samples_per_epoch: int = 1024
@@ -127,7 +143,9 @@ class TrainConfig:
             on CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
         device: ``auto``, ``cpu`` or ``cuda``.
         init_from: checkpoint whose matching weights initialise the model (e.g. a
-            contrastive pre-training's encoder); relative to the config's folder.
+            contrastive pre-training's encoder), or a model card (``.json``, shipped ones
+            included), or a model's name (``sarcnn_default``: the shipped card, else one in the
+            default user models folder): fine-tuning; relative to the config's folder.
         threads: torch CPU threads per process (0: torch's default).
         workers: DataLoader worker processes.
         log_every: steps between training-loss records.
@@ -213,6 +231,11 @@ def _suggest(key: str, allowed: typing.Iterable[str]) -> str:
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Check ``value`` against a simple annotation (str, int, float, bool, list, dict)."""
+    if annotation == "float | list":
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _check_type(
+            value, "list", where)
+    if annotation == "str | dict":
+        return value if isinstance(value, str) else _check_type(value, "dict", where)
     expected = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}[annotation]
     if isinstance(value, bool) and annotation in ("int", "float"):
         raise ConfigError(f"{where} must be a number, not {value!r}.")
@@ -245,6 +268,15 @@ def _check_source(source: SourceConfig, where: str, config_folder: str) -> None:
         raise ConfigError(f"{where}.kind must be one of {KINDS}; got '{source.kind}'.")
     if source.units not in UNITS:
         raise ConfigError(f"{where}.units must be one of {UNITS}; got '{source.units}'.")
+    for key, value in source.speckle.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        lags = isinstance(value, list) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if key not in ("looks", "rows", "cols") or not (number if key == "looks" else (number or lags)):
+            raise ConfigError(
+                f"{where}.speckle.{key}: declare {{ looks = L, rows = [lag1, lag2], cols = [lag1, lag2] }}; "
+                f"got {key} = {value!r}."
+            )
     for name in ("rows", "cols"):
         span = getattr(source, name)
         if span and not (
@@ -296,6 +328,11 @@ def config_from_dict(raw: dict, folder: str, default_name: str) -> Config:
             _check_source(source, f"[data].{split}[{i}]", folder)
     data = _build(DataConfig, data_table, "[data]")
     data.train, data.validation = sources["train"], sources["validation"]
+    try:
+        #: the resolved speckle model (not a TOML key)
+        data.speckle_model = model_from_config(data.speckle, data.looks, "looks" in data_table)
+    except SarDespeckleError as error:
+        raise ConfigError(str(error)) from None
     train = _build(TrainConfig, raw.get("train", {}), "[train]")
     contrastive = _build(ContrastiveConfig, raw.get("contrastive", {}), "[contrastive]")
     change = _build(ChangeConfig, raw.get("change", {}), "[change]")
@@ -337,7 +374,7 @@ def _check_values(config: Config) -> None:
     if train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"[train].device must be auto, cpu or cuda; got '{train.device}'.")
     positive = {
-        "[data].patch": data.patch >= 8, "[data].looks": data.looks >= 1,
+        "[data].patch": data.patch >= 8,
         "[data].samples_per_epoch": data.samples_per_epoch >= train.batch_size,
         "[data].point_scatterers": 0 <= data.point_scatterers <= 1,
         "[train].epochs": train.epochs >= 1, "[train].batch_size": train.batch_size >= 1,
@@ -362,16 +399,53 @@ def _check_values(config: Config) -> None:
         network = build_model(model.architecture, **model.hyperparameters)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"[model].hyperparameters: {error}.") from None
-    if train.mode != "change" and network.looks != data.looks:
-        raise ConfigError(
-            f"[model].hyperparameters.looks ({network.looks:g}) must equal [data].looks "
-            f"({data.looks:g}): the network is made for the speckle it is trained on."
-        )
+    speckle_model = data.speckle_model
+    if train.mode != "change" and speckle_model.white and isinstance(speckle_model.looks, float):
+        if network.looks != speckle_model.looks:
+            raise ConfigError(
+                f"[model].hyperparameters.looks ({network.looks:g}) must equal [data].looks "
+                f"({speckle_model.looks:g}): the network is made for the speckle it is trained on."
+            )
+    elif train.mode != "change":
+        low, high = looks_interval(speckle_model)
+        slack = 1.0 if speckle_model.white else 1.25  # product models: the ENL is a figure, not a parameter
+        if not low / slack - 1e-6 <= network.looks <= high * slack + 1e-6:
+            span = f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
+            raise ConfigError(
+                f"[model].hyperparameters.looks ({network.looks:g}) does not fit the speckle model "
+                f"({speckle_model.describe()}), whose equivalent number of looks is {span}: set looks "
+                f"{'within that range' if low != high else f'to about {low:.1f}'}; the network is made for "
+                "the speckle it is trained on."
+            )
     if not data.validation:
         raise ConfigError("[data].validation lists no sources: validation needs at least one.")
     if train.mode == "contrastive" and model.architecture != "log_residual":
         raise ConfigError("Contrastive pre-training trains the encoder of a 'log_residual' model.")
     if train.init_from:
-        train.init_from = config.resolve(train.init_from)
-        if not os.path.isfile(train.init_from):
-            raise ConfigError(f"[train].init_from: checkpoint '{train.init_from}' does not exist.")
+        train.init_from = resolve_init_from(train.init_from, config)
+
+
+#: Where the shipped model cards are.
+SHIPPED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "sar_despeckle_plugin", "weights")
+
+
+def resolve_init_from(value: str, config: Config) -> str:
+    """A training checkpoint (``.pt``) or a model card (``.json``: shipped or exported) by path
+    (relative to the config's folder), or a model card by name: ``sarcnn_default`` finds the
+    shipped card, then one in the default user models folder."""
+    path = config.resolve(value)
+    if os.path.isfile(path):
+        return path
+    if os.sep not in value and "/" not in value:
+        from sar_despeckle_plugin.core.user_models import default_models_folder
+
+        name = value[:-5] if value.endswith(".json") else value
+        for folder in (SHIPPED_MODELS, default_models_folder()):
+            card = os.path.join(folder, name + ".json")
+            if os.path.isfile(card):
+                return card
+    raise ConfigError(
+        f"[train].init_from: checkpoint '{path}' does not exist; give a training checkpoint (RUN/last.pt), a model "
+        "card (.json, shipped or exported) or the name of a shipped or user model (e.g. 'sarcnn_default')."
+    )

@@ -23,6 +23,7 @@ from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
 from .scenes import SCENES, point_scatterers
+from .speckle_model import SpeckleModel, model_from_config
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
@@ -35,6 +36,9 @@ class ImageSet:
     images: list
     kind: str
     description: str
+    #: statistics of the speckle of real images (``looks``, ``rows``, ``cols``: lags 1, 2),
+    #: declared in the config or recorded by ``prepare``; None: unknown
+    speckle: dict | None = None
 
 
 def as_intensity_stack(array: np.ndarray, kind: str, units: str, name: str) -> np.ndarray:
@@ -137,7 +141,7 @@ def load_image_source(source: SourceConfig) -> ImageSet:
         if source.rows or source.cols:
             raise ConfigError(f"{name}: rows/cols do not apply to prepared patches.")
         description = f"{os.path.basename(source.path)}: {len(patches)} {info['kind']} patches from {', '.join(info['sources'])}"
-        image_set = ImageSet(list(patches), info["kind"], description)
+        image_set = ImageSet(list(patches), info["kind"], description, info.get("speckle"))
     else:
         if source.path.endswith(".npy"):
             try:
@@ -151,7 +155,51 @@ def load_image_source(source: SourceConfig) -> ImageSet:
                              source.describe())
     if image_set.kind == "clean":
         check_positive(image_set.images, name)
+    if source.speckle:
+        image_set.speckle = {**(image_set.speckle or {}), **source.speckle, "declared": True}
     return image_set
+
+
+#: Above this lag-1 autocorrelation (either axis), speckle is not white enough for blind-spot
+#: training: the masked pixel is predictable from its neighbours' speckle.
+BLIND_SPOT_CORRELATION = 0.15
+
+
+def speckle_statistics(image_set: ImageSet, limit: int = 256) -> dict | None:
+    """The speckle statistics of a real image set: declared or recorded ones, else measured
+    (:func:`training.speckle_model.measure`) on up to ``limit`` of its images or patches."""
+    if image_set.speckle:
+        return image_set.speckle
+    from .speckle_model import measure
+
+    images = [image[0] for image in image_set.images[:limit]]
+    if len({image.shape for image in images}) == 1 and images[0].shape[0] < 256:
+        images = [np.concatenate(images, axis=0)]  # patches: one tall mosaic of them
+    found = [s for s in (measure(image) for image in images[:4]) if s is not None]
+    if not found:
+        return None
+    return {"looks": float(np.mean([s.looks for s in found])),
+            "rows": [float(v) for v in np.mean([s.rows for s in found], axis=0)],
+            "cols": [float(v) for v in np.mean([s.cols for s in found], axis=0)]}
+
+
+def blind_spot_warning(description: str, statistics: dict | None) -> str | None:
+    """A warning when speckle of ``statistics`` is too correlated for blind-spot training."""
+    if not statistics:
+        return None
+    lag1 = [float(v[0] if isinstance(v, (list, tuple)) else v) for v in (statistics["rows"], statistics["cols"])]
+    if max(lag1) <= BLIND_SPOT_CORRELATION:
+        return None
+    how = "declared" if statistics.get("declared") else "measured"
+    return (
+        f"{description}: its speckle is spatially correlated ({how} lag-1 autocorrelation {lag1[0]:.2f} between "
+        f"rows, {lag1[1]:.2f} between columns; white speckle has 0, blind-spot training needs < "
+        f"{BLIND_SPOT_CORRELATION:g}): the blind-spot network can predict the hidden pixel's speckle from its "
+        "neighbours and learns to copy it. For SLC data run sar_despeckle:decorrelate first (resampled "
+        "output) and prepare that; for multi-looked products (GRD) subsample (prepare --subsample 2) or "
+        "use a blind-spot mask wider than the correlation, or train supervised with a matching "
+        "[data.speckle] model (python -m training speckle --fit IMAGE)."
+    )
 
 
 def check_positive(images: list, name: str) -> None:
@@ -199,6 +247,13 @@ class PatchSampler:
 def speckled(clean: np.ndarray, looks: float, rng: np.random.Generator) -> np.ndarray:
     """``clean`` intensity times Gamma(L, 1/L) speckle (mean 1, variance 1/L), float32."""
     return (clean * rng.gamma(looks, 1.0 / looks, clean.shape)).astype(np.float32)
+
+
+def speckle_model_of(data: DataConfig) -> SpeckleModel:
+    """The configured speckle model (``config.load_config`` resolves it; a DataConfig built
+    in code without one gets white speckle of its ``looks``)."""
+    model = getattr(data, "speckle_model", None)
+    return model if model is not None else model_from_config(data.speckle, data.looks)
 
 
 class OnTheFlyPatches(Dataset):
@@ -253,6 +308,7 @@ class TrainingPatches(OnTheFlyPatches):
         super().__init__(sets, data, seed, length)
         self.mode = mode
         self.looks = data.looks
+        self.speckle = speckle_model_of(data)
         self.point_scatterers = data.point_scatterers
         self.jitter = data.reference_jitter if jitter is None else jitter
         # share of real images: contrastive follows the config, blind-spot follows the areas
@@ -280,7 +336,7 @@ class TrainingPatches(OnTheFlyPatches):
 
         def observed(clean: np.ndarray) -> np.ndarray:
             """A speckled look at the clean patch; point scatterers do not speckle."""
-            return speckled(clean, self.looks, rng) + scatterers
+            return self.speckle.apply(clean, rng) + scatterers
 
         if self.mode == "supervised":
             noisy, clean = observed(patch), patch + scatterers
@@ -314,14 +370,16 @@ class ValidationImage:
     name: str
 
 
-def validation_images(sets: list, looks: float, seed: int) -> list[ValidationImage]:
-    """Whole validation images with fixed speckle (clean sources) or as they are (real)."""
+def validation_images(sets: list, looks: float | SpeckleModel, seed: int) -> list[ValidationImage]:
+    """Whole validation images with fixed speckle (clean sources) or as they are (real);
+    ``looks``: white Gamma speckle of that many looks, or a speckle model."""
     examples = []
     for s, image_set in enumerate(sets):
         for i, image in enumerate(image_set.images):
             name = image_set.description if len(image_set.images) == 1 else f"{image_set.description} #{i}"
             if image_set.kind == "clean":
-                noisy = speckled(image, looks, np.random.default_rng([seed, 0, s, i]))
+                rng = np.random.default_rng([seed, 0, s, i])
+                noisy = looks.apply(image, rng) if isinstance(looks, SpeckleModel) else speckled(image, looks, rng)
                 clean = torch.from_numpy(image[None])
             else:
                 noisy, clean = image[:1], None

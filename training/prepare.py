@@ -18,7 +18,9 @@ scenes of any size fit in memory) or numpy arrays (``.npy``). Kinds and layouts:
 Patches with any invalid pixel (nodata, NaN in rasters, exact zeros unless ``keep_zeros``) are
 skipped. ``subsample`` keeps every n-th row and column first (what whitening alone cannot do
 for oversampled SLC speckle). Output: a ``.npz`` with ``patches`` (N, dates, P, P) float32
-linear intensity and ``info`` (JSON: kind, sources, units, patch, stride, subsample, counts).
+linear intensity and ``info`` (JSON: kind, sources, units, patch, stride, subsample, counts,
+and for speckled kinds ``speckle``: the measured looks and lag-1/lag-2 autocorrelation along
+rows and columns, which training reads to warn about correlated speckle).
 """
 
 from __future__ import annotations
@@ -210,6 +212,20 @@ def extract_patches(image, options: PrepareOptions) -> tuple[list, int]:
     return patches, skipped
 
 
+def measure_patches(patches: np.ndarray, limit: int = 512) -> dict | None:
+    """Looks and lag-1/lag-2 autocorrelation (rows, cols) of the speckle of (N, dates, P, P)
+    patches (first date), measured by ``core.quality.measure_speckle`` on a mosaic of up to
+    ``limit`` of them spread over the file; None when too few homogeneous windows."""
+    from .speckle_model import measure
+
+    chosen = patches[np.linspace(0, len(patches) - 1, min(limit, len(patches))).astype(int), 0]
+    statistics = measure(np.concatenate(list(chosen), axis=0))
+    if statistics is None:
+        return None
+    return {"looks": round(statistics.looks, 3), "rows": [round(v, 3) for v in statistics.rows],
+            "cols": [round(v, 3) for v in statistics.cols], "windows": statistics.windows}
+
+
 def prepare(inputs: list, options: PrepareOptions, output: str | None = None) -> tuple[np.ndarray, dict]:
     """Cut ``inputs`` into patches; write them to ``output`` (.npz) when given.
 
@@ -265,6 +281,10 @@ def prepare(inputs: list, options: PrepareOptions, output: str | None = None) ->
         "patches_per_image": per_image,
     }
     array = np.stack(patches)
+    if options.kind != "clean":
+        statistics = measure_patches(array)
+        if statistics is not None:
+            info["speckle"] = statistics
     if output:
         if not output.endswith(".npz"):
             raise SarDespeckleError(f"--output must end with .npz; got '{output}'.")

@@ -36,10 +36,11 @@ from sar_despeckle_plugin.core.models.logdomain import intensity_to_log
 
 from .change_data import ChangePatches, validation_pairs
 from .config import Config
-from .data import TrainingPatches, validation_images
+from .data import TrainingPatches, blind_spot_warning, speckle_model_of, speckle_statistics, validation_images
 from .metrics import change_scores, psnr_amplitude, ssim_amplitude
 from .scenes import POINT_SCATTERER_LN
 from .sources import load_sources
+from .speckle_model import true_statistics
 
 
 def _he_initialise(module: nn.Module) -> None:
@@ -106,6 +107,10 @@ class Task:
     def build_model(self) -> nn.Module:
         return build_model(self.config.model.architecture, **self.config.model.hyperparameters)
 
+    def warnings(self) -> list[str]:
+        """Lines the run should print before training (data that does not suit the mode)."""
+        return []
+
     def despeckler(self, model: nn.Module) -> DespecklingNet | None:
         """The network to export, or None when the mode trains none (contrastive)."""
         return model
@@ -122,7 +127,11 @@ class Task:
 
     def data_description(self) -> dict:
         data = self.config.data
-        speckle = f"Gamma({data.looks:g}, 1/{data.looks:g}) drawn on the fly over clean sources"
+        model = speckle_model_of(data)
+        if model.white and not isinstance(model.looks, tuple):
+            speckle = f"Gamma({data.looks:g}, 1/{data.looks:g}) drawn on the fly over clean sources"
+        else:
+            speckle = f"{model.describe()} drawn on the fly over clean sources"
         if data.point_scatterers:
             low, high = (math.exp(v) for v in POINT_SCATTERER_LN)
             speckle += (f", plus unspeckled single-pixel point scatterers ({low:.0f}-{high:.0f} x the "
@@ -140,7 +149,9 @@ class DespeckleTask(Task):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.examples = validation_images(self.validation_sets, config.data.looks, config.train.seed)
+        model = speckle_model_of(config.data)
+        looks = model.looks if model.white and not isinstance(model.looks, tuple) else model
+        self.examples = validation_images(self.validation_sets, looks, config.train.seed)
 
     @property
     def selection(self) -> str:
@@ -192,6 +203,22 @@ class BlindSpotTask(DespeckleTask):
         record = super().data_description()
         record["supervision"] = "none: the loss sees noisy intensities only (clean sources get synthetic speckle first)"
         return record
+
+    def warnings(self) -> list[str]:
+        lines = []
+        for image_set in self.train_sets:
+            if image_set.kind != "clean":
+                line = blind_spot_warning(image_set.description, speckle_statistics(image_set))
+                if line:
+                    lines.append(line)
+        model = speckle_model_of(self.config.data)
+        if not model.white and any(s.kind == "clean" for s in self.train_sets):
+            stats = true_statistics(model)
+            line = blind_spot_warning(f"[data].speckle ({model.describe()}) on the clean sources",
+                                      {"rows": stats["rows"], "cols": stats["cols"], "declared": True})
+            if line:
+                lines.append(line)
+        return lines
 
 
 class ContrastiveTask(Task):

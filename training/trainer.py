@@ -113,8 +113,13 @@ def learning_rate(config: Config, step: int, total_steps: int, plan_step: int = 
 
 
 def initialise_from(model: nn.Module, path: str) -> str:
-    """Load the tensors of checkpoint ``path`` whose names and shapes fit ``model``."""
-    state = load_checkpoint(path)["model"]
+    """Load the tensors of checkpoint or model card ``path`` whose names and shapes fit ``model``."""
+    if path.endswith(".json"):  # a model card, shipped or exported: checked and loaded as the plugin does
+        from sar_despeckle_plugin.core.models.weights import load_model
+
+        state = load_model(path).module.state_dict()
+    else:
+        state = load_checkpoint(path)["model"]
     target = model.state_dict()
     matching = {key: value for key, value in state.items() if key in target}
     wrong = [key for key, value in matching.items() if value.shape != target[key].shape]
@@ -228,6 +233,8 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
     say = log if main else (lambda message: None)
     commit = git_commit()  # the code this invocation runs
     task = make_task(config)
+    for warning in task.warnings():
+        say(f"warning: {warning}")
     torch.manual_seed(config.train.seed)
     # channels-last runs the convolutions 1.5-2x faster on CPUs (oneDNN) and on recent GPUs
     model = task.build_model().to(device=device, memory_format=torch.channels_last)
