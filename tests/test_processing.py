@@ -46,7 +46,8 @@ def test_provider_lists_algorithm_with_help_for_every_parameter(qgis_processing)
         assert parameter.name() in algorithm.shortHelpString()
     names = {p.name() for p in algorithm.parameterDefinitions()}
     assert {"INPUT", "BANDS", "INPUT_UNITS", "LOOKS", "METHOD", "WINDOW", "DEVICE", "OUTPUT"} <= names
-    assert [o.name() for o in algorithm.outputDefinitions()] == ["OUTPUT"]
+    assert [o.name() for o in algorithm.outputDefinitions()] == ["OUTPUT", "RATIO", "REPORT", "REPORT_JSON"]
+    assert algorithm.outputDefinition("REPORT").type() == "outputHtml"  # opens in the Results Viewer
 
 
 def test_processing_run_matches_core_and_keeps_georeference(qgis_processing, speckled_tif, tmp_path):

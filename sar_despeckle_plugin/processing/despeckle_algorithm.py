@@ -7,8 +7,10 @@ import os
 from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
+    QgsProcessingOutputFile,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -140,6 +142,28 @@ class DespeckleAlgorithm(SarAlgorithm):
             QgsProcessingParameterRasterDestination("OUTPUT", "Despeckled"),
             "The despeckled GeoTIFF (float32, same units as the input).",
         ))
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination(
+                "RATIO", "Ratio image I / I_hat", optional=True, createByDefault=False
+            ),
+            "Optional quality check without a reference: the input divided by the output, in "
+            "linear intensity whatever the input's units (float32, one band per despeckled band, "
+            "nodata -1 where the output is nodata). A good despeckler leaves pure speckle here: "
+            "mean 1 and no visible edges or shapes of the scene.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterFileDestination(
+                "REPORT", "Quality report (HTML)", fileFilter="HTML files (*.html)", optional=True,
+                createByDefault=False,
+            ),
+            "Optional quality report for users without a reference, opened in the Results "
+            "Viewer: per band the input's looks estimate, the ratio image's mean, ENL and "
+            "autocorrelation at lags 1-2 along rows and columns beside the input speckle's own, "
+            "the output's ENL, edge preservation (EPD-ROA), the time and device, and a "
+            "quick-look of input, output and ratio. A JSON twin (same name, .json) and the "
+            "quick-look (.png) are written beside it. Measured on up to 4 Mpx per band.",
+        ))
+        self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         ok, message = super().checkParameterValues(parameters, context)
@@ -175,7 +199,16 @@ class DespeckleAlgorithm(SarAlgorithm):
             frost_damping=self.parameterAsDouble(parameters, "FROST_DAMPING", context),
         )
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        ratio = self.parameterAsOutputLayer(parameters, "RATIO", context) or None
+        report = self.parameterAsFileOutput(parameters, "REPORT", context) or None
         self.run_core(
-            despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback)
+            despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback),
+            ratio_path=ratio, report_path=report,
         )
-        return {"OUTPUT": output}
+        results = {"OUTPUT": output}
+        if ratio:
+            results["RATIO"] = ratio
+        if report:
+            results["REPORT"] = report
+            results["REPORT_JSON"] = os.path.splitext(report)[0] + ".json"
+        return results

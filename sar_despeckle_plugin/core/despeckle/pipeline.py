@@ -9,7 +9,10 @@ units, nodata where the input was invalid.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import time
 
 import numpy as np
 import torch
@@ -20,11 +23,13 @@ from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..models.normalisation import reference_level
-from ..outputs import check_destinations
+from ..outputs import OutputSet, check_destinations, staged_file
 from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, run_tiled, tile_for_width
+from ..version import plugin_version
 from . import filters
+from . import report as quality_report
 from .network import network_despeckler
 from .settings import (
     MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_settings,
@@ -91,8 +96,15 @@ def despeckle_raster(
     output_path: str,
     settings: DespeckleSettings = DespeckleSettings(),
     feedback: Feedback | None = None,
+    ratio_path: str | None = None,
+    report_path: str | None = None,
 ) -> DespeckleReport:
     """Despeckle ``input_path`` into the GeoTIFF ``output_path``.
+
+    ``ratio_path`` (GeoTIFF) gets the ratio image I / I_hat in linear intensity, one float32
+    band per despeckled band, nodata :data:`report.RATIO_NODATA`; ``report_path`` (.html) the
+    quality report, with its JSON twin and quick-look PNG beside it (same name): see
+    :mod:`core.despeckle.report`. All outputs are committed together, or none.
 
     The output has the input's size, CRS, geotransform, band descriptions and units; pixels
     that were nodata, NaN or (with ``zeros_as_nodata``) exact zeros forming the border fill
@@ -101,6 +113,7 @@ def despeckle_raster(
     cancel no output file is left.
     """
     feedback = feedback or Feedback()
+    start = time.perf_counter()
     check_settings(settings)
     reader = RasterReader(input_path, settings.bands)
     info = reader.info
@@ -117,8 +130,19 @@ def despeckle_raster(
             f"'{input_path}' is only {info.width} x {info.height} pixels; despeckling needs at "
             f"least {MIN_SIDE} x {MIN_SIDE}. Check that you chose the right layer."
         )
-    check_destinations({"INPUT": input_path}, {"OUTPUT": output_path},
-                       {"OUTPUT": 4 * info.pixel_count * len(reader.bands)}, feedback.info)
+    band_bytes = 4 * info.pixel_count * len(reader.bands)
+    check_destinations(
+        {"INPUT": input_path},
+        {"OUTPUT": output_path, "RATIO": ratio_path,
+         **(quality_report.report_paths(report_path) if report_path else {})},
+        {"OUTPUT": band_bytes, "RATIO": band_bytes if ratio_path else 0}, feedback.info,
+    )
+    if ratio_path and os.path.splitext(ratio_path)[1].lower() not in (".tif", ".tiff"):
+        raise SarDespeckleError(f"RATIO '{ratio_path}' must be a GeoTIFF (.tif or .tiff).")
+    if report_path and os.path.splitext(report_path)[1].lower() not in (".html", ".htm"):
+        raise SarDespeckleError(f"REPORT '{report_path}' must be an HTML file (.html); its JSON "
+                                "twin and quick-look PNG are written beside it.")
+    extra = bool(ratio_path or report_path)  # the pass also hands the input intensity on
 
     samples = speckle.read_sample(reader)
     units = _decide_units(settings, reader, samples, feedback)
@@ -139,7 +163,10 @@ def despeckle_raster(
         for c in range(intensity.shape[1]):
             output[:, c: c + 1] = despeckler.apply(intensity[:, c: c + 1], valid[:, c: c + 1], c)
         output = speckle.from_intensity(output.clamp_min(0), units)
-        return torch.where(valid, output, torch.full_like(output, math.nan))
+        output = torch.where(valid, output, torch.full_like(output, math.nan))
+        if not extra:
+            return output
+        return torch.cat([output, torch.where(valid, intensity, torch.full_like(intensity, math.nan))], 1)
 
     def finish(strip: np.ndarray) -> np.ndarray:
         if not math.isnan(nodata):  # a data pixel (a dark zero kept as data) must not read as nodata
@@ -152,22 +179,83 @@ def despeckle_raster(
         looks=[stats.looks for stats in statistics],
     )
     descriptions = [info.descriptions[b - 1] for b in reader.bands]
-    tile = settings.tile or tile_for_width(info.width, len(reader.bands))
-    while True:
-        tile = max(despeckler.alignment, tile - tile % despeckler.alignment)
-        options = TilingOptions(tile, despeckler.halo, despeckler.blend, device=device)
-        try:
-            with bounded_gdal_cache(), RasterWriter(
-                output_path, info, len(reader.bands), nodata, descriptions, metadata
-            ) as writer:
-                run_tiled(reader, writer, process, options, len(reader.bands), finish, feedback)
-            break
-        except torch.cuda.OutOfMemoryError:
-            if tile <= 128:
-                raise SarDespeckleError(
-                    "The GPU ran out of memory even with 128-pixel tiles: set DEVICE to cpu."
-                ) from None
-            torch.cuda.empty_cache()
-            tile //= 2
-            feedback.warn(f"GPU out of memory: retrying with {tile}-pixel tiles.")
-    return DespeckleReport(output_path, units, tuple(s.looks for s in statistics), device.type, nodata)
+    bands = len(reader.bands)
+    tile = settings.tile or tile_for_width(info.width, bands * (2 if extra else 1))
+    quality = None
+    with OutputSet() as run:
+        while True:
+            tile = max(despeckler.alignment, tile - tile % despeckler.alignment)
+            options = TilingOptions(tile, despeckler.halo, despeckler.blend, device=device)
+            try:
+                with bounded_gdal_cache(), contextlib.ExitStack() as stack:
+                    writer = stack.enter_context(RasterWriter(
+                        output_path, info, bands, nodata, descriptions, metadata, outputs=run))
+                    if not extra:
+                        run_tiled(reader, writer, process, options, bands, finish, feedback)
+                    else:
+                        ratio_writer = stack.enter_context(RasterWriter(
+                            ratio_path, info, bands, quality_report.RATIO_NODATA,
+                            [f"ratio I/I_hat {d or f'band {b}'}" for d, b in zip(descriptions, reader.bands)],
+                            {**metadata, "units": "ratio", "output": "ratio I / I_hat of linear "
+                             "intensities, whatever the input's units"}, outputs=run,
+                        )) if ratio_path else None
+                        quicklook = quality_report.QuickLook(bands, info.height, info.width) if report_path else None
+                        sink = quality_report.RunSink(writer, finish, bands,
+                                                      lambda v: speckle.to_intensity(v, units),
+                                                      ratio_writer, quicklook)
+                        run_tiled(reader, sink, process, options, 2 * bands, feedback=feedback)
+                break
+            except torch.cuda.OutOfMemoryError:
+                if tile <= 128:
+                    raise SarDespeckleError(
+                        "The GPU ran out of memory even with 128-pixel tiles: set DEVICE to cpu."
+                    ) from None
+                torch.cuda.empty_cache()
+                tile //= 2
+                feedback.warn(f"GPU out of memory: retrying with {tile}-pixel tiles.")
+        if report_path:
+            quality = _write_report(input_path, output_path, ratio_path, report_path, run, reader, samples,
+                                    statistics, units, despeckler, device.type, quicklook, start, feedback)
+    return DespeckleReport(output_path, units, tuple(s.looks for s in statistics), device.type, nodata,
+                           ratio_path or None, report_path or None, quality)
+
+
+def _write_report(input_path, output_path, ratio_path, report_path, run: OutputSet, reader, samples,
+                  statistics, units, despeckler, device, quicklook, start, feedback) -> dict:
+    """Measure the run on the sample windows (the input's, already read; the output's, read
+    back from its staged file) and stage the report's HTML, JSON twin and quick-look PNG."""
+    info = reader.info
+    windows = speckle.sample_windows(reader.height, reader.width)
+    staged = RasterReader(run.staged_path(output_path))
+    read_back = [staged.read(*window) for window in windows]
+    del staged
+    crop = quality_report.detail_crop(windows, reader.height, reader.width) if quicklook.factor > 1 else None
+    entries, details = [], []
+    for index, (band, sample) in enumerate(zip(reader.bands, samples)):
+        estimate = quality_report.intensity_windows([values[index] for values, _ in read_back], units)
+        entry, detail = quality_report.band_entry(
+            band, info.descriptions[band - 1], statistics[index].looks, windows,
+            quality_report.intensity_windows(sample.values, units), sample.valid,
+            estimate, [valid[index] for _, valid in read_back], crop,
+        )
+        entries.append(entry)
+        details.append(detail)
+        feedback.info(quality_report.summary(entry))
+    paths = quality_report.report_paths(report_path)
+    report = quality_report.build_report(
+        input_path=input_path, output_path=os.path.abspath(output_path),
+        ratio_path=os.path.abspath(ratio_path) if ratio_path else None,
+        report_path=os.path.abspath(report_path), method=despeckler.name,
+        model=despeckler.name if despeckler.checksum else "", model_sha256=despeckler.checksum or "",
+        units=units, width=info.width, height=info.height, device=device,
+        seconds=time.perf_counter() - start, windows=windows, bands=entries,
+        plugin_version=plugin_version(),
+    )
+    names = [f"BAND {e['band']} {e['description']}".strip() for e in entries]
+    with staged_file(paths["REPORT quick-look"], run) as partial:
+        quality_report.quicklook_png(partial, quicklook, details, names)
+    with staged_file(paths["REPORT JSON twin"], run) as partial:
+        quality_report.write_json(report, partial)
+    with staged_file(report_path, run) as partial:
+        quality_report.write_html(report, partial)
+    return report

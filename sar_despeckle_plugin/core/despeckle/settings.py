@@ -58,13 +58,17 @@ class DespeckleSettings:
 
 @dataclass(frozen=True)
 class DespeckleReport:
-    """What a run did: per-band units and looks, the device, the output path."""
+    """What a run did: per-band units and looks, the device, the output path; the ratio and
+    report paths and the report's content (its JSON twin) when they were asked for."""
 
     output: str
     units: str
     looks: tuple[float, ...]
     device: str
     nodata: float | None
+    ratio: str | None = None
+    report: str | None = None
+    quality: dict | None = None
 
 
 def check_settings(settings: DespeckleSettings) -> None:
