@@ -190,7 +190,7 @@ def blind_spot_warning(description: str, statistics: dict | None) -> str | None:
     lag1 = [float(v[0] if isinstance(v, (list, tuple)) else v) for v in (statistics["rows"], statistics["cols"])]
     if max(lag1) <= BLIND_SPOT_CORRELATION:
         return None
-    how = "declared" if statistics.get("declared") else "measured"
+    how = statistics.get("how") or ("declared" if statistics.get("declared") else "measured")
     return (
         f"{description}: its speckle is spatially correlated ({how} lag-1 autocorrelation {lag1[0]:.2f} between "
         f"rows, {lag1[1]:.2f} between columns; white speckle has 0, blind-spot training needs < "

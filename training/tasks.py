@@ -215,7 +215,7 @@ class BlindSpotTask(DespeckleTask):
         if not model.white and any(s.kind == "clean" for s in self.train_sets):
             stats = true_statistics(model)
             line = blind_spot_warning(f"[data].speckle ({model.describe()}) on the clean sources",
-                                      {"rows": stats["rows"], "cols": stats["cols"], "declared": True})
+                                      {"rows": stats["rows"], "cols": stats["cols"], "how": "the model's exact"})
             if line:
                 lines.append(line)
         return lines
