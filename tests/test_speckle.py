@@ -49,13 +49,6 @@ def test_linear_declared_as_db_is_refused():
     speckle.check_values(np.array([-25.0, -10.0, 5.0]), "dB", 1)
 
 
-def test_zeros_are_nodata_only_when_asked():
-    intensity = np.array([0.0, 1.0])
-    valid = np.array([True, True])
-    assert speckle.intensity_validity(intensity, valid, True).tolist() == [False, True]
-    assert speckle.intensity_validity(intensity, valid, False).tolist() == [True, True]
-
-
 @pytest.mark.parametrize("looks", [1, 2, 4.4, 16])
 def test_looks_estimate_on_heterogeneous_scene(looks):
     rng = np.random.default_rng(3)

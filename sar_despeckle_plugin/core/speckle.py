@@ -43,17 +43,6 @@ def from_intensity(intensity, units: str):
     raise ValueError(f"unknown units {units!r}; expected one of {UNITS}")
 
 
-def intensity_validity(intensity, valid, zeros_as_nodata: bool):
-    """Valid pixels of a linear intensity array: finite, and non-zero when zeros are nodata.
-
-    Sentinel-1 marks swath borders with exact zeros, usually untagged; they must never enter
-    statistics or network inputs.
-    """
-    if zeros_as_nodata:
-        return valid & (intensity > 0)
-    return valid
-
-
 #: Exact zeros in a row or column run at least this long are fill (nodata). Swath borders and
 #: no-data fill are long runs; zeros that thermal-noise removal leaves in dark water or a
 #: quantised dark pixel are short. Tile-safe: a window read with FILL_RUN - 1 pixels of context
