@@ -1,10 +1,12 @@
 """`make bench` (networks): despeckling quality and speed of the trained networks.
 
-1. Full reference: the speckle-free Sentinel-1 references in ``../shared/data/telecom_paris_clean``
-   (amplitude), HELD-OUT bottom 200 rows (the shipped model trains on the top 300), with seeded
-   one-look Gamma speckle on the intensity, ten draws by default (``--seeds``): one table per
-   draw, then their average. PSNR and SSIM on amplitude, peak = 99th percentile of
-   the reference (``training.metrics``), for every classical filter (7 x 7, L = 1), MuLoG + BM3D
+1. Full reference, the benchmark protocol of ``training/benchmark.py`` (the one
+   ``python -m training evaluate --protocol`` and the model card's metrics use): the speckle-free
+   Sentinel-1 references in ``../shared/data/telecom_paris_clean`` (amplitude), HELD-OUT bottom
+   200 rows (the shipped model trains on the top 300), with seeded one-look Gamma speckle on the
+   intensity, ten draws by default (``--seeds``): one table per draw, then their average. PSNR
+   and SSIM on amplitude, peak = 99th percentile of the reference (``training.metrics``), for
+   every classical filter (7 x 7, L = 1), MuLoG + BM3D
    (PyPI ``mulog``, run in the separate comparison venv, never shipped) and every network as the
    plugin runs it by default (SELF_ENSEMBLE on: the mirrored pass averaged in), plus the default
    network's single pass (SELF_ENSEMBLE off).
@@ -32,7 +34,6 @@ import time
 
 import numpy as np
 import torch
-from osgeo import gdal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -42,32 +43,14 @@ from pictures import db_limits, db_stretch, mosaic, save_png  # noqa: E402
 from sample_data import sentinel1_dualpol_intensity  # noqa: E402
 from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS  # noqa: E402
 from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402
 from sar_despeckle_plugin.core.models.card import list_model_cards, read_card  # noqa: E402
-from training.metrics import psnr_amplitude, ssim_amplitude  # noqa: E402
+from training.benchmark import (  # noqa: E402
+    HELD_OUT_ROWS, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
+)
 
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
-REFERENCES = ("marais2", "ramb", "risoul")
-HELD_OUT_ROWS = slice(300, None)
 COMPARE_PYTHON = os.path.join(ROOT, "build", "venv-compare", "bin", "python")
 SINGLE_PASS = f"{DEFAULT_NETWORK} single pass (SELF_ENSEMBLE off)"
-
-
-def write_tif(path: str, intensity: np.ndarray) -> str:
-    dataset = gdal.GetDriverByName("GTiff").Create(path, intensity.shape[1], intensity.shape[0], 1, gdal.GDT_Float32)
-    dataset.GetRasterBand(1).WriteArray(intensity.astype(np.float32))
-    dataset = None
-    return path
-
-
-def despeckle_array(intensity: np.ndarray, folder: str, **settings) -> np.ndarray:
-    """Despeckle a linear-intensity array through the file pipeline (1-look, intensity)."""
-    source = write_tif(os.path.join(folder, "in.tif"), intensity)
-    out = os.path.join(folder, "out.tif")
-    despeckle_raster(source, out, DespeckleSettings(units="intensity", looks=1.0, device="cpu", **settings))
-    dataset = gdal.Open(out)
-    return dataset.GetRasterBand(1).ReadAsArray().astype(np.float64)
 
 
 def mulog_bm3d(noisy: dict[str, np.ndarray], folder: str) -> dict[str, np.ndarray] | None:
@@ -82,28 +65,29 @@ def mulog_bm3d(noisy: dict[str, np.ndarray], folder: str) -> dict[str, np.ndarra
         return {key: result[key].astype(np.float64) for key in noisy}
 
 
-def full_reference(methods: dict[str, dict], folder: str, seed: int) -> dict:
-    """PSNR/SSIM per image and method on the held-out rows."""
+def full_reference(methods: dict[str, dict], folder: str, seed: int, paths: list[str] | None = None,
+                   rows=HELD_OUT_ROWS, compare: bool = True) -> dict:
+    """PSNR/SSIM per image and method on the held-out rows (the protocol's images and speckle
+    draws for ``seed``, ``training.benchmark``); ``compare``: MuLoG + BM3D too, when its venv is there."""
+    paths = paths or reference_paths()
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        print(f"(no {missing[0]}: full-reference benchmark skipped)")
+        return {}
     clean, noisy = {}, {}
-    for index, name in enumerate(REFERENCES):
-        path = os.path.join(DATA, "telecom_paris_clean", f"{name}.npy")
-        if not os.path.exists(path):
-            print(f"(no {path}: full-reference benchmark skipped)")
-            return {}
-        clean[name] = np.load(path)[HELD_OUT_ROWS].astype(np.float64) ** 2
-        rng = np.random.default_rng(seed + index)
-        noisy[name] = clean[name] * rng.gamma(1.0, 1.0, clean[name].shape)
-    estimates = {label: {n: despeckle_array(noisy[n], folder, **s) for n in REFERENCES}
+    for index, _, image, speckled in held_out_pairs(paths, seed, rows=rows):
+        name = os.path.splitext(os.path.basename(paths[index]))[0]
+        clean[name], noisy[name] = image, speckled
+    names = list(clean)
+    estimates = {label: {n: despeckle_array(noisy[n], folder, **s) for n in names}
                  for label, s in methods.items()}
-    mulog = mulog_bm3d(noisy, folder)
+    mulog = mulog_bm3d(noisy, folder) if compare else None
     if mulog is not None:
         estimates["MuLoG+BM3D"] = mulog
     table = {}
     for label, images in estimates.items():
-        scores = {n: (psnr_amplitude(torch.from_numpy(images[n]), torch.from_numpy(clean[n])),
-                      ssim_amplitude(torch.from_numpy(images[n]), torch.from_numpy(clean[n])))
-                  for n in REFERENCES}
-        scores["mean"] = tuple(float(np.mean([scores[n][k] for n in REFERENCES])) for k in (0, 1))
+        scores = {n: score(images[n], clean[n]) for n in names}
+        scores["mean"] = tuple(float(np.mean([scores[n][k] for n in names])) for k in (0, 1))
         table[label] = scores
     print_table(table, f"speckle seed {seed}")
     return table
@@ -112,10 +96,11 @@ def full_reference(methods: dict[str, dict], folder: str, seed: int) -> dict:
 def print_table(table: dict, title: str) -> None:
     """One full-reference table ({method: {image or "mean": (PSNR, SSIM)}}) as Markdown."""
     print(f"\n### Full reference: held-out rows 300-499, 1-look speckle, {title}: PSNR (dB) / SSIM on amplitude\n")
-    print("| method | " + " | ".join(REFERENCES) + " | mean |")
-    print("|---|" + "---:|" * (len(REFERENCES) + 1))
+    names = [key for key in next(iter(table.values()), {}) if key != "mean"]
+    print("| method | " + " | ".join(names) + " | mean |")
+    print("|---|" + "---:|" * (len(names) + 1))
     for label, scores in sorted(table.items(), key=lambda item: item[1]["mean"][0]):
-        cells = " | ".join(f"{scores[n][0]:.2f} / {scores[n][1]:.3f}" for n in (*REFERENCES, "mean"))
+        cells = " | ".join(f"{scores[n][0]:.2f} / {scores[n][1]:.3f}" for n in (*names, "mean"))
         print(f"| {label} | {cells} |")
 
 
@@ -217,8 +202,9 @@ def speed(card: str, folder: str, self_ensemble: bool, side: int = 2048) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="build/bench/networks")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)),
-                        help="speckle seeds of the full-reference benchmark (image i of seed s draws with s + i)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="speckle seeds of the full-reference benchmark (image i of seed s draws from "
+                             "default_rng([s, i]), training/benchmark.py)")
     parser.add_argument("--model", action="append", default=[], help="extra model card(s) to compare")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)

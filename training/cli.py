@@ -78,11 +78,26 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from .evaluate import evaluate, format_table
+    from . import benchmark
+    from .evaluate import evaluate, format_table, protocol_means, write_card_metrics
 
+    if args.protocol:  # the benchmark protocol: its references, held-out rows, looks and seeds
+        args.references, args.units, args.looks = benchmark.reference_paths(), "amplitude", benchmark.LOOKS
+        args.rows, args.cols, args.seeds = "{}:{}".format(*benchmark.HELD_OUT_ROWS), "", list(benchmark.SEEDS)
+    elif not args.references:
+        raise SarDespeckleError("Give --references (clean images), or --protocol for the benchmark protocol.")
+    if args.write_card and not args.protocol:
+        raise SarDespeckleError("--write-card records the benchmark protocol's figures: add --protocol.")
     results = evaluate(args.model, args.references, args.units, args.looks, args.seed, args.rows, args.cols,
-                       args.device, args.self_ensemble)
+                       args.device, args.self_ensemble, args.seeds)
     print(format_table(results, args.looks, args.seed))
+    if args.protocol:
+        means = protocol_means(results)
+        print(f"protocol mean over references, then seeds: PSNR {means['psnr']:.2f} dB, SSIM {means['ssim']:.3f} "
+              f"(input {means['psnr_input']:.2f} / {means['ssim_input']:.3f})")
+    if args.write_card:
+        write_card_metrics(args.model, results, args.looks, args.self_ensemble)
+        print(f"Recorded them as the metrics of {args.model}.")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
@@ -165,12 +180,19 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="PSNR / SSIM of a model on clean references")
     p.add_argument("--model", required=True, help="model card (.json)")
-    p.add_argument("--references", nargs="+", required=True, help="clean references (.npy or rasters)")
+    p.add_argument("--references", nargs="+", default=[], help="clean references (.npy or rasters)")
     p.add_argument("--units", default="amplitude", choices=UNITS, help="units of the references")
     p.add_argument("--rows", default="", help="region start:stop (e.g. the held-out 300:500)")
     p.add_argument("--cols", default="")
     p.add_argument("--looks", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="several speckle seeds (records per seed; replaces --seed)")
+    p.add_argument("--protocol", action="store_true",
+                   help="the benchmark protocol (training/benchmark.py): the three held-out Telecom Paris "
+                        "references, rows 300:500, 1 look, seeds 0-9; as scripts/bench_networks.py")
+    p.add_argument("--write-card", action="store_true",
+                   help="with --protocol: record the means as the card's metrics (weights untouched)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction, default=True,
                    help="also despeckle the mirrored image and average, as the plugin's SELF_ENSEMBLE "
