@@ -23,19 +23,27 @@ def network_despeckler(
     settings: DespeckleSettings, statistics: list[BandStatistics], device: torch.device, feedback: Feedback
 ) -> BandDespeckler:
     """Despeckling with the network of ``settings.model_card`` (checksum-checked, loaded with
-    ``weights_only=True``), fed each band's whole-image median as its reference level; warns when
-    a band's looks differ from the ones the network was trained for by more than 25 %."""
+    ``weights_only=True``), fed each band's whole-image median as its reference level and, when
+    the network is conditioned on the looks (card ``conditioning`` "looks"), each band's looks
+    (given or estimated) as its noise level; warns when a band's looks lie outside the card's
+    ``looks_range`` by more than 25 %."""
     model = load_model(settings.model_card, device, input_kind="intensity")
     card = model.card
+    low, high = card.looks_range
+    trained = f"{low:g}" if low == high else f"{low:g}-{high:g}"
     for band, stats in enumerate(statistics):
-        if abs(stats.looks - card.looks) > 0.25 * card.looks:
+        if not card.covers(stats.looks):
             feedback.warn(
                 f"Band {band + 1} has {stats.looks:.1f} looks but model '{card.name}' was trained "
-                f"for {card.looks:g}: results may be over- or under-smoothed."
+                f"for {trained}: results may be over- or under-smoothed."
             )
+    if model.module.conditioned:
+        feedback.info(f"Model '{card.name}' is conditioned on the looks: it reads "
+                      + ", ".join(f"{s.looks:.2f}" for s in statistics) + " look(s) (band order).")
 
     def apply(intensity, valid, band):
-        return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble)
+        return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble,
+                               statistics[band].looks)
 
     align = model.alignment
     halo = -(-(model.receptive_radius + NETWORK_BLEND) // align) * align

@@ -56,13 +56,30 @@ class DespecklingNet(nn.Module):
         """The input normalisation, as recorded in the model card."""
         return normalisation_record(self.looks, self.log_scale)
 
-    def normalise(self, intensity: torch.Tensor, reference) -> torch.Tensor:
-        """Linear intensity (B, 1, H, W) -> the network input ``z`` (see :mod:`.logdomain`)."""
-        return normalise_log(intensity, reference, self.looks, self.log_scale)
+    #: Channels of the noise-level map a conditioned network reads beside ``z`` (0: none).
+    condition_channels: int = 0
 
-    def despeckle(self, intensity: torch.Tensor, reference) -> torch.Tensor:
+    @property
+    def conditioned(self) -> bool:
+        """Whether the network reads the image's looks (FFDNet-style conditioning)."""
+        return self.condition_channels > 0
+
+    def input_looks(self, looks=None):
+        """The looks the input is debiased with (and, conditioned, the noise level read):
+        ``looks`` (float or one per batch item) for conditioned networks when given; else the
+        looks the network was trained for, whatever ``looks`` says."""
+        return looks if self.conditioned and looks is not None else self.looks
+
+    def normalise(self, intensity: torch.Tensor, reference, looks=None) -> torch.Tensor:
+        """Linear intensity (B, 1, H, W) -> the network input ``z`` (see :mod:`.logdomain`);
+        ``looks`` counts for conditioned networks only (:meth:`input_looks`)."""
+        return normalise_log(intensity, reference, self.input_looks(looks), self.log_scale)
+
+    def despeckle(self, intensity: torch.Tensor, reference, looks=None) -> torch.Tensor:
         """Linear intensity (B, 1, H, W), all pixels valid -> estimated reflectivity, linear
-        intensity (B, 1, H, W). ``reference``: the image's median intensity (float or (B,))."""
+        intensity (B, 1, H, W). ``reference``: the image's median intensity (float or (B,));
+        ``looks``: the image's equivalent number of looks (float or (B,)), read by conditioned
+        networks only (the others ignore it)."""
         raise NotImplementedError
 
     def cost_probe(self, side: int) -> None:

@@ -182,7 +182,7 @@ class BlindSpotNet(DespecklingNet):
         mean = log_to_intensity(output[:, :1], reference, self.log_scale)
         return mean, alpha_from_output(output[:, 1:])
 
-    def despeckle(self, intensity: torch.Tensor, reference) -> torch.Tensor:
+    def despeckle(self, intensity: torch.Tensor, reference, looks=None) -> torch.Tensor:
         """Linear intensity (B, 1, H, W) -> posterior mean reflectivity, linear intensity."""
         mean, alpha = self.prior(intensity, reference)
         return posterior_mean(intensity, mean, alpha, self.looks)

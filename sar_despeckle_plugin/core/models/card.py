@@ -25,6 +25,14 @@ CARD_VERSION = 1
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: A card is a few kB; a bigger file is not one (and is not read whole).
 MAX_CARD_BYTES = 1 << 20
+#: Fields a card may leave out (cards written before they existed), each read as its default.
+OPTIONAL_FIELDS = ("looks_range", "max_correlation", "speckle_model", "conditioning")
+#: Lag-1 speckle autocorrelation up to which speckle counts as white (a card's default).
+WHITE_CORRELATION = 0.1
+#: A network serves looks within its card's range widened by this share each way.
+LOOKS_TOLERANCE = 0.25
+#: What ``conditioning`` may say.
+CONDITIONING = ("none", "looks")
 
 LOG = logging.getLogger(__name__)
 
@@ -55,6 +63,15 @@ class ModelCard:
         macs_per_pixel: multiply-accumulates per input pixel.
         parameters: number of trainable values.
         description: free text for users.
+        looks_range: [min, max] equivalent number of looks the network was trained for (and
+            serves); cards without it: [looks, looks].
+        max_correlation: the largest lag-1 speckle autocorrelation (either image axis) the
+            network was trained for; cards without it: 0.1 (white speckle).
+        speckle_model: the speckle it was trained on (a ``training.speckle_model`` preset name,
+            or a short description); cards without it: "white".
+        conditioning: ``none`` (the network serves its looks only) or ``looks`` (it reads the
+            image's looks as a noise-level input, FFDNet-style, and serves all of
+            ``looks_range``).
     """
 
     name: str
@@ -71,6 +88,19 @@ class ModelCard:
     macs_per_pixel: int = 0
     parameters: int = 0
     description: str = ""
+    looks_range: list | None = None
+    max_correlation: float = WHITE_CORRELATION
+    speckle_model: str = "white"
+    conditioning: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.looks_range is None:
+            self.looks_range = [self.looks, self.looks]
+
+    def covers(self, looks: float, tolerance: float = LOOKS_TOLERANCE) -> bool:
+        """Whether ``looks`` lies in ``looks_range``, widened by ``tolerance`` (relative) each way."""
+        low, high = self.looks_range
+        return low / (1 + tolerance) <= looks <= high * (1 + tolerance)
 
     def to_json(self) -> str:
         record = {"format": CARD_FORMAT, "format_version": CARD_VERSION, **dataclasses.asdict(self)}
@@ -109,7 +139,7 @@ class ModelCard:
             )
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(record) - set(known))
-        missing = [name for name in known if name not in record]
+        missing = [name for name in known if name not in record and name not in OPTIONAL_FIELDS]
         if unknown or missing:
             raise SarDespeckleError(
                 f"{where} is damaged: "
@@ -121,6 +151,8 @@ class ModelCard:
             )
         values = {}
         for name in known:
+            if name not in record:
+                continue
             check, expected = FIELD_CHECKS[name]
             value = record[name]
             problem = None if check(value) else expected
@@ -136,6 +168,10 @@ class ModelCard:
         values["sha256"] = values["sha256"].lower()
         for name in ("receptive_radius", "macs_per_pixel", "parameters"):
             values[name] = int(values[name])
+        if "looks_range" in values:
+            values["looks_range"] = [float(v) for v in values["looks_range"]]
+        if "max_correlation" in values:
+            values["max_correlation"] = float(values["max_correlation"])
         return cls(**values)
 
 
@@ -177,6 +213,13 @@ FIELD_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "macs_per_pixel": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
     "parameters": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
     "description": (_is_text, "a text"),
+    "looks_range": (
+        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) and x > 0 for x in v) and v[0] <= v[1],
+        "[min, max], two numbers with 0 < min <= max",
+    ),
+    "max_correlation": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "speckle_model": (_is_label, "a non-empty one-line text (a speckle preset name, or \"white\")"),
+    "conditioning": (lambda v: v in CONDITIONING, f"one of {', '.join(repr(c) for c in CONDITIONING)}"),
 }
 
 

@@ -36,6 +36,24 @@ def log_bias(looks: float) -> float:
     return float(torch.special.digamma(value) - value.log())
 
 
+def log_std(looks: float) -> float:
+    """``sqrt(Var[log S]) = sqrt(psi1(L))`` for Gamma(L, 1/L) speckle S (ln units)."""
+    value = torch.tensor(float(looks), dtype=torch.float64)
+    return float(torch.special.polygamma(1, value).sqrt())
+
+
+def looks_statistics(looks, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log bias ``psi(L) - ln L`` and log std ``sqrt(psi1(L))`` of ``looks`` (a float, or a
+    tensor with one value per batch item) as (B, 1, 1, 1) tensors of ``like``'s dtype and device."""
+    value = torch.as_tensor(looks, dtype=torch.float64, device=like.device)
+    if value.dim() == 0:
+        value = value.expand(like.shape[0])
+    value = value.reshape(-1, 1, 1, 1)
+    bias = torch.special.digamma(value) - value.log()
+    std = torch.special.polygamma(1, value).sqrt()
+    return bias.to(like.dtype), std.to(like.dtype)
+
+
 def as_reference(reference, like: torch.Tensor) -> torch.Tensor:
     """A reference intensity (float, or tensor with one value per batch item) as (B, 1, 1, 1)."""
     value = torch.as_tensor(reference, dtype=like.dtype, device=like.device)
@@ -44,14 +62,16 @@ def as_reference(reference, like: torch.Tensor) -> torch.Tensor:
     return value.reshape(-1, 1, 1, 1)
 
 
-def normalise_log(intensity: torch.Tensor, reference, looks: float, scale: float = LOG_SCALE) -> torch.Tensor:
+def normalise_log(intensity: torch.Tensor, reference, looks, scale: float = LOG_SCALE) -> torch.Tensor:
     """Linear intensity (B, 1, H, W) -> normalised debiased log ``z`` (see the module doc).
 
-    ``reference``: linear intensity, a float or one value per batch item.
+    ``reference``: linear intensity, a float or one value per batch item; ``looks``: a float,
+    or a tensor with one value per batch item (conditioned networks, trained on many looks).
     """
     reference = as_reference(reference, intensity)
     tiny = torch.finfo(intensity.dtype).tiny
-    z = (intensity.clamp_min(tiny).log() - log_bias(looks) - reference.clamp_min(tiny).log()) / scale
+    bias = log_bias(looks) if not torch.is_tensor(looks) else looks_statistics(looks, intensity)[0]
+    z = (intensity.clamp_min(tiny).log() - bias - reference.clamp_min(tiny).log()) / scale
     return z.clamp(-LOG_CLIP, LOG_CLIP)
 
 

@@ -49,7 +49,7 @@ class LoadedModel:
         return self.module.alignment
 
     def despeckle(self, intensity: torch.Tensor, valid: torch.Tensor, fill_value,
-                  self_ensemble: bool = False) -> torch.Tensor:
+                  self_ensemble: bool = False, looks: float | None = None) -> torch.Tensor:
         """Despeckle a batch of tiles.
 
         Args:
@@ -62,6 +62,9 @@ class LoadedModel:
             self_ensemble: also despeckle the left-right mirror of the tiles and return the
                 geometric mean of the two estimates (the average of their logs): a little
                 less error for twice the time.
+            looks: the image's equivalent number of looks (given or estimated), read by
+                conditioned networks (card ``conditioning`` "looks") as their noise level;
+                the others ignore it (None: the card's looks).
         Returns:
             Estimated reflectivity, linear intensity (B, 1, H, W) float32 (meaningless where
             ``valid`` is False).
@@ -71,18 +74,18 @@ class LoadedModel:
             raise SarDespeckleError(f"fill_value must be a positive intensity; got {float(fill)}.")
         inputs = torch.where(valid, intensity, fill).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            estimate = self.module.despeckle(inputs, fill).float()
+            estimate = self.module.despeckle(inputs, fill, looks).float()
             if self_ensemble:
-                estimate = torch.exp(0.5 * (estimate.log() + self._mirrored_estimate(inputs, fill).log()))
+                estimate = torch.exp(0.5 * (estimate.log() + self._mirrored_estimate(inputs, fill, looks).log()))
             return estimate.contiguous()
 
-    def _mirrored_estimate(self, inputs: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    def _mirrored_estimate(self, inputs: torch.Tensor, fill: torch.Tensor, looks=None) -> torch.Tensor:
         """The estimate of the left-right mirrored tiles, mirrored back. Their width is first
         padded (with ``fill``) to a multiple of ``alignment``, so that the mirrored tile sees the
         pooling grid of the unmirrored one and tiles still add up to the whole image."""
         width = inputs.shape[-1]
         padded = F.pad(inputs, (0, -width % self.alignment), value=float(fill))
-        return self.module.despeckle(padded.flip(-1), fill).float().flip(-1)[..., :width]
+        return self.module.despeckle(padded.flip(-1), fill, looks).float().flip(-1)[..., :width]
 
 
 def sha256_of(path: str) -> str:
@@ -97,8 +100,9 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
     """Write ``card.name``.pt (state_dict) and ``card.name``.json into ``folder``.
 
     The architecture, hyper-parameters, looks, normalisation, receptive radius, MACs per
-    pixel, parameter count, weights file name and sha256 are taken from ``module`` and the
-    written file, overriding whatever ``card`` held. Returns the card's path.
+    pixel, parameter count, weights file name, sha256 and ``conditioning`` are taken from
+    ``module`` and the written file, overriding whatever ``card`` held; an unconditioned
+    network's ``looks_range`` is its looks. Returns the card's path.
     """
     if not MODEL_NAME.match(card.name):
         raise SarDespeckleError(
@@ -122,6 +126,9 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
         weights_file=os.path.basename(weights_path),
         macs_per_pixel=macs_per_pixel(module),
         parameters=parameter_count(module),
+        conditioning="looks" if getattr(module, "conditioned", False) else "none",
+        looks_range=(list(card.looks_range) if getattr(module, "conditioned", False)
+                     else [module.looks, module.looks]),
     )
     card_path = os.path.join(folder, card.name + ".json")
     with open(card_path, "w", encoding="utf-8") as handle:
