@@ -8,7 +8,10 @@ checkpoints nor distributed ranks carry random-number state.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -23,7 +26,7 @@ from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
 from .scenes import SCENES, point_scatterers
-from .speckle_model import SpeckleModel, model_from_config
+from .speckle_model import SpeckleModel, model_from_config, true_statistics
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
@@ -256,6 +259,26 @@ def speckle_model_of(data: DataConfig) -> SpeckleModel:
     return model if model is not None else model_from_config(data.speckle, data.looks)
 
 
+@functools.lru_cache(maxsize=4096)
+def _product_looks(model: SpeckleModel) -> float:
+    return float(true_statistics(model)["looks"])
+
+
+def speckle_with_looks(model: SpeckleModel, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """``clean`` times one speckle draw of ``model`` (the very draw ``model.apply`` makes), and
+    the equivalent number of looks of that draw: what a network conditioned on the looks reads
+    (white models: the L drawn; product models: the exact ENL of the nominal looks drawn,
+    :func:`training.speckle_model.true_statistics`, at 0.01-look steps)."""
+    bounds = model.looks_range
+    if bounds is not None and bounds[0] != bounds[1]:  # draw L as SpeckleModel.draw does, then fix it
+        model = dataclasses.replace(model, looks=math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
+    noisy = model.apply(clean, rng)
+    if model.white:
+        return noisy, float(model.looks_range[0])
+    key = model if model.looks is None else dataclasses.replace(model, looks=round(float(model.looks), 2))
+    return noisy, _product_looks(key)
+
+
 class OnTheFlyPatches(Dataset):
     """Base of the training datasets: ``length`` patches per epoch, each drawn by
     :meth:`generator` from (seed, epoch, index), from two pools of images: ``clean`` (speckle
@@ -297,7 +320,8 @@ class TrainingPatches(OnTheFlyPatches):
 
     Items (tensors; images (1, P, P) linear intensity, references 0-d):
 
-    * supervised: ``noisy``, ``clean``, ``reference``
+    * supervised: ``noisy``, ``clean``, ``reference``, ``looks`` (the equivalent number of looks
+      of the speckle drawn on this patch: a conditioned network reads it)
     * blind_spot: ``noisy``, ``reference``
     * contrastive: ``view_a``, ``view_b``, ``reference_a``, ``reference_b`` (two independent
       speckle draws on one clean patch, or two dates of one real area)
@@ -339,9 +363,11 @@ class TrainingPatches(OnTheFlyPatches):
             return self.speckle.apply(clean, rng) + scatterers
 
         if self.mode == "supervised":
-            noisy, clean = observed(patch), patch + scatterers
+            noisy, looks = speckle_with_looks(self.speckle, patch, rng)
+            noisy, clean = noisy + scatterers, patch + scatterers
             return {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
-                    "reference": torch.tensor(reference_level(noisy, jitter=self.jitter, rng=rng))}
+                    "reference": torch.tensor(reference_level(noisy, jitter=self.jitter, rng=rng)),
+                    "looks": torch.tensor(looks, dtype=torch.float32)}
         if self.mode == "blind_spot":
             noisy = patch[rng.integers(len(patch))][None] if real else observed(patch)
             return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
@@ -362,12 +388,14 @@ class TrainingPatches(OnTheFlyPatches):
 @dataclass
 class ValidationImage:
     """A fixed validation example: ``noisy`` (1, 1, H, W) intensity, ``clean`` (same) or None,
-    ``reference`` (median of ``noisy``), ``name``."""
+    ``reference`` (median of ``noisy``), ``name``, ``looks`` (of the speckle drawn; None for
+    real images)."""
 
     noisy: torch.Tensor
     clean: torch.Tensor | None
     reference: float
     name: str
+    looks: float | None = None
 
 
 def validation_images(sets: list, looks: float | SpeckleModel, seed: int) -> list[ValidationImage]:
@@ -377,11 +405,15 @@ def validation_images(sets: list, looks: float | SpeckleModel, seed: int) -> lis
     for s, image_set in enumerate(sets):
         for i, image in enumerate(image_set.images):
             name = image_set.description if len(image_set.images) == 1 else f"{image_set.description} #{i}"
+            drawn = None
             if image_set.kind == "clean":
                 rng = np.random.default_rng([seed, 0, s, i])
-                noisy = looks.apply(image, rng) if isinstance(looks, SpeckleModel) else speckled(image, looks, rng)
+                if isinstance(looks, SpeckleModel):
+                    noisy, drawn = speckle_with_looks(looks, image, rng)
+                else:
+                    noisy, drawn = speckled(image, looks, rng), float(looks)
                 clean = torch.from_numpy(image[None])
             else:
                 noisy, clean = image[:1], None
-            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy), name))
+            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy), name, drawn))
     return examples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
-from sar_despeckle_plugin.core.models.card import ModelCard
+from sar_despeckle_plugin.core.models.card import WHITE_CORRELATION, ModelCard
 from sar_despeckle_plugin.core.models.registry import build_model
 from sar_despeckle_plugin.core.models.weights import save_model
 
@@ -31,6 +31,28 @@ def card_metrics(checkpoint: dict) -> dict:
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
     }
+
+
+def speckle_fields(config: dict) -> dict:
+    """The card's ``looks_range``, ``max_correlation`` and ``speckle_model`` from the training
+    config's ``[data]`` speckle model: the ENL its draws span, the largest lag-1 autocorrelation
+    (either axis, at either end of the looks range; white speckle: the white threshold) and its
+    preset name. ``save_model`` keeps ``looks_range`` for conditioned networks only."""
+    import dataclasses
+
+    from .speckle_model import looks_interval, model_from_config, true_statistics
+
+    data = config.get("data", {})
+    model = model_from_config(data.get("speckle", ""), data.get("looks", 1.0), "looks" in data)
+    low, high = looks_interval(model)
+    if model.white:
+        correlation = WHITE_CORRELATION
+    else:
+        ends = [model] if model.looks is None else [dataclasses.replace(model, looks=v) for v in model.looks_range]
+        correlation = max(max(true_statistics(m)["rows"][0], true_statistics(m)["cols"][0]) for m in ends)
+        correlation = round(max(correlation, WHITE_CORRELATION), 3)
+    return {"looks_range": [round(low, 3), round(high, 3)], "max_correlation": correlation,
+            "speckle_model": "white" if model.white else (model.name or "custom")}
 
 
 def check_writable(folder: str, name: str, overwrite: bool) -> None:
@@ -77,6 +99,7 @@ def export(checkpoint_path: str, name: str, folder: str, description: str = "", 
             "checkpoint": os.path.basename(checkpoint_path),
         },
         metrics=card_metrics(checkpoint),
+        **(speckle_fields(config) if checkpoint["mode"] != "change" else {}),
     )
     try:
         return save_model(module, card, folder)

@@ -157,8 +157,11 @@ class DespeckleTask(Task):
     def selection(self) -> str:
         return "psnr" if any(e.clean is not None for e in self.examples) else "loss"
 
-    def example_loss(self, model: DespecklingNet, noisy, clean, reference) -> torch.Tensor:
-        return self.loss(model, {"noisy": noisy, "clean": clean, "reference": reference})
+    def example_loss(self, model: DespecklingNet, noisy, clean, reference, looks=None) -> torch.Tensor:
+        batch = {"noisy": noisy, "clean": clean, "reference": reference}
+        if looks is not None:
+            batch["looks"] = torch.tensor([looks], device=noisy.device)
+        return self.loss(model, batch)
 
     def validate(self, model: DespecklingNet, device: torch.device) -> dict:
         totals = {"loss": [], "psnr": [], "ssim": [], "psnr_input": []}
@@ -168,9 +171,10 @@ class DespeckleTask(Task):
                 noisy = example.noisy.to(device)
                 reference = torch.tensor([example.reference], device=device)
                 clean = example.clean.to(device) if example.clean is not None else None
-                totals["loss"].append(float(self.example_loss(model, noisy, clean, reference)))
+                looks = example.looks if getattr(model, "conditioned", False) else None
+                totals["loss"].append(float(self.example_loss(model, noisy, clean, reference, looks)))
                 if clean is not None:
-                    estimate = model.despeckle(noisy, reference)
+                    estimate = model.despeckle(noisy, reference, looks)
                     totals["psnr"].append(psnr_amplitude(estimate, clean))
                     totals["ssim"].append(ssim_amplitude(estimate, clean))
                     totals["psnr_input"].append(psnr_amplitude(noisy, clean))
@@ -184,10 +188,14 @@ class SupervisedTask(DespeckleTask):
         return "psnr"
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """Conditioned networks (``condition_channels`` 1) read each patch's ``looks`` as their
+        noise level and are debiased with it."""
         net = getattr(model, "module", model)
-        z = net.normalise(batch["noisy"], batch["reference"])
+        looks = batch.get("looks") if net.conditioned else None
+        z = net.normalise(batch["noisy"], batch["reference"], looks)
         target = intensity_to_log(batch["clean"], batch["reference"], net.log_scale)
-        return F.mse_loss(model(z).float(), target)
+        output = model(z, looks) if looks is not None else model(z)
+        return F.mse_loss(output.float(), target)
 
 
 class BlindSpotTask(DespeckleTask):

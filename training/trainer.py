@@ -113,7 +113,9 @@ def learning_rate(config: Config, step: int, total_steps: int, plan_step: int = 
 
 
 def initialise_from(model: nn.Module, path: str) -> str:
-    """Load the tensors of checkpoint or model card ``path`` whose names and shapes fit ``model``."""
+    """Load the tensors of checkpoint or model card ``path`` whose names and shapes fit ``model``;
+    a convolution with fewer input channels (an unconditioned U-Net's stem, for a network
+    conditioned on the looks) fills the first ones, the others start at zero."""
     if path.endswith(".json"):  # a model card, shipped or exported: checked and loaded as the plugin does
         from sar_despeckle_plugin.core.models.weights import load_model
 
@@ -122,6 +124,13 @@ def initialise_from(model: nn.Module, path: str) -> str:
         state = load_checkpoint(path)["model"]
     target = model.state_dict()
     matching = {key: value for key, value in state.items() if key in target}
+    for key, value in list(matching.items()):  # an unconditioned stem into a conditioned one
+        want = target[key]
+        if (value.dim() == 4 and value.shape[0] == want.shape[0] and value.shape[2:] == want.shape[2:]
+                and value.shape[1] < want.shape[1]):
+            grown = torch.zeros_like(want)  # the extra (noise-level) input channels start at zero
+            grown[:, :value.shape[1]] = value
+            matching[key] = grown
     wrong = [key for key, value in matching.items() if value.shape != target[key].shape]
     if wrong or not matching:
         raise ConfigError(
