@@ -214,7 +214,8 @@ def test_processing_lists_user_cards_safely_and_names_duplicates(qgis_processing
         for _ in range(3):
             algorithm = registry.createAlgorithmById("sar_despeckle:despeckle")
             options = algorithm.parameterDefinition("METHOD").options()
-        assert options[7:] == [
+        assert options[7].startswith("Automatic: ")  # the default, before the networks
+        assert options[8:] == [
             "sarcnn_default (network, 1 look(s), sarcnn_default.json)",
             "mynet (user network, 1 look(s), mynet_v1.json)",
             "mynet (user network, 4 look(s), mynet_v2.json)",

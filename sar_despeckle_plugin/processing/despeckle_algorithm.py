@@ -16,18 +16,23 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.choices import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS
+from ..core.choices import (
+    AUTOMATIC_METHOD, AUTOMATIC_METHOD_LABEL, CLASSICAL_METHOD_LABELS, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS,
+)
 from ..core.despeckle.settings import DespeckleSettings
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, torch_required, with_help
 from .user_models import model_card_problem, model_cards, user_models_folder
 
 CLASSICAL = list(CLASSICAL_METHOD_LABELS)
+#: METHOD index of the automatic choice (right after the classical filters; the default).
+AUTOMATIC_INDEX = len(CLASSICAL)
 
 
 def available_methods() -> list[tuple[str, str | None]]:
     """(label, model card path or None) for every METHOD option, in enum order: the classical
-    filters first (their indices never change), then the shipped networks, then the user's.
+    filters first (their indices never change), then Automatic (index 7), then the shipped
+    networks, then the user's.
 
     Never raises: damaged cards are left out with a warning in the message log. Networks
     sharing a name are told apart by their card's file name."""
@@ -39,6 +44,7 @@ def available_methods() -> list[tuple[str, str | None]]:
                 networks.append((path, card, origin))
     names = [card.name for _, card, _ in networks]
     methods = [(label, None) for label in CLASSICAL_METHOD_LABELS.values()]
+    methods.append((AUTOMATIC_METHOD_LABEL, None))
     for path, card, origin in networks:
         shared = f", {os.path.basename(path)}" if names.count(card.name) > 1 else ""
         methods.append((f"{card.name} ({origin}, {card.looks:g} look(s){shared})", path))
@@ -79,20 +85,24 @@ class DespeckleAlgorithm(SarAlgorithm):
         self.add_units_parameter()
         self.add_looks_parameter()
         self.methods = available_methods()
-        cards = [path for _, path in self.methods]
-        shipped_default = os.path.join(SHIPPED_WEIGHTS, f"{DEFAULT_NETWORK}.json")
-        default = (cards.index(shipped_default) if shipped_default in cards
-                   else CLASSICAL.index(DEFAULT_METHOD))
         self.addParameter(with_help(
             QgsProcessingParameterEnum(
                 "METHOD", "Method", options=[label for label, _ in self.methods],
-                defaultValue=default,
+                defaultValue=AUTOMATIC_INDEX,
             ),
             "The filter or network: " + "; ".join(
                 f"{index} = {label}" for index, (label, _) in enumerate(self.methods)
-            ) + ". Classical filters keep indices 0-6; networks follow: those shipped with the "
-            "plugin, then the model cards in the user models folder (Processing options). The "
-            "default is the shipped network when present, else refined Lee.",
+            ) + ". Classical filters keep indices 0-6; 7 is Automatic, the default; networks "
+            "follow: those shipped with the plugin, then the model cards in the user models "
+            "folder (Processing options). Automatic takes LOOKS (or estimates them) and measures "
+            "the speckle's lag-1 autocorrelation along rows and columns on the image's most "
+            "homogeneous windows, then uses the first network whose model card covers both (its "
+            "looks range, within 25 %, and its largest speckle correlation; the shipped "
+            f"{DEFAULT_NETWORK} first, made for 1-look white speckle); outside every card, the "
+            "classical filter and window that measured best for those looks and that kind of "
+            "speckle (white or correlated: scripts/bench_classical_choice.py). The log says "
+            "which it chose and why. Automatic chooses its own window: WINDOW applies when a "
+            "classical filter is chosen by hand.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterFile(
@@ -187,8 +197,9 @@ class DespeckleAlgorithm(SarAlgorithm):
         choice = self.parameterAsEnum(parameters, "METHOD", context)
         model_card = self.parameterAsFile(parameters, "MODEL", context) or self.methods[choice][1]
         settings = DespeckleSettings(
-            method=CLASSICAL[choice] if choice < len(CLASSICAL) else DEFAULT_METHOD,
+            method=CLASSICAL[choice] if choice < len(CLASSICAL) else AUTOMATIC_METHOD,
             model_card=model_card or None,
+            networks=tuple(path for _, path in self.methods if path),
             bands=tuple(self.parameterAsInts(parameters, "BANDS", context)) or None,
             units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
             looks=self.optional_number(parameters, "LOOKS", context),

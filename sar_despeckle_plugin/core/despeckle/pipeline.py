@@ -30,6 +30,7 @@ from ..tiling import TilingOptions, run_tiled, tile_for_width
 from ..version import plugin_version
 from . import filters
 from . import report as quality_report
+from .choice import AUTOMATIC, resolve_automatic
 from .network import network_despeckler
 from .settings import (
     MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_settings,
@@ -72,9 +73,10 @@ def _band_statistics(reader, samples, units, settings, feedback) -> list[BandSta
         looks = settings.looks or speckle.estimate_looks(intensity, valid)
         if settings.looks is None:
             feedback.info(f"Band {band}: estimated {looks:.2f} looks.")
-        median = reference_level(values) if settings.model_card else None
-        percentile_98 = (float(np.percentile(values, 98))
-                         if settings.model_card is None and settings.method == "lee_sigma" else None)
+        automatic = settings.method == AUTOMATIC and not settings.model_card  # either may be chosen
+        median = reference_level(values) if settings.model_card or automatic else None
+        percentile_98 = (float(np.percentile(values, 98)) if automatic or (
+            settings.model_card is None and settings.method == "lee_sigma") else None)
         statistics.append(BandStatistics(float(looks), median, percentile_98))
     return statistics
 
@@ -147,6 +149,8 @@ def despeckle_raster(
     samples = speckle.read_sample(reader)
     units = _decide_units(settings, reader, samples, feedback)
     statistics = _band_statistics(reader, samples, units, settings, feedback)
+    if settings.method == AUTOMATIC and not settings.model_card:
+        settings = resolve_automatic(settings, samples, units, [s.looks for s in statistics], feedback)
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (
         network_despeckler(settings, statistics, device, feedback) if settings.model_card

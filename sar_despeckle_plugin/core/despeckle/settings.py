@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .. import speckle
-from ..choices import CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
+from ..choices import AUTOMATIC_METHOD, CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
 from ..errors import SarDespeckleError
 
 if TYPE_CHECKING:
@@ -25,8 +25,12 @@ class DespeckleSettings:
 
     Attributes:
         method: one of ``filters.CLASSICAL_METHODS`` (the ids of
-            ``choices.CLASSICAL_METHOD_LABELS``); ignored when ``model_card`` is set.
+            ``choices.CLASSICAL_METHOD_LABELS``), or ``automatic`` (the network whose card
+            covers the input's looks and speckle correlation, else the best classical filter and
+            window measured for them: ``core.despeckle.choice``); ignored when ``model_card`` is set.
         model_card: path of a network's model card (JSON beside its weights), or None.
+        networks: ``automatic`` only: the model cards it may choose from, in order (None: the
+            shipped networks).
         bands: 1-based bands to despeckle, each independently (all when ``None``).
         units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
         looks: equivalent number of looks of the input intensity (estimated when ``None``).
@@ -45,6 +49,7 @@ class DespeckleSettings:
 
     method: str = DEFAULT_METHOD
     model_card: str | None = None
+    networks: tuple[str, ...] | None = None
     bands: tuple[int, ...] | None = None
     units: str | None = None
     looks: float | None = None
@@ -73,11 +78,11 @@ class DespeckleReport:
 
 def check_settings(settings: DespeckleSettings) -> None:
     """Refuse settings no image could make sense of, with the parameter's name."""
-    if settings.model_card is None:
+    if settings.model_card is None and settings.method != AUTOMATIC_METHOD:
         if settings.method not in CLASSICAL_METHOD_LABELS:
             raise SarDespeckleError(
                 f"Unknown method '{settings.method}'; choose one of "
-                f"{', '.join(CLASSICAL_METHOD_LABELS)}."
+                f"{', '.join(CLASSICAL_METHOD_LABELS)} or {AUTOMATIC_METHOD}."
             )
         minimum = 5 if settings.method == "refined_lee" else 3
         if settings.window < minimum or settings.window % 2 == 0:

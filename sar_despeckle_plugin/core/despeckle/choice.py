@@ -1,0 +1,198 @@
+"""METHOD = Automatic: the network whose model card covers the input, else the best classical
+filter measured for its looks and speckle correlation (torch-free).
+
+:func:`choose_method` is the one place the decision is made: a pure function of the input's
+looks (given, or estimated with :func:`core.speckle.estimate_looks`), its speckle's lag-1
+autocorrelation along rows and columns (:func:`core.quality.measure_speckle` on the sample the
+run reads anyway) and the model cards on offer. :func:`resolve_automatic` measures those on a
+run's sample and turns ``method = "automatic"`` settings into the chosen method's settings.
+
+The rule:
+
+1. A network serves the input when its card's ``looks_range`` holds the looks (widened by
+   :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way) and its ``max_correlation`` is at
+   least the measured lag-1 autocorrelation on both axes. The shipped default
+   (``sarcnn_default``) is tried first, then the other shipped networks, then the user's, in
+   METHOD order; the first that serves wins.
+2. Otherwise the classical filter (and window) that scored the best PSNR for the nearest
+   measured looks in :data:`CLASSICAL_CHOICE`, among the rows of the same kind of speckle
+   (white, or correlated when either lag-1 autocorrelation exceeds
+   :data:`core.models.card.WHITE_CORRELATION`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import speckle
+from ..choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS
+from ..errors import SarDespeckleError
+from ..models.card import LOOKS_TOLERANCE, WHITE_CORRELATION, ModelCard, read_card, read_model_cards
+from ..quality import measure_speckle
+
+#: The METHOD id of the automatic choice.
+AUTOMATIC = "automatic"
+#: Where CLASSICAL_CHOICE comes from (named in the log).
+CHOICE_SCRIPT = "scripts/bench_classical_choice.py"
+
+
+@dataclass(frozen=True)
+class MeasuredBest:
+    """The best classical filter measured for one kind of speckle: ``looks`` (as estimated on
+    the noisy images), ``correlated`` speckle or white, the filter and window, its PSNR (dB), and
+    the runner-up's (another filter at its best window)."""
+
+    speckle: str
+    looks: float
+    correlated: bool
+    method: str
+    window: int
+    psnr: float
+    runner_up: str
+    runner_up_psnr: float
+
+    @property
+    def runner_up_text(self) -> str:
+        method, _, window = self.runner_up.rpartition(" ")
+        return f"{method}, window {window}"
+
+
+#: The best classical filter per kind of speckle (name, looks as estimated, correlated, filter,
+#: window, PSNR, runner-up). Measured by ``.venv/bin/python scripts/bench_classical_choice.py``
+#: (one speckle draw; build/bench/classical_choice.json; 3-8 minutes on 2 CPU cores, shared): PSNR
+#: on amplitude over the held-out rows 300-499 of the three Telecom Paris references, every
+#: filter at windows 3-15 fed the estimated looks; the tables are in docs/despeckle.md.
+CLASSICAL_CHOICE: tuple[MeasuredBest, ...] = (
+    MeasuredBest("white_L1", 1.04, False, "refined_lee", 13, 22.34, "kuan 7", 22.11),
+    MeasuredBest("white_L2", 2.00, False, "kuan", 5, 23.85, "refined_lee 11", 23.50),
+    MeasuredBest("white_L4", 3.83, False, "frost", 7, 27.06, "kuan 5", 25.79),
+    MeasuredBest("white_L8", 7.45, False, "frost", 5, 29.61, "lee 5", 28.09),
+    MeasuredBest("oversampled_slc", 1.08, True, "kuan", 9, 21.39, "refined_lee 15", 21.34),
+    MeasuredBest("stand_in_2x2", 4.10, True, "frost", 11, 24.94, "lee 9", 24.29),
+    MeasuredBest("sentinel1_iw_grdh", 5.08, True, "frost", 13, 24.88, "lee 11", 24.17),
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What METHOD = Automatic runs: a classical ``method`` and ``window`` (``model_card`` None)
+    or the network of ``model_card`` (``method`` its name, ``window`` None); ``reason`` is the
+    log line that says which and why."""
+
+    method: str
+    window: int | None
+    model_card: str | None
+    reason: str
+
+
+def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | None) -> bool:
+    """Whether the network of ``card`` is made for ``looks`` and speckle of lag-1
+    ``correlation`` (rows, cols; None: not measured, taken as white)."""
+    lag1 = max(correlation) if correlation is not None else 0.0
+    return card.covers(looks, LOOKS_TOLERANCE) and card.max_correlation >= lag1
+
+
+def best_classical(looks: float, correlated: bool, table: Sequence[MeasuredBest] = None) -> MeasuredBest:
+    """The row of ``table`` (default :data:`CLASSICAL_CHOICE`) of the same kind of speckle whose
+    looks are nearest ``looks`` (on a log scale)."""
+    table = CLASSICAL_CHOICE if table is None else table
+    rows = [row for row in table if row.correlated == correlated] or list(table)
+    if not rows:
+        raise SarDespeckleError("No classical filter was measured for the automatic choice.")
+    return min(rows, key=lambda row: abs(math.log(row.looks / looks)))
+
+
+def _card_text(card: ModelCard) -> str:
+    low, high = card.looks_range
+    looks = f"{low:g} look{'s' if low != 1 else ''}" if low == high else f"{low:g}-{high:g} looks"
+    speckle_text = "white speckle" if card.max_correlation <= WHITE_CORRELATION else (
+        f"{card.speckle_model} speckle, lag-1 up to {card.max_correlation:g}")
+    return f"{card.name}: {looks}, {speckle_text}"
+
+
+def choose_method(looks: float, correlation: tuple[float, float] | None,
+                  cards: Sequence[tuple[str, ModelCard]], looks_given: bool = False,
+                  table: Sequence[MeasuredBest] = None) -> Choice:
+    """The method for an input of ``looks`` whose speckle has lag-1 autocorrelation
+    ``correlation`` = (rows, cols) (None: could not be measured, taken as white), among the
+    networks of ``cards`` ((path, card), in METHOD order) and the classical filters (see the
+    module doc for the rule). ``looks_given``: the user gave LOOKS (else they were estimated)."""
+    source = "given" if looks_given else "estimated"
+    if correlation is None:
+        measured = "speckle correlation not measurable (too few homogeneous windows: taken as white)"
+    else:
+        measured = f"speckle lag-1 correlation {correlation[0]:.2f} / {correlation[1]:.2f} (rows / cols)"
+    head = f"METHOD automatic: input {looks:.2f} looks ({source}), {measured}"
+    ordered = sorted(cards, key=lambda item: item[1].name != DEFAULT_NETWORK)
+    for path, card in ordered:
+        if serves(card, looks, correlation):
+            return Choice(card.name, None, path, f"{head}: using network {_card_text(card)}, whose model card "
+                          "covers these looks and this speckle.")
+    correlated = correlation is not None and max(correlation) > WHITE_CORRELATION
+    best = best_classical(looks, correlated, table)
+    networks = "; ".join(_card_text(card) for _, card in ordered) if ordered else "none installed"
+    kind = "correlated" if correlated else "white"
+    return Choice(best.method, best.window, None, (
+        f"{head}: no network's model card covers it ({networks}); using {best.method}, window "
+        f"{best.window}, the best classical filter measured for {best.looks:.1f} looks with {kind} speckle "
+        f"({best.speckle}: {best.psnr:.2f} dB PSNR against {best.runner_up_psnr:.2f} dB for {best.runner_up_text}; "
+        f"{CHOICE_SCRIPT})."
+    ))
+
+
+def candidate_cards(paths: Sequence[str] | None, warn: Callable[[str], None]) -> list[tuple[str, ModelCard]]:
+    """(path, card) of the networks the automatic choice may use: ``paths`` (the METHOD list's
+    networks, in its order), or the shipped despeckling networks when None. Unreadable cards are
+    skipped with a warning."""
+    if paths is None:
+        return read_model_cards(SHIPPED_WEIGHTS, "intensity", warn)
+    cards = []
+    for path in paths:
+        try:
+            card = read_card(path)
+        except SarDespeckleError as error:
+            warn(f"Skipped for the automatic choice: {error}")
+            continue
+        if card.input_kind == "intensity":
+            cards.append((path, card))
+    return cards
+
+
+def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    """Lag-1 speckle autocorrelation (rows, cols) of a band's sample windows (linear intensity),
+    by :func:`core.quality.measure_speckle` on their mosaic; None when too few homogeneous
+    windows."""
+    if len(intensity) > 1 and len({v.shape[1] for v in intensity}) == 1:
+        values, ok = np.concatenate(intensity, axis=0), np.concatenate(valid, axis=0)
+    else:
+        values, ok = intensity[0], valid[0]
+    statistics = measure_speckle(np.asarray(values, np.float64), ok & (values > 0), lags=1)
+    if statistics is None or not all(math.isfinite(v) for v in (statistics.rows[0], statistics.cols[0])):
+        return None
+    return statistics.rows[0], statistics.cols[0]
+
+
+def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback):
+    """``settings`` (``method`` "automatic", no ``model_card``) -> the settings of the chosen
+    method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
+    uses them); the correlation is measured on each band's sample. The choice serves the most
+    demanding band (fewest looks, strongest correlation)."""
+    correlations = []
+    for sample in samples:
+        intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
+        correlations.append(measure_correlation(intensity, sample.valid))
+    measured = [c for c in correlations if c is not None]
+    correlation = (max(c[0] for c in measured), max(c[1] for c in measured)) if measured else None
+    cards = candidate_cards(settings.networks, feedback.warn)
+    choice = choose_method(min(looks), correlation, cards, settings.looks is not None)
+    feedback.info(choice.reason)
+    settings = dataclasses.replace(settings, networks=None)  # consumed: outputs record the choice
+    if choice.model_card:
+        return dataclasses.replace(settings, model_card=choice.model_card)
+    return dataclasses.replace(settings, method=choice.method, window=choice.window)
+

@@ -1,0 +1,342 @@
+"""METHOD = Automatic and conditioned networks: the choice for given looks, correlation and model
+cards (pure function), the card fields that drive it, the looks reaching conditioned networks
+(and not the others), the training hook, and the default METHOD through qgis_process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from sar_despeckle_plugin.core.choices import AUTOMATIC_METHOD_LABEL, SHIPPED_WEIGHTS
+from sar_despeckle_plugin.core.despeckle.choice import (
+    CLASSICAL_CHOICE, best_classical, choose_method, measure_correlation,
+)
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.models.card import ModelCard, read_card, read_model_cards
+from tests.synthetic import write_geotiff
+
+SHIPPED_CARD = os.path.join(SHIPPED_WEIGHTS, "sarcnn_default.json")
+
+
+def card(name="net", looks=1.0, looks_range=None, max_correlation=0.1, speckle_model="white", conditioning="none"):
+    return ModelCard(name=name, architecture="log_residual", hyperparameters={}, looks=looks,
+                     looks_range=looks_range, max_correlation=max_correlation, speckle_model=speckle_model,
+                     conditioning=conditioning)
+
+
+# -- the choice (pure function) ---------------------------------------------------------------
+
+
+def test_table_covers_white_and_correlated_speckle():
+    kinds = {(row.correlated, row.looks) for row in CLASSICAL_CHOICE}
+    assert any(not c for c, _ in kinds) and any(c for c, _ in kinds)
+    assert all(row.psnr > row.runner_up_psnr for row in CLASSICAL_CHOICE)
+
+
+def test_one_look_white_speckle_takes_the_shipped_network():
+    shipped = read_card(SHIPPED_CARD)
+    choice = choose_method(1.05, (0.02, -0.01), [("other.json", card("other", 1.0)), (SHIPPED_CARD, shipped)])
+    assert choice.model_card == SHIPPED_CARD and choice.method == "sarcnn_default" and choice.window is None
+    assert "using network sarcnn_default: 1 look, white speckle" in choice.reason
+
+
+@pytest.mark.parametrize("looks", [1.0, 2.0, 4.0, 8.0])
+def test_white_speckle_outside_every_card_takes_the_measured_best(looks):
+    shipped = read_card(SHIPPED_CARD)
+    correlation = (0.01, 0.0)
+    choice = choose_method(looks, correlation, [(SHIPPED_CARD, shipped)] if looks > 1.5 else [])
+    best = best_classical(looks, correlated=False)
+    assert best.correlated is False
+    assert (choice.method, choice.window, choice.model_card) == (best.method, best.window, None)
+    assert f"using {best.method}, window {best.window}, the best classical filter measured" in choice.reason
+
+
+def test_correlated_multilook_speckle_takes_the_correlated_row():
+    shipped = read_card(SHIPPED_CARD)
+    choice = choose_method(4.3, (0.68, 0.72), [(SHIPPED_CARD, shipped)])
+    best = best_classical(4.3, correlated=True)
+    assert best.correlated and (choice.method, choice.window) == (best.method, best.window)
+    assert choice.reason.startswith("METHOD automatic: input 4.30 looks (estimated), speckle lag-1 correlation "
+                                    "0.68 / 0.72 (rows / cols): no network's model card covers it "
+                                    "(sarcnn_default: 1 look, white speckle); using ")
+    assert "scripts/bench_classical_choice.py" in choice.reason
+
+
+def test_correlation_alone_rules_a_network_out():
+    """A 1-look network does not take 1-look speckle that is correlated."""
+    choice = choose_method(1.0, (0.05, 0.4), [(SHIPPED_CARD, read_card(SHIPPED_CARD))])
+    assert choice.model_card is None and best_classical(1.0, True).method == choice.method
+
+
+def test_looks_tolerance_and_range():
+    one = card(looks=1.0)
+    assert choose_method(1.2, (0, 0), [("a.json", one)]).model_card == "a.json"
+    assert choose_method(1.3, (0, 0), [("a.json", one)]).model_card is None
+    ranged = card("ranged", looks=3.0, looks_range=[1.0, 16.0], conditioning="looks")
+    for looks in (1.0, 4.4, 19.0):
+        assert choose_method(looks, (0.0, 0.0), [("r.json", ranged)]).model_card == "r.json"
+    assert choose_method(21.0, (0.0, 0.0), [("r.json", ranged)]).model_card is None
+
+
+def test_the_shipped_default_is_tried_first_then_the_order_given():
+    wide = card("wide", looks=2.0, looks_range=[1.0, 8.0], conditioning="looks")
+    default = card("sarcnn_default")
+    assert choose_method(1.0, (0, 0), [("w.json", wide), ("d.json", default)]).model_card == "d.json"
+    assert choose_method(2.0, (0, 0), [("w.json", wide), ("d.json", default)]).model_card == "w.json"
+    grdh = card("grdh", looks=4.5, looks_range=[3.0, 6.0], max_correlation=0.75, speckle_model="sentinel1_iw_grdh")
+    choice = choose_method(4.3, (0.68, 0.72), [("w.json", wide), ("g.json", grdh)])
+    assert choice.model_card == "g.json"
+    assert "grdh: 3-6 looks, sentinel1_iw_grdh speckle, lag-1 up to 0.75" in choice.reason
+
+
+def test_unmeasurable_correlation_counts_as_white_and_says_so():
+    choice = choose_method(1.0, None, [(SHIPPED_CARD, read_card(SHIPPED_CARD))])
+    assert choice.model_card == SHIPPED_CARD and "not measurable" in choice.reason
+
+
+def test_measured_correlation_of_white_and_averaged_speckle():
+    rng = np.random.default_rng(0)
+    white = rng.exponential(1.0, (256, 256))
+    rows, cols = measure_correlation([white], [np.ones_like(white, bool)])
+    assert abs(rows) < 0.05 and abs(cols) < 0.05
+    averaged = two_by_two(rng, 256, 256)
+    rows, cols = measure_correlation([averaged[:128], averaged[128:]], [np.ones((128, 256), bool)] * 2)
+    assert 0.4 < rows < 0.6 and 0.4 < cols < 0.6
+
+
+# -- card fields ---------------------------------------------------------------------------------
+
+
+def test_cards_without_the_new_fields_read_their_defaults():
+    shipped = read_card(SHIPPED_CARD)
+    assert shipped.looks_range == [1.0, 1.0] and shipped.max_correlation == 0.1
+    assert shipped.speckle_model == "white" and shipped.conditioning == "none"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("looks_range", [4, 2], "field 'looks_range' must be [min, max]"),
+    ("looks_range", "1-8", "field 'looks_range' must be [min, max]"),
+    ("max_correlation", 1.5, "field 'max_correlation' must be a number in [0, 1]"),
+    ("speckle_model", "", "field 'speckle_model' must be a non-empty"),
+    ("conditioning", "noise", "field 'conditioning' must be one of 'none', 'looks'"),
+])
+def test_new_card_fields_are_checked(tmp_path, field, value, message):
+    record = json.loads(open(SHIPPED_CARD, encoding="utf-8").read())
+    record[field] = value
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(SarDespeckleError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_card(str(path))
+
+
+def test_new_card_fields_round_trip(tmp_path):
+    written = card("ranged", looks=3.0, looks_range=[1.0, 16.0], max_correlation=0.7,
+                   speckle_model="sentinel1_iw_grdh", conditioning="looks")
+    written = dataclasses.replace(written, sha256="0" * 64, weights_file="ranged.pt")
+    path = tmp_path / "ranged.json"
+    path.write_text(written.to_json())
+    read = read_card(str(path))
+    assert (read.looks_range, read.max_correlation, read.speckle_model, read.conditioning) == (
+        [1.0, 16.0], 0.7, "sentinel1_iw_grdh", "looks")
+
+
+# -- conditioning: the architecture and the inference path ---------------------------------------
+
+
+def test_unconditioned_architecture_keeps_the_shipped_state_dict_and_ignores_looks():
+    from sar_despeckle_plugin.core.models.weights import load_model
+
+    loaded = load_model(SHIPPED_CARD)
+    assert not loaded.module.conditioned and "condition_channels" not in loaded.module.hyperparameters
+    image = torch.from_numpy(np.random.default_rng(1).exponential(1.0, (1, 1, 48, 48)).astype(np.float32))
+    valid = torch.ones_like(image, dtype=torch.bool)
+    base = loaded.despeckle(image, valid, 1.0)
+    for looks in (1.0, 4.0, 16.0):
+        torch.testing.assert_close(loaded.despeckle(image, valid, 1.0, looks=looks), base, rtol=0, atol=0)
+
+
+def conditioned_net():
+    from sar_despeckle_plugin.core.models.registry import build_model
+
+    torch.manual_seed(0)
+    return build_model("log_residual", widths=[8, 8], convs_per_level=1, looks=2.0, condition_channels=1).eval()
+
+
+def test_condition_map_is_the_log_speckle_std_and_reaches_the_network():
+    net = conditioned_net()
+    seen = []
+    net.encoder.stem[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    image = torch.full((2, 1, 20, 20), 0.7)
+    with torch.no_grad():
+        net.despeckle(image, 0.7, looks=torch.tensor([1.0, 8.0]))
+    (first,) = seen
+    assert first.shape == (2, 2, 20, 20)
+    expected = [math.sqrt(float(torch.special.polygamma(1, torch.tensor(v, dtype=torch.float64)))) / net.log_scale
+                for v in (1.0, 8.0)]
+    for item, value in enumerate(expected):
+        assert torch.allclose(first[item, 1], torch.full((20, 20), value), atol=1e-6)
+    assert expected[0] == pytest.approx(1.2825 / 2, abs=1e-3)
+    # the input is debiased with each item's own looks
+    bias = [float(torch.special.digamma(torch.tensor(v)) - math.log(v)) for v in (1.0, 8.0)]
+    for item, value in enumerate(bias):
+        assert torch.allclose(first[item, 0], torch.full((20, 20), -value / net.log_scale), atol=1e-5)
+
+
+def test_pipeline_passes_the_looks_to_a_conditioned_network(tmp_path):
+    from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+    from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
+    from sar_despeckle_plugin.core.feedback import Feedback
+    from sar_despeckle_plugin.core.models.card import ModelCard as Card
+    from sar_despeckle_plugin.core.models.weights import save_model
+    from tests.synthetic import read_geotiff
+
+    net = conditioned_net()
+    path = save_model(net, Card(name="cond", architecture="log_residual", hyperparameters={},
+                                looks_range=[1.0, 8.0]), str(tmp_path))
+    written = read_card(path)
+    assert written.conditioning == "looks" and written.looks_range == [1.0, 8.0]
+    image = np.random.default_rng(2).exponential(1.0, (1, 40, 40)).astype(np.float32)
+    source = str(tmp_path / "in.tif")
+    write_geotiff(source, image)
+    lines = []
+    outputs = {}
+    for looks in (2.0, 6.0):
+        out = str(tmp_path / f"out{looks:g}.tif")
+        despeckle_raster(source, out, DespeckleSettings(model_card=path, looks=looks, self_ensemble=False,
+                                                        units="intensity"), Feedback(info=lines.append))
+        outputs[looks] = read_geotiff(out)[0]
+        intensity = torch.from_numpy(image[None])
+        with torch.no_grad():
+            direct = net.despeckle(intensity, float(np.median(image)), looks=looks)[0, 0].numpy()
+        inner = slice(net.receptive_radius, -net.receptive_radius)  # the tiles see fill beyond the edges
+        np.testing.assert_allclose(outputs[looks][inner, inner], direct[inner, inner], rtol=2e-4)
+    assert not np.allclose(outputs[2.0], outputs[6.0])
+    assert any("conditioned on the looks: it reads 2.00 look(s)" in line for line in lines)
+
+
+def shipped_conditioned_cards():
+    return [(p, c) for p, c in read_model_cards(SHIPPED_WEIGHTS, "intensity") if c.conditioning == "looks"]
+
+
+@pytest.mark.skipif(not shipped_conditioned_cards(), reason="no conditioned network is shipped yet")
+@pytest.mark.parametrize("index", [0])
+def test_conditioned_network_smooths_less_as_the_looks_grow(index):
+    """A trained conditioned network removes less as the looks it is told grow: on one speckled
+    image, the ratio image's log spread shrinks monotonically with L over the card's range."""
+    from sar_despeckle_plugin.core.models.weights import load_model
+
+    path, found = shipped_conditioned_cards()[index]
+    loaded = load_model(path)
+    rng = np.random.default_rng(3)
+    clean = np.repeat(np.repeat(rng.uniform(0.2, 2.0, (8, 8)), 16, 0), 16, 1)
+    noisy = torch.from_numpy((clean * rng.gamma(2.0, 0.5, clean.shape)).astype(np.float32))[None, None]
+    valid = torch.ones_like(noisy, dtype=torch.bool)
+    low, high = found.looks_range
+    ladder = [v for v in (1.0, 2.0, 4.0, 8.0, 16.0) if low <= v <= high] or [low, high]
+    spread = []
+    for looks in ladder:
+        estimate = loaded.despeckle(noisy, valid, float(noisy.median()), looks=looks)
+        spread.append(float((noisy.log() - estimate.log()).std()))
+    assert all(a > b for a, b in zip(spread, spread[1:])), spread
+
+
+# -- training: the dataset hook --------------------------------------------------------------------
+
+
+def test_supervised_patches_return_the_looks_drawn():
+    from training.config import DataConfig, SourceConfig
+    from training.data import TrainingPatches, speckle_with_looks
+    from training.sources import load_sources
+    from training.speckle_model import model_from_config
+
+    sets = load_sources([SourceConfig(synthetic=2, side=64, seed=1)], "supervised", "train")
+    data = DataConfig(looks=[1.0, 8.0], patch=32, samples_per_epoch=8)
+    data.speckle_model = model_from_config("", [1.0, 8.0])
+    patches = TrainingPatches("supervised", sets, data, seed=0)
+    looks = [float(patches[i]["looks"]) for i in range(8)]
+    assert all(1.0 <= v <= 8.0 for v in looks) and len(set(looks)) == 8
+    fixed = model_from_config("", 4.0)
+    clean = np.full((16, 16), 2.0, np.float32)
+    noisy, drawn = speckle_with_looks(fixed, clean, np.random.default_rng(5))
+    np.testing.assert_array_equal(noisy, fixed.apply(clean, np.random.default_rng(5)))
+    assert drawn == 4.0
+    grdh = model_from_config("sentinel1_iw_grdh", 1.0)
+    _, enl = speckle_with_looks(grdh, clean, np.random.default_rng(5))
+    assert 4.2 < enl < 4.8
+
+
+# -- through qgis_process -------------------------------------------------------------------------
+
+
+def two_by_two(rng, rows, cols):
+    z = (rng.standard_normal((rows + 1, cols + 1)) + 1j * rng.standard_normal((rows + 1, cols + 1))) * math.sqrt(0.5)
+    single = np.abs(z) ** 2
+    return 0.25 * (single[:-1, :-1] + single[1:, :-1] + single[:-1, 1:] + single[1:, 1:])
+
+
+def scene(rows, cols):
+    y, x = np.mgrid[:rows, :cols]
+    return np.where((x // 48 + y // 48) % 2 == 0, 1.0, 4.0)
+
+
+@pytest.fixture()
+def white_one_look_tif(tmp_path):
+    path = str(tmp_path / "white1.tif")
+    rng = np.random.default_rng(11)
+    write_geotiff(path, (scene(192, 192) * rng.exponential(1.0, (192, 192))).astype(np.float32)[None])
+    return path
+
+
+@pytest.fixture()
+def correlated_four_look_tif(tmp_path):
+    path = str(tmp_path / "corr4.tif")
+    rng = np.random.default_rng(12)
+    write_geotiff(path, (scene(192, 192) * two_by_two(rng, 192, 192)).astype(np.float32)[None])
+    return path
+
+
+def run_log(qgis_process, *args):
+    done = qgis_process("run", "sar_despeckle:despeckle", *args)
+    return done.stdout + done.stderr
+
+
+def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look_tif, correlated_four_look_tif,
+                                                    tmp_path):
+    from sar_despeckle_plugin.core.raster import raster_info
+
+    out = str(tmp_path / "white_out.tif")
+    log = run_log(qgis_process, f"--INPUT={white_one_look_tif}", f"--OUTPUT={out}")
+    assert "METHOD automatic: input" in log and "using network sarcnn_default: 1 look, white speckle" in log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_default"
+
+    out = str(tmp_path / "corr_out.tif")
+    log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", f"--OUTPUT={out}")
+    line = next(line for line in log.splitlines() if "METHOD automatic" in line)
+    looks = float(line.split("input ")[1].split(" looks")[0])
+    best = best_classical(looks, correlated=True)
+    assert f"no network's model card covers it (sarcnn_default: 1 look, white speckle); using {best.method}, " \
+           f"window {best.window}" in line, line
+    info = raster_info(out)
+    assert info.metadata["SAR_DESPECKLE_METHOD"] == best.method
+    assert json.loads(info.metadata["SAR_DESPECKLE_PARAMETERS"])["window"] == best.window
+
+
+def test_qgis_process_explicit_methods_still_work(qgis_process, correlated_four_look_tif, tmp_path):
+    from sar_despeckle_plugin.core.raster import raster_info
+
+    help_text = qgis_process("help", "sar_despeckle:despeckle").stdout
+    assert f"7 = {AUTOMATIC_METHOD_LABEL}" in help_text.replace("\n", " ") or AUTOMATIC_METHOD_LABEL in help_text
+    out = str(tmp_path / "lee.tif")
+    log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", "--METHOD=1", "--WINDOW=5", f"--OUTPUT={out}")
+    assert "METHOD automatic" not in log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "lee"
+    out = str(tmp_path / "net.tif")
+    log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", "--METHOD=8", "--LOOKS=1", f"--OUTPUT={out}")
+    assert "METHOD automatic" not in log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_default"
