@@ -65,8 +65,9 @@ class DespeckleAlgorithm(SarAlgorithm):
             "Removes speckle from a SAR image given as intensity, amplitude or dB, band by band. "
             "Classical filters run in PyTorch, on a GPU when there is one. The output keeps the "
             "input's georeference, size, units, nodata and band descriptions, and records the "
-            "method and parameters in its metadata. Exact zeros (Sentinel-1 swath borders) count "
-            "as nodata; NaN is refused unless the input declares NaN as its nodata value."
+            "method and parameters in its metadata. Exact zeros that form a border fill "
+            "(Sentinel-1 swath borders) count as nodata, isolated zeros as dark data; NaN is "
+            "refused unless the input declares NaN as its nodata value."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
@@ -145,7 +146,11 @@ class DespeckleAlgorithm(SarAlgorithm):
                 "ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True
             ),
             "Sentinel-1 products mark swath borders with exact zeros, often without a nodata "
-            "tag; they are kept out of all statistics. Turn off only if zeros are real data.",
+            "tag. On: zeros that form the border fill (runs of 32 or more zeros along a row or "
+            "column, or zeros reaching the image edge or nodata) are nodata, kept out of all "
+            "statistics; isolated zeros inside the scene, and all zeros of 8-bit bands (their "
+            "darkest grey level), are data. The log says how many pixels each rule took. Off: "
+            "every zero is data.",
             advanced=True,
         ))
         self.addParameter(with_help(
