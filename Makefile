@@ -81,6 +81,7 @@ $(COMPARE_VENV)/.done:
 bench: setup $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_filters.py --out $(BUILD)/bench
 	$(QGIS_ENV) $(PY) scripts/bench_networks.py --out $(BUILD)/bench/networks
+	$(QGIS_ENV) $(PY) scripts/bench_multilook.py --out $(BUILD)/bench/multilook
 	$(QGIS_ENV) $(PY) scripts/bench_decorrelation.py --out $(BUILD)/bench/decorrelation
 	$(QGIS_ENV) $(PY) scripts/bench_change.py --threads 1 --out $(BUILD)/bench/change
 	$(PY) scripts/bench_report.py --bench $(BUILD)/bench --output docs/benchmarks.md

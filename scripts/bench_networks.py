@@ -53,13 +53,13 @@ COMPARE_PYTHON = os.path.join(ROOT, "build", "venv-compare", "bin", "python")
 SINGLE_PASS = f"{DEFAULT_NETWORK} single pass (SELF_ENSEMBLE off)"
 
 
-def mulog_bm3d(noisy: dict[str, np.ndarray], folder: str) -> dict[str, np.ndarray] | None:
-    """MuLoG + BM3D estimates, or None when the comparison venv is absent."""
+def mulog_bm3d(noisy: dict[str, np.ndarray], folder: str, looks: float = 1.0) -> dict[str, np.ndarray] | None:
+    """MuLoG + BM3D estimates for speckle of ``looks``, or None when the comparison venv is absent."""
     if not os.path.exists(COMPARE_PYTHON):
         return None
     inputs, outputs = os.path.join(folder, "mulog_in.npz"), os.path.join(folder, "mulog_out.npz")
     np.savez(inputs, **noisy)
-    subprocess.run([COMPARE_PYTHON, os.path.join(HERE, "mulog_compare.py"), inputs, outputs, "--looks", "1"],
+    subprocess.run([COMPARE_PYTHON, os.path.join(HERE, "mulog_compare.py"), inputs, outputs, "--looks", f"{looks:g}"],
                    check=True)
     with np.load(outputs) as result:
         return {key: result[key].astype(np.float64) for key in noisy}
@@ -181,21 +181,30 @@ def ratio_statistics(cards: dict[str, str], out: str, folder: str) -> dict:
                          zip(cells, ("mean", "enl", "lag1_rows", "lag1_cols"), (".3f", ".2f", ".3f", ".3f"))]
             print(f"| {network} | {name} | {intensity.shape[0]} x {intensity.shape[1]} | " + " | ".join(cells) + " |")
             if position == 0:
-                low, high = db_limits(intensity)
-                ratio_grey = (255 * np.clip(ratio / 3.0, 0, 1)).astype(np.uint8)
-                save_png(mosaic([[db_stretch(intensity, low, high), db_stretch(estimate, low, high), ratio_grey]]),
-                         os.path.join(out, f"ratio_{name}.png"))
+                ratio_picture(intensity, estimate, ratio, os.path.join(out, f"ratio_{name}.png"))
     print(f"\n(pictures of {next(iter(cards))}: input | despeckled | ratio, ratio 0-3 mapped to "
           f"black-white, in {out}/ratio_*.png)")
     return table
 
 
-def speed(card: str, folder: str, self_ensemble: bool, side: int = 2048) -> float:
+def ratio_picture(intensity: np.ndarray, estimate: np.ndarray, ratio: np.ndarray, path: str) -> None:
+    """PNG of input | despeckled (both in dB, the input's 2-98 % stretch) | ratio (0-3 mapped to
+    black-white)."""
+    low, high = db_limits(intensity)
+    ratio_grey = (255 * np.clip(np.nan_to_num(ratio, nan=0.0) / 3.0, 0, 1)).astype(np.uint8)
+    save_png(mosaic([[db_stretch(intensity, low, high), db_stretch(estimate, low, high), ratio_grey]]), path)
+
+
+def speed(card: str | None, folder: str, self_ensemble: bool = True, side: int = 2048, **settings) -> float:
+    """Seconds per megapixel, file to file, despeckling a ``side`` x ``side`` 1-look image with
+    the network of ``card`` (None: the method ``settings`` give, e.g. ``method="automatic"``)."""
+    if card:
+        settings["model_card"] = card
     rng = np.random.default_rng(0)
     intensity = rng.gamma(1.0, 1.0, (side, side)) * np.where(np.arange(side) // 128 % 2, 1.0, 4.0)
-    despeckle_array(intensity[:256, :256], folder, model_card=card, self_ensemble=self_ensemble)  # warm-up
+    despeckle_array(intensity[:256, :256], folder, self_ensemble=self_ensemble, **settings)  # warm-up
     start = time.perf_counter()
-    despeckle_array(intensity, folder, model_card=card, self_ensemble=self_ensemble)
+    despeckle_array(intensity, folder, self_ensemble=self_ensemble, **settings)
     return (time.perf_counter() - start) / (side * side / 1e6)
 
 

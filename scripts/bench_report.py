@@ -1,11 +1,12 @@
 """`make bench` (last step): assemble docs/benchmarks.md from the results the benchmarks wrote.
 
-Reads what the four benchmark scripts leave in ``--bench`` (default build/bench):
+Reads what the five benchmark scripts leave in ``--bench`` (default build/bench):
 
 * ``filters.json``                      scripts/bench_filters.py
 * ``networks/networks.json``            scripts/bench_networks.py
 * ``decorrelation/decorrelation.md``    scripts/bench_decorrelation.py (its own Markdown tables)
 * ``change/change.json``                scripts/bench_change.py
+* ``multilook/multilook.md``            scripts/bench_multilook.py (its own Markdown tables)
 
 and writes one Markdown page whose header says when, at which commit and on what machine it
 was generated. A family whose results are absent gets a line saying so. Standard library only:
@@ -180,17 +181,29 @@ def networks_section(bench: str) -> list[str]:
     return lines
 
 
-def decorrelation_section(bench: str) -> list[str]:
-    path = os.path.join(bench, "decorrelation", "decorrelation.md")
-    lines = ["## SLC decorrelation", ""]
+def fragment_section(bench: str, relative: str, title: str, script: str, note: str) -> list[str]:
+    """A section holding the Markdown a benchmark script wrote itself (``relative`` in ``bench``),
+    its headings moved one level down, under this section's ``title``."""
+    path = os.path.join(bench, relative)
+    lines = [f"## {title}", ""]
     if not os.path.exists(path):
-        return lines + absent(path, "scripts/bench_decorrelation.py")
+        return lines + absent(path, script)
     with open(path, encoding="utf-8") as stream:
         body = stream.read().strip().splitlines()
-    # its headings move one level down, under this section's
     body = [("#" + line) if re.match(r"#+ ", line) else line for line in body]
-    return lines + [source_line(path, "scripts/bench_decorrelation.py") + " Everything, with the "
-                    "estimated responses, in `decorrelation.json` beside it.", ""] + body + [""]
+    return lines + [f"{source_line(path, script)} {note}", ""] + body + [""]
+
+
+def decorrelation_section(bench: str) -> list[str]:
+    return fragment_section(bench, os.path.join("decorrelation", "decorrelation.md"), "SLC decorrelation",
+                            "scripts/bench_decorrelation.py",
+                            "Everything, with the estimated responses, in `decorrelation.json` beside it.")
+
+
+def multilook_section(bench: str) -> list[str]:
+    return fragment_section(bench, os.path.join("multilook", "multilook.md"),
+                            "Multi-look speckle, real multi-look images, point targets", "scripts/bench_multilook.py",
+                            "Every seed's table and image's figures in `multilook.json` beside it; pictures there too.")
 
 
 def change_rows(rows: dict) -> list[list[str]]:
@@ -269,7 +282,7 @@ def report(bench: str, today: str | None = None) -> str:
              "How each benchmark works, and what its figures mean, is on the family pages: "
              "[despeckling](despeckle.md), [decorrelation](decorrelation.md), "
              "[change detection](change_detection.md).", ""]
-    for section in (filters_section, networks_section, decorrelation_section, change_section):
+    for section in (filters_section, networks_section, multilook_section, decorrelation_section, change_section):
         lines += section(bench)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -49,6 +49,9 @@ def fake_results(bench):
                                                               "lag1_cols": 0.0, "shape": [256, 256]}}}},
         "seconds_per_mpx": 2.59, "seconds_per_mpx_single_pass": 1.34, "macs_per_pixel": 68000,
         "parameters": 870000})
+    os.makedirs(os.path.join(bench, "multilook"))
+    with open(os.path.join(bench, "multilook", "multilook.md"), "w", encoding="utf-8") as stream:
+        stream.write("Targets: 1 of 2 met.\n\n| target | measured |  |\n|---|---:|---|\n| speed | 1.9 | pass |\n")
     os.makedirs(os.path.join(bench, "decorrelation"))
     with open(os.path.join(bench, "decorrelation", "decorrelation.md"), "w", encoding="utf-8") as stream:
         stream.write("## Synthetic SLC\n\n| case | lag1 |\n|---|---|\n| Hamming | 0.013 |\n")
@@ -83,6 +86,8 @@ def test_report_from_fake_results(tmp_path):
     assert "| net | shanghai_vv | 256 x 256 | 0.980 (1.010) | 0.83 (0.79) |" in text
     assert "**2.59 s per megapixel**" in text
     assert "### Synthetic SLC" in text  # the decorrelation fragment's heading, one level down
+    assert "## Multi-look speckle" in text and "Targets: 1 of 2 met." in text and "| speed | 1.9 | pass |" in text
+    assert text.index("## Despeckling networks") < text.index("## Multi-look speckle") < text.index("## SLC decorr")
     assert "| baseline log-ratio + Otsu | defaults | 0.9000 | 0.703 |" in text
     assert "MTDN held-out patches 25-30" in text and "**+0.710** kappa" in text
     assert "| single | 2 | 1 | 1.010 | 0.980 | 1.100 |" in text
@@ -92,5 +97,6 @@ def test_report_from_fake_results(tmp_path):
 
 def test_report_says_what_is_missing(tmp_path):
     text = load_report_module().report(str(tmp_path))
-    assert text.count("No results") == 4
+    assert text.count("No results") == 5
+    assert "scripts/bench_multilook.py" in text
     assert "scripts/bench_change.py" in text

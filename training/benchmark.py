@@ -8,7 +8,10 @@
   intensity, float32.
 * Speckle: Gamma(L, 1/L) with L = 1 on the intensity, drawn by :func:`draw_speckle` from
   ``numpy.random.default_rng([seed, index])`` (``index``: the reference's position in the list),
-  for the ten seeds 0-9; scores are averaged over references, then over seeds.
+  for the ten seeds 0-9; scores are averaged over references, then over seeds. The multi-look
+  benchmark (``scripts/bench_multilook.py``) draws other looks, or a product's correlated speckle
+  (a ``training.speckle_model.SpeckleModel``, e.g. the ``sentinel1_iw_grdh`` preset), from the
+  same generators.
 * Despeckling: :func:`despeckle_array`, through the plugin's file pipeline
   (``core.despeckle.pipeline.despeckle_raster``, GeoTIFF to GeoTIFF, tiled) exactly as the
   plugin runs it, LOOKS = L, INPUT_UNITS intensity.
@@ -57,10 +60,13 @@ def load_reference(path: str, rows=HELD_OUT_ROWS, cols=(), units: str = "amplitu
     return load_image_source(source).images[0][0], source.describe()
 
 
-def draw_speckle(clean: np.ndarray, looks: float, seed: int, index: int) -> np.ndarray:
+def draw_speckle(clean: np.ndarray, looks: float, seed: int, index: int, model=None) -> np.ndarray:
     """``clean`` intensity times the protocol's Gamma(L, 1/L) speckle for ``seed`` and the
-    reference at ``index`` (float32): every code path that benchmarks draws through here."""
-    return speckled(clean, looks, np.random.default_rng([seed, index]))
+    reference at ``index`` (float32): every code path that benchmarks draws through here.
+    ``model`` (a :class:`training.speckle_model.SpeckleModel`): its speckle instead (``looks``
+    unused), drawn from the same generator (``SpeckleModel.apply``)."""
+    rng = np.random.default_rng([seed, index])
+    return speckled(clean, looks, rng) if model is None else model.apply(clean, rng)
 
 
 def score(estimate, clean) -> tuple[float, float]:
@@ -69,12 +75,14 @@ def score(estimate, clean) -> tuple[float, float]:
     return psnr_amplitude(estimate, clean), ssim_amplitude(estimate, clean)
 
 
-def held_out_pairs(paths, seed: int, looks: float = LOOKS, rows=HELD_OUT_ROWS, cols=(), units: str = "amplitude"):
+def held_out_pairs(paths, seed: int, looks: float = LOOKS, rows=HELD_OUT_ROWS, cols=(), units: str = "amplitude",
+                   model=None):
     """(index, description, clean, noisy) for each reference of ``paths``: its region as float32
-    linear intensity and the protocol's speckle draw on it for ``seed``."""
+    linear intensity and the protocol's speckle draw on it for ``seed`` (``model``: see
+    :func:`draw_speckle`)."""
     for index, path in enumerate(paths):
         clean, description = load_reference(path, rows, cols, units)
-        yield index, description, clean, draw_speckle(clean, looks, seed, index)
+        yield index, description, clean, draw_speckle(clean, looks, seed, index, model)
 
 
 def write_tif(path: str, intensity: np.ndarray) -> str:
@@ -84,15 +92,20 @@ def write_tif(path: str, intensity: np.ndarray) -> str:
     return path
 
 
-def despeckle_array(intensity: np.ndarray, folder: str | None = None, looks: float = LOOKS, device: str = "cpu",
-                    **settings) -> np.ndarray:
+def despeckle_array(intensity: np.ndarray, folder: str | None = None, looks: float | None = LOOKS,
+                    device: str = "cpu", metadata: dict | None = None, **settings) -> np.ndarray:
     """Despeckle a linear-intensity array through the plugin's file pipeline (``settings``:
-    :class:`DespeckleSettings` fields, e.g. ``model_card``, ``self_ensemble``, ``method``)."""
+    :class:`DespeckleSettings` fields, e.g. ``model_card``, ``self_ensemble``, ``method``;
+    ``looks`` None: estimated, as a run without LOOKS does). ``metadata``: a dict to receive the
+    output's metadata items (``SAR_DESPECKLE_METHOD``, ``..._PARAMETERS``, ``..._LOOKS``: what
+    the run used, e.g. what METHOD = Automatic chose)."""
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         source = write_tif(os.path.join(scratch, "in.tif"), intensity)
         out = os.path.join(scratch, "out.tif")
         despeckle_raster(source, out, DespeckleSettings(units="intensity", looks=looks, device=device, **settings))
         dataset = gdal.Open(out)
         estimate = dataset.GetRasterBand(1).ReadAsArray().astype(np.float64)
+        if metadata is not None:
+            metadata.update(dataset.GetMetadata())
         dataset = None
     return estimate
