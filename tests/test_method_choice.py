@@ -74,6 +74,18 @@ def test_correlation_alone_rules_a_network_out():
     assert choice.model_card is None and best_classical(1.0, True).method == choice.method
 
 
+def test_a_network_serves_only_the_kind_of_speckle_it_was_trained_on():
+    """A network trained on correlated (GRDH-like) speckle does not take white speckle of the same
+    looks, nor speckle more correlated than it was trained for; a white one no correlated."""
+    grdh = card("grdh", looks=4.5, max_correlation=0.74, speckle_model="sentinel1_iw_grdh")
+    white = card("white4", looks=4.5)
+    cards = [("grdh.json", grdh), ("white4.json", white)]
+    assert choose_method(4.5, (0.70, 0.75), cards).model_card == "grdh.json"  # within the margin
+    assert choose_method(4.5, (0.70, 0.85), cards).model_card is None
+    assert choose_method(4.5, (0.02, 0.01), cards).model_card == "white4.json"
+    assert choose_method(4.5, (0.02, 0.01), [("grdh.json", grdh)]).model_card is None
+
+
 def test_looks_tolerance_and_range():
     one = card(looks=1.0)
     assert choose_method(1.2, (0, 0), [("a.json", one)]).model_card == "a.json"
@@ -301,13 +313,24 @@ def correlated_four_look_tif(tmp_path):
     return path
 
 
+@pytest.fixture()
+def correlated_two_look_tif(tmp_path):
+    """Two horizontally neighbouring 1-look samples averaged: about 2 looks, correlated along
+    columns; no shipped network is trained for it."""
+    path = str(tmp_path / "corr2.tif")
+    rng = np.random.default_rng(13)
+    single = rng.exponential(1.0, (192, 193))
+    write_geotiff(path, (scene(192, 192) * 0.5 * (single[:, :-1] + single[:, 1:])).astype(np.float32)[None])
+    return path
+
+
 def run_log(qgis_process, *args):
     done = qgis_process("run", "sar_despeckle:despeckle", *args)
     return done.stdout + done.stderr
 
 
 def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look_tif, correlated_four_look_tif,
-                                                    tmp_path):
+                                                    correlated_two_look_tif, tmp_path):
     from sar_despeckle_plugin.core.raster import raster_info
 
     out = str(tmp_path / "white_out.tif")
@@ -317,11 +340,15 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
 
     out = str(tmp_path / "corr_out.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", f"--OUTPUT={out}")
+    assert "using network sarcnn_grdh: 4.5 looks, sentinel1_iw_grdh speckle" in log, log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_grdh"
+
+    out = str(tmp_path / "corr2_out.tif")
+    log = run_log(qgis_process, f"--INPUT={correlated_two_look_tif}", f"--OUTPUT={out}")
     line = next(line for line in log.splitlines() if "METHOD automatic" in line)
     looks = float(line.split("input ")[1].split(" looks")[0])
     best = best_classical(looks, correlated=True)
-    assert f"no network's model card covers it (sarcnn_default: 1 look, white speckle); using {best.method}, " \
-           f"window {best.window}" in line, line
+    assert "no network's model card covers it" in line and f"using {best.method}, window {best.window}" in line, line
     info = raster_info(out)
     assert info.metadata["SAR_DESPECKLE_METHOD"] == best.method
     assert json.loads(info.metadata["SAR_DESPECKLE_PARAMETERS"])["window"] == best.window

@@ -10,8 +10,10 @@ run's sample and turns ``method = "automatic"`` settings into the chosen method'
 The rule:
 
 1. A network serves the input when its card's ``looks_range`` holds the looks (widened by
-   :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way) and its ``max_correlation`` is at
-   least the measured lag-1 autocorrelation on both axes. The shipped default
+   :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way) and it was trained on the same kind
+   of speckle: white for white input, correlated (``max_correlation`` above
+   :data:`core.models.card.WHITE_CORRELATION`, at least the measured lag-1 autocorrelation on
+   both axes less :data:`CORRELATION_MARGIN`) for correlated input. The shipped default
    (``sarcnn_default``) is tried first, then the other shipped networks, then the user's, in
    METHOD order; the first that serves wins.
 2. Otherwise the classical filter (and window) that scored the best PSNR for the nearest
@@ -35,6 +37,9 @@ from ..errors import SarDespeckleError
 from ..models.card import LOOKS_TOLERANCE, WHITE_CORRELATION, ModelCard, read_card, read_model_cards
 from ..quality import measure_speckle
 
+#: How far a measured lag-1 autocorrelation may pass a card's ``max_correlation`` (the spread of
+#: the measurement on a 512 x 512 image is a few hundredths).
+CORRELATION_MARGIN = 0.05
 #: The METHOD id of the automatic choice.
 AUTOMATIC = "automatic"
 #: Where CLASSICAL_CHOICE comes from (named in the log).
@@ -92,9 +97,15 @@ class Choice:
 
 def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | None) -> bool:
     """Whether the network of ``card`` is made for ``looks`` and speckle of lag-1
-    ``correlation`` (rows, cols; None: not measured, taken as white)."""
+    ``correlation`` (rows, cols; None: not measured, taken as white): the looks in its range,
+    and the same kind of speckle — a network trained on white speckle for white speckle, one
+    trained on correlated speckle for correlated speckle up to its ``max_correlation`` (plus
+    :data:`CORRELATION_MARGIN`, the measurement's own spread)."""
     lag1 = max(correlation) if correlation is not None else 0.0
-    return card.covers(looks, LOOKS_TOLERANCE) and card.max_correlation >= lag1
+    card_white = card.max_correlation <= WHITE_CORRELATION
+    input_white = lag1 <= WHITE_CORRELATION
+    return (card.covers(looks, LOOKS_TOLERANCE) and card_white == input_white
+            and lag1 <= card.max_correlation + CORRELATION_MARGIN)
 
 
 def best_classical(looks: float, correlated: bool, table: Sequence[MeasuredBest] = None) -> MeasuredBest:
