@@ -1,4 +1,4 @@
-"""sar_despeckle:despeckle as users meet it: processing.run, qgis_process, the modeler."""
+"""sar_despeckle:despeckle as users meet it: processing.run, qgis_process, the modeler, bad input."""
 
 import json
 import os
