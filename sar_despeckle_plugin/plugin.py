@@ -16,12 +16,12 @@ class SarDespecklePlugin:
         self.iface = iface
         self.provider = None
 
-    def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
+    def initProcessing(self) -> None:
         if self.provider is None:
             self.provider = SarDespeckleProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
-    def initGui(self) -> None:  # noqa: N802 (QGIS's name)
+    def initGui(self) -> None:
         self.initProcessing()
 
     def unload(self) -> None:

@@ -43,16 +43,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
-import torch  # noqa: E402
+import torch
 
-from sar_despeckle_plugin.core.change.detectors import DETECTORS, Stack  # noqa: E402
-from sar_despeckle_plugin.core.change.pipeline import detect_changes  # noqa: E402
-from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings  # noqa: E402
-from sar_despeckle_plugin.core.change.statistics import omnibus_pvalue  # noqa: E402
-from sar_despeckle_plugin.core.change.thresholds import otsu_threshold  # noqa: E402
-from sar_despeckle_plugin.core.choices import CHANGE_METHOD_LABELS  # noqa: E402
-from sar_despeckle_plugin.core.feedback import Feedback  # noqa: E402
-from training.metrics import confusion, scores  # noqa: E402
+from sar_despeckle_plugin.core.change.detectors import DETECTORS, Stack
+from sar_despeckle_plugin.core.change.pipeline import detect_changes
+from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings
+from sar_despeckle_plugin.core.change.statistics import omnibus_pvalue
+from sar_despeckle_plugin.core.change.thresholds import otsu_threshold
+from sar_despeckle_plugin.core.choices import CHANGE_METHOD_LABELS
+from sar_despeckle_plugin.core.feedback import Feedback
+from training.metrics import confusion, scores
 
 METHODS = list(CHANGE_METHOD_LABELS)
 #: The methods with statistical models (the learned one reads dual-pol data only and has no grid).

@@ -37,10 +37,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS, apply_filter  # noqa: E402
-from sar_despeckle_plugin.core.quality import measure_speckle  # noqa: E402
-from sar_despeckle_plugin.core.speckle import estimate_looks  # noqa: E402
-from training.metrics import psnr_amplitude  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS, apply_filter
+from sar_despeckle_plugin.core.quality import measure_speckle
+from sar_despeckle_plugin.core.speckle import estimate_looks
+from training.metrics import psnr_amplitude
 
 REFERENCES = os.path.join(os.path.dirname(ROOT), "shared", "data", "telecom_paris_clean")
 HELD_OUT_ROWS = (300, 500)

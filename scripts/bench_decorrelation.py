@@ -22,7 +22,6 @@ Prints Markdown tables and writes ``decorrelation.json`` and the PNGs to ``--out
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,15 +34,15 @@ from osgeo import gdal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sar_despeckle_plugin.core.decorrelation.pipeline import (  # noqa: E402
+from sar_despeckle_plugin.core.decorrelation.pipeline import (
     decorrelate_array,
     decorrelate_raster,
     write_report,
 )
-from sar_despeckle_plugin.core.decorrelation.plots import spectra_png  # noqa: E402
-from sar_despeckle_plugin.core.decorrelation.settings import DecorrelationOutputs, DecorrelationSettings  # noqa: E402
-from tests import slc_data  # noqa: E402
-from tests.slc_data import Axis, synthetic_slc  # noqa: E402
+from sar_despeckle_plugin.core.decorrelation.plots import spectra_png
+from sar_despeckle_plugin.core.decorrelation.settings import DecorrelationOutputs, DecorrelationSettings
+from tests import slc_data
+from tests.slc_data import Axis, synthetic_slc
 
 CPU = {"device": "cpu"}
 AXES = ("azimuth", "range")

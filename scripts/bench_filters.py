@@ -27,9 +27,9 @@ from osgeo import gdal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 
 RADIUS = 3
 OTB_PEERS = {

@@ -51,17 +51,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-from bench_networks import DATA, mulog_bm3d, ratio_of, ratio_picture, real_images, speed  # noqa: E402
-from bench_report import number, table  # noqa: E402
-from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings  # noqa: E402
-from sar_despeckle_plugin.core.models.card import list_model_cards, read_card  # noqa: E402
-from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics  # noqa: E402
-from training.benchmark import (  # noqa: E402
+from bench_networks import DATA, mulog_bm3d, ratio_of, ratio_picture, real_images, speed
+from bench_report import number, table
+from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
+from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
+from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
+from training.benchmark import (
     HELD_OUT_ROWS, REFERENCES, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
 )
-from training.speckle_model import PRESETS, SpeckleModel, multilook_white, true_statistics  # noqa: E402
+from training.speckle_model import PRESETS, SpeckleModel, multilook_white, true_statistics
 
 MULOG = "MuLoG+BM3D"
 NOISY = "noisy input"

@@ -39,12 +39,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-from pictures import db_limits, db_stretch, mosaic, save_png  # noqa: E402
-from sample_data import sentinel1_dualpol_intensity  # noqa: E402
-from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS  # noqa: E402
-from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS  # noqa: E402
-from sar_despeckle_plugin.core.models.card import list_model_cards, read_card  # noqa: E402
-from training.benchmark import (  # noqa: E402
+from pictures import db_limits, db_stretch, mosaic, save_png
+from sample_data import sentinel1_dualpol_intensity
+from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS
+from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
+from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
+from training.benchmark import (
     HELD_OUT_ROWS, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
 )
 

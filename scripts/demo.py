@@ -17,11 +17,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from osgeo import gdal  # noqa: E402
+from osgeo import gdal
 
-from pictures import before_after_png  # noqa: E402
-from sample_data import sentinel1_dualpol_intensity  # noqa: E402
-from sar_despeckle_plugin.core.raster import raster_info  # noqa: E402
+from pictures import before_after_png
+from sample_data import sentinel1_dualpol_intensity
+from sar_despeckle_plugin.core.raster import raster_info
 
 SCENE = "shanghai"
 

@@ -24,7 +24,7 @@ from training.tasks import make_task
 from training.trainer import train
 
 from .conftest import ROOT
-from .synthetic import GEOTRANSFORM, assert_refused_without_output, piecewise_scene, read_geotiff, write_geotiff
+from .synthetic import assert_refused_without_output, piecewise_scene, read_geotiff, write_geotiff
 
 QUIET = Feedback()
 SHIPPED = shipped_change_model()

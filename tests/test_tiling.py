@@ -64,7 +64,8 @@ def test_cropped_tiles_equal_whole_image(tile):
     image = rng.gamma(1.0, 1.0, (2, 37, 53)).astype(np.float32)
     valid = rng.random(image.shape) > 0.1
     radius = 3
-    process = lambda v, ok: masked_mean(v, ok, radius)  # noqa: E731
+    def process(v, ok):
+        return masked_mean(v, ok, radius)
     tiled = run(image, TilingOptions(tile=tile, halo=radius, batch_size=3), process, valid).image
     whole_values = torch.from_numpy(np.where(valid, image, 0))[None]
     whole = masked_mean(whole_values, torch.from_numpy(valid)[None], radius)[0].numpy()
@@ -74,7 +75,8 @@ def test_cropped_tiles_equal_whole_image(tile):
 def test_halo_too_small_is_detectably_different():
     """The comparison above can fail: with a short halo, tile borders differ."""
     image = np.random.default_rng(1).gamma(1.0, 1.0, (1, 40, 40)).astype(np.float32)
-    process = lambda v, ok: masked_mean(v, ok, 3)  # noqa: E731
+    def process(v, ok):
+        return masked_mean(v, ok, 3)
     short = run(image, TilingOptions(tile=10, halo=1), process).image
     exact = run(image, TilingOptions(tile=10, halo=3), process).image
     assert np.abs(short - exact).max() > 1e-3

@@ -23,10 +23,10 @@ def run_logged(processing, algorithm, parameters):
             super().__init__()
             self.lines = []
 
-        def pushInfo(self, info):  # noqa: N802 (QGIS's name)
+        def pushInfo(self, info):
             self.lines.append(info)
 
-        def pushWarning(self, warning):  # noqa: N802 (QGIS's name)
+        def pushWarning(self, warning):
             self.lines.append(warning)
 
     feedback = Recorder()

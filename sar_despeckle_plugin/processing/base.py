@@ -61,24 +61,24 @@ class SarAlgorithm(QgsProcessingAlgorithm):
     def group(self) -> str:
         return ""
 
-    def groupId(self) -> str:  # noqa: N802 (QGIS's name)
+    def groupId(self) -> str:
         return ""
 
-    def createInstance(self):  # noqa: N802 (QGIS's name)
+    def createInstance(self):
         return type(self)()
 
     def summary(self) -> str:
         """One paragraph on what the algorithm does; subclasses override."""
         raise NotImplementedError
 
-    def shortHelpString(self) -> str:  # noqa: N802 (QGIS's name)
+    def shortHelpString(self) -> str:
         items = "".join(
             f"<li><b>{p.description()}</b> (<code>{p.name()}</code>): {p.help()}</li>"
             for p in self.parameterDefinitions()
         )
         return f"<p>{self.summary()}</p><ul>{items}</ul>"
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+    def checkParameterValues(self, parameters, context):
         """QGIS's checks, with an out-of-range number named by its label, range and value
         (QGIS itself only says "Incorrect parameter value for WINDOW")."""
         problem = self.out_of_range_number(parameters)

@@ -45,7 +45,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
     def name(self) -> str:
         return "change_detection"
 
-    def displayName(self) -> str:  # noqa: N802 (QGIS's name)
+    def displayName(self) -> str:
         return "Detect changes between SAR dates"
 
     def summary(self) -> str:
@@ -61,7 +61,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "any date are nodata in every output; NaN is refused unless declared as nodata."
         )
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(with_help(
             QgsProcessingParameterMultipleLayers("INPUTS", "Co-registered SAR dates (in date order)",
                                                  QgsProcessing.TypeRaster),
@@ -195,7 +195,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "dates, their first change date (field 'date').",
         ))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+    def checkParameterValues(self, parameters, context):
         raw = parameters.get("INPUTS")
         raw = raw if isinstance(raw, (list, tuple)) else ([raw] if raw else [])
         for value in raw:
@@ -225,7 +225,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             return False, problem
         return super().checkParameterValues(parameters, context)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+    def processAlgorithm(self, parameters, context, feedback):
         with torch_required():
             from ..core.change.pipeline import detect_changes
 

@@ -27,7 +27,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
     def name(self) -> str:
         return "decorrelate"
 
-    def displayName(self) -> str:  # noqa: N802 (QGIS's name)
+    def displayName(self) -> str:
         return "Decorrelate SLC speckle (spectral whitening)"
 
     def summary(self) -> str:
@@ -44,7 +44,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
             "lag-1/lag-2 correlations before and after; a PNG of the spectra goes beside it."
         )
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(with_help(
             QgsProcessingParameterRasterLayer("INPUT", "Input SLC raster"),
             "A single-look complex image, rows along azimuth and columns along range: complex "
@@ -173,7 +173,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("AZIMUTH_LAG1_AFTER", "|lag-1| azimuth after (first channel)"))
         self.addOutput(QgsProcessingOutputNumber("RANGE_LAG1_AFTER", "|lag-1| range after (first channel)"))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+    def checkParameterValues(self, parameters, context):
         ok, message = super().checkParameterValues(parameters, context)
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None:
@@ -185,7 +185,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
                            "to 0, or turn RESAMPLE off.")
         return ok, message
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+    def processAlgorithm(self, parameters, context, feedback):
         with torch_required():
             from ..core.decorrelation.pipeline import decorrelate_raster
 

@@ -57,7 +57,7 @@ class DespeckleAlgorithm(SarAlgorithm):
     def name(self) -> str:
         return "despeckle"
 
-    def displayName(self) -> str:  # noqa: N802 (QGIS's name)
+    def displayName(self) -> str:
         return "Despeckle SAR image"
 
     def summary(self) -> str:
@@ -70,7 +70,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             "refused unless the input declares NaN as its nodata value."
         )
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS's name)
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(with_help(
             QgsProcessingParameterRasterLayer("INPUT", "Input SAR raster"),
             "A calibrated SAR image (GeoTIFF or any GDAL raster) in intensity, amplitude or dB. "
@@ -180,7 +180,7 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+    def checkParameterValues(self, parameters, context):
         ok, message = super().checkParameterValues(parameters, context)
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None:
@@ -194,7 +194,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             return False, problem
         return ok, message
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+    def processAlgorithm(self, parameters, context, feedback):
         with torch_required():
             from ..core.despeckle.pipeline import despeckle_raster
 

@@ -18,7 +18,7 @@ class SarDespeckleProvider(QgsProcessingProvider):
     def name(self) -> str:
         return "SAR Despeckle"
 
-    def longName(self) -> str:  # noqa: N802 (QGIS's name)
+    def longName(self) -> str:
         return "SAR Despeckle: speckle filtering, SLC decorrelation and change detection"
 
     def load(self) -> bool:
@@ -31,10 +31,10 @@ class SarDespeckleProvider(QgsProcessingProvider):
     def unload(self) -> None:
         ProcessingConfig.removeSetting(MODELS_FOLDER_SETTING)
 
-    def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS's name)
+    def loadAlgorithms(self) -> None:
         self.addAlgorithm(DespeckleAlgorithm())
         self.addAlgorithm(DecorrelateAlgorithm())
         self.addAlgorithm(ChangeDetectionAlgorithm())
 
-    def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS's name)
+    def supportedOutputRasterLayerExtensions(self):
         return ["tif"]
