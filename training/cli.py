@@ -42,7 +42,7 @@ def _prepare(args) -> None:
 
 
 def _speckle(args) -> None:
-    from . import speckle_model as sm
+    from . import speckle_fit, speckle_model as sm
 
     if args.preset:
         model = sm.preset(args.preset)
@@ -54,13 +54,13 @@ def _speckle(args) -> None:
 
         source = SourceConfig(path=args.fit, kind="single_look", units=args.units, band=args.band)
         image = load_image_source(source).images[0][0]
-        measured = sm.measure(image)
+        measured = speckle_fit.measure(image)
         if measured is None:
             raise SarDespeckleError(f"'{args.fit}' has too few homogeneous 16 x 16 windows to measure its speckle.")
         print(f"# measured on {args.fit}: {measured.looks:.2f} looks; lag 1/2 rows {measured.rows[0]:.2f}/"
               f"{measured.rows[1]:.2f}, cols {measured.cols[0]:.2f}/{measured.cols[1]:.2f}")
-        model = sm.fit_speckle_model(measured, seed=args.seed)
-    statistics = sm.measure_model(model, seed=args.seed)
+        model = speckle_fit.fit_speckle_model(measured, seed=args.seed)
+    statistics = speckle_fit.measure_model(model, seed=args.seed)
     true = sm.true_statistics(model)
     print(f"# model's draws measured the same way: {statistics['looks']:.2f} looks; lag 1/2 rows "
           f"{statistics['rows'][0]:.2f}/{statistics['rows'][1]:.2f}, cols {statistics['cols'][0]:.2f}/"

@@ -170,10 +170,10 @@ BLIND_SPOT_CORRELATION = 0.15
 
 def speckle_statistics(image_set: ImageSet, limit: int = 256) -> dict | None:
     """The speckle statistics of a real image set: declared or recorded ones, else measured
-    (:func:`training.speckle_model.measure`) on up to ``limit`` of its images or patches."""
+    (:func:`training.speckle_fit.measure`) on up to ``limit`` of its images or patches."""
     if image_set.speckle:
         return image_set.speckle
-    from .speckle_model import measure
+    from .speckle_fit import measure
 
     images = [image[0] for image in image_set.images[:limit]]
     if len({image.shape for image in images}) == 1 and images[0].shape[0] < 256:

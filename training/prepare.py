@@ -216,7 +216,7 @@ def measure_patches(patches: np.ndarray, limit: int = 512) -> dict | None:
     """Looks and lag-1/lag-2 autocorrelation (rows, cols) of the speckle of (N, dates, P, P)
     patches (first date), measured by ``core.quality.measure_speckle`` on a mosaic of up to
     ``limit`` of them spread over the file; None when too few homogeneous windows."""
-    from .speckle_model import measure
+    from .speckle_fit import measure
 
     chosen = patches[np.linspace(0, len(patches) - 1, min(limit, len(patches))).astype(int), 0]
     statistics = measure(np.concatenate(list(chosen), axis=0))
