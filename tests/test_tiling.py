@@ -156,3 +156,11 @@ def test_long_runs_are_announced_after_the_first_tiles():
     assert infos == ["Expected duration about 12 min (100 tiles; measured on the first 4)."]
     _announce_duration(feedback, 10.0, 1, 3000)  # 8 h 20 min
     assert warnings and warnings[0].startswith("Expected duration about 8 h 20 min")
+
+
+def test_small_images_are_one_tile_of_their_own_size():
+    from sar_despeckle_plugin.core.tiling import fit_tile_to_image
+
+    assert fit_tile_to_image(1024, 256, 200, 16) == 256
+    assert fit_tile_to_image(1024, 250, 100, 64) == 256
+    assert fit_tile_to_image(512, 4000, 3000, 16) == 512

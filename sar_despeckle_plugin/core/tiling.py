@@ -92,6 +92,13 @@ def tile_for_width(width: int, bands: int, budget_bytes: int = 160 * 2 ** 20, la
     return tile
 
 
+def fit_tile_to_image(tile: int, height: int, width: int, alignment: int = 64) -> int:
+    """``tile``, shrunk to the image's longer side rounded up to ``alignment``: a small image is
+    one tile of its own size instead of being padded to a full tile (a 256-px image in a
+    1024-px tile costs 16 times the work)."""
+    return min(tile, -(-max(height, width) // alignment) * alignment)
+
+
 def feather_profile(start: int, stop: int, blend: int, length: int) -> np.ndarray:
     """Weights along one axis for a tile core [start, stop) of an axis of ``length`` pixels.
 

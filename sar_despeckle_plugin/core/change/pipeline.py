@@ -33,7 +33,7 @@ from ..feedback import Feedback
 from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache, raster_info
-from ..tiling import TilingOptions, run_tiled, tile_for_width
+from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from . import regions
 from .detectors import DETECTORS, Stack
 from .looks import averaging_factor, coherence_looks, date_looks, radiometric_gains
@@ -471,8 +471,8 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
                 ("date", date_path, MASK_NODATA, gdal.GDT_Byte),
             )
         ]
-        tile = settings.tile or tile_for_width(info.width, info.band_count * k + 3)
-        tile = min(tile, -(-max(info.width, info.height) // 64) * 64)  # small images: one tile
+        tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, info.band_count * k + 3),
+                                 info.height, info.width)
         options = TilingOptions(tile, settings.window // 2 + detector.halo, 0, device=device)
         with contextlib.ExitStack() as stack:
             sink = _SplitSink(*(stack.enter_context(w) if w else None for w in writers), sieve and bool(date_path))

@@ -26,7 +26,7 @@ from ..models.normalisation import reference_level
 from ..outputs import OutputSet, check_destinations, staged_file
 from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
-from ..tiling import TilingOptions, run_tiled, tile_for_width
+from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from ..version import plugin_version
 from . import filters
 from . import report as quality_report
@@ -184,7 +184,8 @@ def despeckle_raster(
     )
     descriptions = [info.descriptions[b - 1] for b in reader.bands]
     bands = len(reader.bands)
-    tile = settings.tile or tile_for_width(info.width, bands * (2 if extra else 1))
+    tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, bands * (2 if extra else 1)),
+                             info.height, info.width, despeckler.alignment)
     quality = None
     with OutputSet() as run:
         while True:
