@@ -115,11 +115,22 @@ def test_unmeasurable_correlation_counts_as_white_and_says_so():
 def test_measured_correlation_of_white_and_averaged_speckle():
     rng = np.random.default_rng(0)
     white = rng.exponential(1.0, (256, 256))
-    rows, cols = measure_correlation([white], [np.ones_like(white, bool)])
-    assert abs(rows) < 0.05 and abs(cols) < 0.05
+    (rows, cols), lag2 = measure_correlation([white], [np.ones_like(white, bool)])
+    assert abs(rows) < 0.05 and abs(cols) < 0.05 and max(map(abs, lag2)) < 0.05
     averaged = two_by_two(rng, 256, 256)
-    rows, cols = measure_correlation([averaged[:128], averaged[128:]], [np.ones((128, 256), bool)] * 2)
-    assert 0.4 < rows < 0.6 and 0.4 < cols < 0.6
+    (rows, cols), lag2 = measure_correlation([averaged[:128], averaged[128:]], [np.ones((128, 256), bool)] * 2)
+    assert 0.4 < rows < 0.6 and 0.4 < cols < 0.6 and max(map(abs, lag2)) < 0.05
+
+
+def test_scene_texture_does_not_make_white_speckle_correlated():
+    """Weak (16-look) white speckle over a textured scene: lag 1 and lag 2 both carry the
+    texture; the speckle's own part (lag 1 - lag 2) is white, so the white network serves it.
+    Sentinel-1 GRDH's lag 1 / 2 (0.72 / 0.30) stays correlated."""
+    looks_net = card("looks", looks=4.0, looks_range=[1.0, 16.0])
+    texture = choose_method(16.0, (0.195, 0.207), [("l.json", looks_net)], lag2=(0.136, 0.192))
+    assert texture.model_card == "l.json" and "scene texture" in texture.reason
+    grdh = choose_method(4.5, (0.72, 0.75), [("l.json", looks_net)], lag2=(0.30, 0.43))
+    assert grdh.model_card is None and "correlated speckle" in grdh.reason
 
 
 # -- card fields ---------------------------------------------------------------------------------

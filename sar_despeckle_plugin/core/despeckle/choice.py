@@ -13,7 +13,9 @@ The rule:
    :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way) and it was trained on the same kind
    of speckle: white for white input, correlated (``max_correlation`` above
    :data:`core.models.card.WHITE_CORRELATION`, at least the measured lag-1 autocorrelation on
-   both axes less :data:`CORRELATION_MARGIN`) for correlated input. The shipped default
+   both axes less :data:`CORRELATION_MARGIN`) for correlated input. Speckle counts as
+   correlated when its own part of the lag-1 autocorrelation (lag 1 less lag 2, which scene
+   texture shares: :func:`speckle_correlation`) exceeds :data:`WHITE_CORRELATION`. The shipped default
    (``sarcnn_default``) is tried first, then the other shipped networks, then the user's, in
    METHOD order; the first that serves wins.
 2. Otherwise the classical filter (and window) that scored the best PSNR for the nearest
@@ -95,17 +97,33 @@ class Choice:
     reason: str
 
 
-def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | None) -> bool:
+def speckle_correlation(correlation: tuple[float, float] | None,
+                        lag2: tuple[float, float] | None = None) -> float:
+    """What the speckle itself contributes to the measured lag-1 autocorrelation (the larger
+    axis): scene texture correlates over many pixels, so it shows at lag 2 nearly as much as at
+    lag 1, while speckle correlation (finite resolution, multilooking, resampling) falls within
+    a pixel or two. So the lag-2 value (when positive) is taken off lag 1. Weak multi-look
+    speckle over a textured scene thus counts as white, Sentinel-1 GRDH (lag 1 / 2 about
+    0.72 / 0.30) as correlated."""
+    if correlation is None:
+        return 0.0
+    lag2 = lag2 or (0.0, 0.0)
+    return max(lag1 - max(later, 0.0) for lag1, later in zip(correlation, lag2))
+
+
+def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | None,
+           lag2: tuple[float, float] | None = None) -> bool:
     """Whether the network of ``card`` is made for ``looks`` and speckle of lag-1
-    ``correlation`` (rows, cols; None: not measured, taken as white): the looks in its range,
-    and the same kind of speckle — a network trained on white speckle for white speckle, one
-    trained on correlated speckle for correlated speckle up to its ``max_correlation`` (plus
+    ``correlation`` (rows, cols; None: not measured, taken as white; ``lag2``: the lag-2 values,
+    see :func:`speckle_correlation`): the looks in its range, and the same kind of speckle — a
+    network trained on white speckle for white speckle, one trained on correlated speckle for
+    correlated speckle whose lag-1 autocorrelation is at most its ``max_correlation`` (plus
     :data:`CORRELATION_MARGIN`, the measurement's own spread)."""
-    lag1 = max(correlation) if correlation is not None else 0.0
     card_white = card.max_correlation <= WHITE_CORRELATION
-    input_white = lag1 <= WHITE_CORRELATION
-    return (card.covers(looks, LOOKS_TOLERANCE) and card_white == input_white
-            and lag1 <= card.max_correlation + CORRELATION_MARGIN)
+    input_white = speckle_correlation(correlation, lag2) <= WHITE_CORRELATION
+    if not card.covers(looks, LOOKS_TOLERANCE) or card_white != input_white:
+        return False
+    return card_white or max(correlation) <= card.max_correlation + CORRELATION_MARGIN
 
 
 def best_classical(looks: float, correlated: bool, table: Sequence[MeasuredBest] = None) -> MeasuredBest:
@@ -128,23 +146,27 @@ def _card_text(card: ModelCard) -> str:
 
 def choose_method(looks: float, correlation: tuple[float, float] | None,
                   cards: Sequence[tuple[str, ModelCard]], looks_given: bool = False,
-                  table: Sequence[MeasuredBest] = None) -> Choice:
+                  table: Sequence[MeasuredBest] = None, lag2: tuple[float, float] | None = None) -> Choice:
     """The method for an input of ``looks`` whose speckle has lag-1 autocorrelation
-    ``correlation`` = (rows, cols) (None: could not be measured, taken as white), among the
-    networks of ``cards`` ((path, card), in METHOD order) and the classical filters (see the
-    module doc for the rule). ``looks_given``: the user gave LOOKS (else they were estimated)."""
+    ``correlation`` = (rows, cols) (None: could not be measured, taken as white; ``lag2``: the
+    lag-2 values, see :func:`speckle_correlation`), among the networks of ``cards`` ((path,
+    card), in METHOD order) and the classical filters (see the module doc for the rule).
+    ``looks_given``: the user gave LOOKS (else they were estimated)."""
     source = "given" if looks_given else "estimated"
+    correlated = speckle_correlation(correlation, lag2) > WHITE_CORRELATION
     if correlation is None:
         measured = "speckle correlation not measurable (too few homogeneous windows: taken as white)"
     else:
         measured = f"speckle lag-1 correlation {correlation[0]:.2f} / {correlation[1]:.2f} (rows / cols)"
+        if not correlated and max(correlation) > WHITE_CORRELATION:
+            measured += (f", lag 2 {lag2[0]:.2f} / {lag2[1]:.2f}: scene texture, correlated over many pixels; "
+                         "the speckle itself is white")
     head = f"METHOD automatic: input {looks:.2f} looks ({source}), {measured}"
     ordered = sorted(cards, key=lambda item: item[1].name != DEFAULT_NETWORK)
     for path, card in ordered:
-        if serves(card, looks, correlation):
+        if serves(card, looks, correlation, lag2):
             return Choice(card.name, None, path, f"{head}: using network {_card_text(card)}, whose model card "
                           "covers these looks and this speckle.")
-    correlated = correlation is not None and max(correlation) > WHITE_CORRELATION
     best = best_classical(looks, correlated, table)
     networks = "; ".join(_card_text(card) for _, card in ordered) if ordered else "none installed"
     kind = "correlated" if correlated else "white"
@@ -174,18 +196,18 @@ def candidate_cards(paths: Sequence[str] | None, warn: Callable[[str], None]) ->
     return cards
 
 
-def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> tuple[float, float] | None:
-    """Lag-1 speckle autocorrelation (rows, cols) of a band's sample windows (linear intensity),
-    by :func:`core.quality.measure_speckle` on their mosaic; None when too few homogeneous
-    windows."""
+def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray]):
+    """Speckle autocorrelation of a band's sample windows (linear intensity), by
+    :func:`core.quality.measure_speckle` on their mosaic: ((lag-1 rows, cols), (lag-2 rows,
+    cols)); None when too few homogeneous windows."""
     if len(intensity) > 1 and len({v.shape[1] for v in intensity}) == 1:
         values, ok = np.concatenate(intensity, axis=0), np.concatenate(valid, axis=0)
     else:
         values, ok = intensity[0], valid[0]
-    statistics = measure_speckle(np.asarray(values, np.float64), ok & (values > 0), lags=1)
-    if statistics is None or not all(math.isfinite(v) for v in (statistics.rows[0], statistics.cols[0])):
+    statistics = measure_speckle(np.asarray(values, np.float64), ok & (values > 0), lags=2)
+    if statistics is None or not all(math.isfinite(v) for v in statistics.rows + statistics.cols):
         return None
-    return statistics.rows[0], statistics.cols[0]
+    return (statistics.rows[0], statistics.cols[0]), (statistics.rows[1], statistics.cols[1])
 
 
 def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback):
@@ -198,9 +220,12 @@ def resolve_automatic(settings, samples, units: str, looks: Sequence[float], fee
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
         correlations.append(measure_correlation(intensity, sample.valid))
     measured = [c for c in correlations if c is not None]
-    correlation = (max(c[0] for c in measured), max(c[1] for c in measured)) if measured else None
+    # the most demanding band: the strongest lag-1 correlation on each axis, with its lag 2
+    strongest = [max(measured, key=lambda c: c[0][axis]) for axis in (0, 1)] if measured else None
+    correlation = (strongest[0][0][0], strongest[1][0][1]) if measured else None
+    lag2 = (strongest[0][1][0], strongest[1][1][1]) if measured else None
     cards = candidate_cards(settings.networks, feedback.warn)
-    choice = choose_method(min(looks), correlation, cards, settings.looks is not None)
+    choice = choose_method(min(looks), correlation, cards, settings.looks is not None, lag2=lag2)
     feedback.info(choice.reason)
     settings = dataclasses.replace(settings, networks=None)  # consumed: outputs record the choice
     if choice.model_card:
