@@ -526,7 +526,8 @@ def main() -> None:
     parser.add_argument("--grdh-mulog-looks", choices=("exact", "estimated"), default="exact",
                         help="looks MuLoG + BM3D gets on GRDH speckle: the preset's exact ENL, or the estimate")
     parser.add_argument("--no-mulog", action="store_true", help="leave MuLoG + BM3D out")
-    parser.add_argument("--mulog-jobs", type=int, default=1, help="MuLoG + BM3D images at a time")
+    parser.add_argument("--mulog-jobs", type=int, default=os.cpu_count() or 1,
+                        help="MuLoG + BM3D images at a time (each runs on one core; default: the CPU count)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("full", "real", "point", "speed"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -540,7 +541,8 @@ def main() -> None:
     methods = {default: default_settings, **{name: {"model_card": card} for name, card in networks.items()},
                **{m: {"method": m, "window": 7} for m in classical}}
     chosen = conditions(args.conditions, args.grdh_mulog_looks)
-    result = {"cpu_count": os.cpu_count(), "default": {"label": default, "settings": default_settings},
+    result = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+              "default": {"label": default, "settings": default_settings}, "networks": networks,
               "seeds": args.seeds, "rows": list(HELD_OUT_ROWS), "references": list(REFERENCES),
               "grdh_mulog_looks": args.grdh_mulog_looks,
               "conditions": {n: {"label": c.label, "speckle": c.model.describe(), "exact_looks": c.exact_looks}
@@ -571,10 +573,12 @@ def main() -> None:
             points = result["point_target"] = point_target(point_methods, folder, out=args.out)
             lines += point_markdown(points)
         if "speed" not in args.skip:
+            load = result["load_average_before_speed"] = os.getloadavg()
             seconds = speed(None, folder, True, looks=None, **default_settings)
             result["seconds_per_mpx"] = seconds
             lines += [f"Speed of the default, 2048 x 2048 single-look image, file to file, LOOKS empty, "
-                      f"{os.cpu_count()} CPU cores: **{seconds:.2f} s per megapixel**.", ""]
+                      f"{os.cpu_count()} CPU cores (load average {load[0]:.1f} before): **{seconds:.2f} s per "
+                      "megapixel**.", ""]
     found = result["targets"] = targets(summary, real, points, seconds, default)
     lines += targets_markdown(found)
     text = "\n".join(lines).rstrip() + "\n"
