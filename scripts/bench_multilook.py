@@ -397,8 +397,8 @@ def point_target(methods: dict[str, dict], folder: str, path: str = CORNER_REFLE
             from pictures import db_limits, db_stretch, mosaic, save_png
 
             low, high = db_limits(intensity)
-            save_png(mosaic([[db_stretch(v, low, high) for v in (intensity, *pictures)]]),
-                     os.path.join(out, f"point_target_{polarisation}.png"))
+            enlarged = [np.kron(db_stretch(v, low, high), np.ones((3, 3), np.uint8)) for v in (intensity, *pictures)]
+            save_png(mosaic([enlarged]), os.path.join(out, f"point_target_{polarisation}.png"))
     return result
 
 
@@ -505,7 +505,8 @@ def point_markdown(points: dict) -> list[str]:
     return [f"Corner reflector (ALOS PALSAR RSLC, Rio Branco, {first['shape'][0]} x {first['shape'][1]}; peak "
             f"{first['peak_over_median_db']:.0f} dB over the median in {next(iter(points))}), LOOKS empty: share of the "
             f"peak pixel's intensity and of its 3 x 3 energy kept (target: peak >= {PEAK_KEPT:.0%}, energy within "
-            f"{ENERGY_TOLERANCE:.0%}); pictures `point_target_<pol>.png` (input, then each method).", ""] + table(
+            f"{ENERGY_TOLERANCE:.0%}); pictures `point_target_<pol>.png`, 3 x enlarged, dB: input, "
+            f"{', '.join(first['methods'])}.", ""] + table(
         ["pol", "method", "ran", "peak kept", "3 x 3 energy", "target"], rows, "lllrrl")
 
 
