@@ -86,6 +86,16 @@ def test_a_network_serves_only_the_kind_of_speckle_it_was_trained_on():
     assert choose_method(4.5, (0.02, 0.01), [("grdh.json", grdh)]).model_card is None
 
 
+def test_mildly_correlated_single_look_speckle_keeps_the_white_network():
+    """An oversampled SLC's speckle (lag-1 about 0.2): no correlated network covers 1 look, and
+    the white-trained network beats every classical filter there (23.51 against 21.39 dB)."""
+    shipped = read_card(SHIPPED_CARD)
+    mild = choose_method(1.0, (0.22, 0.05), [(SHIPPED_CARD, shipped)], lag2=(0.01, 0.0))
+    assert mild.model_card == SHIPPED_CARD and "still beats every classical filter" in mild.reason
+    strong = choose_method(1.0, (0.40, 0.05), [(SHIPPED_CARD, shipped)], lag2=(0.01, 0.0))
+    assert strong.model_card is None
+
+
 def test_looks_tolerance_and_range():
     one = card(looks=1.0)
     assert choose_method(1.2, (0, 0), [("a.json", one)]).model_card == "a.json"
