@@ -44,6 +44,7 @@ from sample_data import sentinel1_dualpol_intensity
 from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS
 from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
 from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
+from sar_despeckle_plugin.core.quality import ratio_statistics as quality_ratio_statistics
 from training.benchmark import (
     HELD_OUT_ROWS, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
 )
@@ -141,20 +142,14 @@ def real_images(folder: str) -> dict[str, np.ndarray]:
     return images
 
 
-def lag1(ratio: np.ndarray, axis: int) -> float:
-    centred = ratio - ratio.mean()
-    a = np.take(centred, range(centred.shape[axis] - 1), axis=axis)
-    b = np.take(centred, range(1, centred.shape[axis]), axis=axis)
-    return float((a * b).mean() / centred.var())
-
-
 def ratio_of(intensity: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, dict]:
     """The ratio image I / I_hat (1 where either is not positive) and its statistics over the
-    pixels where both are positive."""
+    pixels where both are positive (:func:`core.quality.ratio_statistics`, the quality report's)."""
     valid = (intensity > 0) & (estimate > 0)
     ratio = np.where(valid, intensity / np.where(valid, estimate, 1), 1.0)
-    stats = {"mean": float(ratio[valid].mean()), "enl": float(ratio[valid].mean() ** 2 / ratio[valid].var()),
-             "lag1_rows": lag1(ratio, 0), "lag1_cols": lag1(ratio, 1), "shape": list(intensity.shape)}
+    statistics = quality_ratio_statistics(intensity, estimate)
+    stats = {"mean": statistics.mean, "enl": statistics.looks, "lag1_rows": statistics.rows[0],
+             "lag1_cols": statistics.cols[0], "shape": list(intensity.shape)}
     return ratio, stats
 
 
