@@ -125,17 +125,22 @@ WRITER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _writer(mode, like, out, **popen):
+def _writer(mode, like, out):
     script = WRITER_SCRIPT.format(root=ROOT, like=like, out=out)
     return subprocess.Popen([sys.executable, "-c", script, mode], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _older_output(path) -> bytes:
+    """Write a small GeoTIFF at ``path``, standing for a good result of an earlier run; its bytes."""
+    write_geotiff(str(path), np.full((8, 8), 7, np.float32))
+    return _bytes(path)
 
 
 def test_a_write_that_fails_midway_fails_the_run_and_keeps_the_older_file(tmp_path):
     like = write_geotiff(str(tmp_path / "like.tif"), np.ones((128, 128), np.float32))
     out = str(tmp_path / "out.tif")
-    write_geotiff(out, np.full((8, 8), 7, np.float32))
-    older = _bytes(out)
+    older = _older_output(out)
     process = _writer("limit", like, out)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 1, stderr
@@ -146,8 +151,7 @@ def test_a_write_that_fails_midway_fails_the_run_and_keeps_the_older_file(tmp_pa
 def test_sigterm_removes_the_partial_file_and_keeps_the_older_file(tmp_path):
     like = write_geotiff(str(tmp_path / "like.tif"), np.ones((64, 64), np.float32))
     out = str(tmp_path / "out.tif")
-    write_geotiff(out, np.full((8, 8), 7, np.float32))
-    older = _bytes(out)
+    older = _older_output(out)
     process = _writer("sigterm", like, out)
     assert process.stdout.readline().strip() == "writing"
     assert any(name.endswith(".partial.tif") for name in os.listdir(tmp_path))
@@ -329,8 +333,7 @@ def test_sigterm_to_qgis_process_leaves_no_partial_file_and_keeps_the_older_outp
 
     scene = write_geotiff(str(tmp_path / "big.tif"), speckle(piecewise_scene(2400, 2400), 1))
     out = str(tmp_path / "out.tif")
-    write_geotiff(out, np.full((8, 8), 7, np.float32))
-    older = _bytes(out)
+    older = _older_output(out)
     process = qgis_process.start("run", "sar_despeckle:despeckle", f"--INPUT={scene}", f"--OUTPUT={out}")
     deadline = time.monotonic() + 120
     while not any(".partial" in name for name in os.listdir(tmp_path)):

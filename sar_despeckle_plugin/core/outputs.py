@@ -102,7 +102,7 @@ def check_destinations(
                 )
     for index, (name, path) in enumerate(named_outputs):
         for other_name, other_path in named_outputs[:index]:
-            if _same_file(path, other_path) or path == other_path:
+            if _same_file(path, other_path):
                 raise SarDespeckleError(
                     f"{other_name} and {name} are the same file '{path}': give each output its own path."
                 )

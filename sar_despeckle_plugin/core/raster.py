@@ -1,8 +1,8 @@
 """GDAL raster I/O by windows, and atomic GeoTIFF writing.
 
-Every algorithm reads and writes its rasters through this module. Readers hand out windows as numpy arrays of layout
-(bands, rows, cols); windows may stick out of the image, the outside being filled with 0 and
-flagged invalid, which is how the tiling engine pads. Writers write a tiled, compressed GeoTIFF
+Every algorithm reads and writes its rasters through this module. Readers hand out windows as
+numpy arrays of layout (bands, rows, cols); windows may stick out of the image, the outside being
+filled with 0 and flagged invalid, which is how the tiling engine pads. Writers write a tiled, compressed GeoTIFF
 to a hidden partial file beside the destination and rename it on success (see
 :mod:`core.outputs`), so a failed or cancelled run leaves nothing behind and keeps an older file.
 """
@@ -278,9 +278,14 @@ class RasterWriter:
         self._gdal_errors: list[str] = []
 
     @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample of one band."""
+        return max(1, gdal.GetDataTypeSize(self.data_type) // 8)
+
+    @property
     def expected_bytes(self) -> int:
         """Uncompressed size of the data (speckled floats barely compress)."""
-        return self.like.pixel_count * self.band_count * max(1, gdal.GetDataTypeSize(self.data_type) // 8)
+        return self.like.pixel_count * self.band_count * self.sample_bytes
 
     @contextlib.contextmanager
     def _capturing_gdal_errors(self) -> Iterator[None]:
@@ -319,8 +324,7 @@ class RasterWriter:
         driver = gdal.GetDriverByName("GTiff")
         dataset = self._dataset = driver.Create(
             self._temp_path, self.like.width, self.like.height, self.band_count, self.data_type,
-            _creation_options(self.like.pixel_count, self.band_count,
-                              max(1, gdal.GetDataTypeSize(self.data_type) // 8)),
+            _creation_options(self.like.pixel_count, self.band_count, self.sample_bytes),
         )
         if dataset is None:
             raise write_failure(self.path, "; ".join(self._gdal_errors) or gdal.GetLastErrorMsg())
