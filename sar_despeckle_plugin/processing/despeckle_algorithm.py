@@ -20,7 +20,6 @@ from ..core.choices import (
     AUTOMATIC_METHOD, AUTOMATIC_METHOD_LABEL, CLASSICAL_METHOD_LABELS, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS,
 )
 from ..core.despeckle.settings import DespeckleSettings
-from ..core.models.card import WHITE_CORRELATION
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, torch_required, with_help
 from .user_models import model_card_problem, model_cards, user_models_folder
@@ -50,7 +49,7 @@ def available_methods() -> list[tuple[str, str | None]]:
         shared = f", {os.path.basename(path)}" if names.count(card.name) > 1 else ""
         low, high = card.looks_range
         looks = f"{low:g} look(s)" if low == high else f"{low:g}-{high:g} looks"
-        speckle = "" if card.max_correlation <= WHITE_CORRELATION else f", {card.speckle_model} speckle"
+        speckle = "" if card.white else f", {card.speckle_model} speckle"
         methods.append((f"{card.name} ({origin}, {looks}{speckle}{shared})", path))
     return methods
 

@@ -129,11 +129,10 @@ def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | Non
     network trained on white speckle for white speckle, one trained on correlated speckle for
     correlated speckle whose lag-1 autocorrelation is at most its ``max_correlation`` (plus
     :data:`CORRELATION_MARGIN`, the measurement's own spread)."""
-    card_white = card.max_correlation <= WHITE_CORRELATION
     input_white = speckle_correlation(correlation, lag2) <= WHITE_CORRELATION
-    if not card.covers(looks, LOOKS_TOLERANCE) or card_white != input_white:
+    if not card.covers(looks, LOOKS_TOLERANCE) or card.white != input_white:
         return False
-    return card_white or max(correlation) <= card.max_correlation + CORRELATION_MARGIN
+    return card.white or max(correlation) <= card.max_correlation + CORRELATION_MARGIN
 
 
 def best_classical(looks: float, correlated: bool, table: Sequence[MeasuredBest] = None) -> MeasuredBest:
@@ -149,7 +148,7 @@ def best_classical(looks: float, correlated: bool, table: Sequence[MeasuredBest]
 def _card_text(card: ModelCard) -> str:
     low, high = card.looks_range
     looks = f"{low:g} look{'s' if low != 1 else ''}" if low == high else f"{low:g}-{high:g} looks"
-    speckle_text = "white speckle" if card.max_correlation <= WHITE_CORRELATION else (
+    speckle_text = "white speckle" if card.white else (
         f"{card.speckle_model} speckle, lag-1 up to {card.max_correlation:g}")
     return f"{card.name}: {looks}, {speckle_text}"
 
@@ -179,7 +178,7 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
                           "covers these looks and this speckle.")
     if speckle_correlation(correlation, lag2) <= WHITE_NETWORK_TOLERANCE:
         for path, card in ordered:
-            if card.max_correlation <= WHITE_CORRELATION and card.covers(looks, LOOKS_TOLERANCE):
+            if card.white and card.covers(looks, LOOKS_TOLERANCE):
                 return Choice(card.name, None, path, (
                     f"{head}: using network {_card_text(card)}: no network trained on correlated speckle "
                     f"covers these looks, and one trained on white speckle still beats every classical "

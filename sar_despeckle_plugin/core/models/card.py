@@ -97,6 +97,11 @@ class ModelCard:
         if self.looks_range is None:
             self.looks_range = [self.looks, self.looks]
 
+    @property
+    def white(self) -> bool:
+        """Whether the network was trained on white speckle (not spatially correlated)."""
+        return self.max_correlation <= WHITE_CORRELATION
+
     def covers(self, looks: float, tolerance: float = LOOKS_TOLERANCE) -> bool:
         """Whether ``looks`` lies in ``looks_range``, widened by ``tolerance`` (relative) each way."""
         low, high = self.looks_range
