@@ -65,6 +65,8 @@ BAND_LAYOUT_LABELS = {
 
 #: Number of bands every date must have in each layout.
 LAYOUT_BANDS = {"single": 1, "dual": 2, "c2": 4}
+#: Indices of the intensity (diagonal) bands of each layout.
+INTENSITY_BANDS = {"single": (0,), "dual": (0, 1), "c2": (0, 1)}
 
 # ------------------------------------------------------------------------------------------
 # sar_despeckle:decorrelate

@@ -20,7 +20,8 @@ from ..feedback import Feedback
 from ..models.card import read_card
 from ..models.normalisation import reference_level
 from ..models.weights import load_model
-from .settings import INTENSITY_BANDS, ChangeSettings
+from ..choices import INTENSITY_BANDS
+from .settings import ChangeSettings
 from .statistics import change_dates, log_ratio_index, log_ratio_pvalue, omnibus_pvalue, sequential_pvalues
 from .thresholds import THRESHOLD_METHODS, automatic_threshold
 

@@ -1,6 +1,6 @@
-"""What the tests need to know about the dates, from the sample (numpy): the equivalent number
-of looks of each date, the speckle correlation factor of the boxcar, and the radiometric gains
-that match every date's level to date 1's.
+"""What the tests need to know about the dates, from the sample (numpy), beyond their looks
+(``core.stack.stack_looks``): the speckle correlation factor of the boxcar, and the radiometric
+gains that match every date's level to date 1's.
 
 Arrays are per sample window: intensities (rows, cols) with their validity masks; C2
 covariances (4, rows, cols) (C11, C22, Re C12, Im C12, linear).
@@ -13,32 +13,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-
-from .. import speckle
-
-
-def date_looks(intensities: Sequence[list[np.ndarray]], valid: Sequence[np.ndarray]) -> float:
-    """ENL of one date: the mean of its intensity channels' estimates (core.speckle)."""
-    return float(np.mean([speckle.estimate_looks(windows, valid) for windows in intensities]))
-
-
-def coherence_looks(covariances: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> float:
-    """ENL of C2 data from the co/cross-pol sample coherence: 1 / mean |gamma|^2.
-
-    Where the true VV/VH coherence is zero (reflection symmetry, natural surfaces) the squared
-    sample coherence of n-look complex Wishart data is Beta(1, n - 1), of mean 1/n; any true
-    coherence only raises it, so the estimate errs low (towards fewer false alarms). Texture,
-    which makes the intensity-based estimate err low too, does not affect it.
-    """
-    values = []
-    for cov, ok in zip(covariances, valid):
-        c11, c22, re, im = (band[ok].astype(np.float64) for band in cov)
-        keep = (c11 > 0) & (c22 > 0)
-        values.append((re[keep] ** 2 + im[keep] ** 2) / (c11[keep] * c22[keep]))
-    squared = np.concatenate(values) if values else np.empty(0)
-    if squared.size < 100 or not squared.mean() > 0:
-        return 1.0
-    return float(max(1.0, 1.0 / squared.mean()))
 
 
 #: Side of the blocks the speckle correlation is measured in.

@@ -21,120 +21,24 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from osgeo import gdal, osr
+from osgeo import gdal
 
-from .. import speckle
-from .. import units as units_rule
-from ..choices import LAYOUT_BANDS
+from .. import speckle, stack
+from ..choices import INTENSITY_BANDS
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
-from ..raster import RasterReader, RasterWriter, bounded_gdal_cache, raster_info
+from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from . import regions
 from .detectors import DETECTORS, Stack
-from .looks import averaging_factor, coherence_looks, date_looks, radiometric_gains
+from .looks import averaging_factor, radiometric_gains
 from .settings import (
-    BLOCKS, INTENSITY_BANDS, MAP_NODATA, MASK_NODATA, MIN_LOOKS_MARGIN, MIN_SIDE, SAMPLE_PIXELS,
+    BLOCKS, MAP_NODATA, MASK_NODATA, MIN_LOOKS_MARGIN, MIN_SIDE, SAMPLE_PIXELS,
     ChangeOutputs, ChangeReport, ChangeSettings, check_outputs, check_settings,
 )
-
-
-def _same_crs(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    if not a or not b:
-        return False
-    first, second = osr.SpatialReference(), osr.SpatialReference()
-    first.ImportFromWkt(a)
-    second.ImportFromWkt(b)
-    return bool(first.IsSame(second))
-
-
-def _open_dates(inputs: Sequence[str], layout: str) -> list[RasterReader]:
-    """One reader per date, after checking that the dates share grid and band layout."""
-    bands = LAYOUT_BANDS[layout]
-    infos = [raster_info(path) for path in inputs]
-    first = infos[0]
-    for date, info in enumerate(infos, 1):
-        if info.is_complex:
-            raise SarDespeckleError(
-                f"Date {date} ('{info.path}') is complex: give detected intensities or the C2 "
-                "covariance bands (C11, C22, Re C12, Im C12) instead of SLC data."
-            )
-        if info.width < MIN_SIDE or info.height < MIN_SIDE:
-            raise SarDespeckleError(
-                f"Date {date} ('{info.path}') is only {info.width} x {info.height} pixels; change "
-                f"detection needs at least {MIN_SIDE} x {MIN_SIDE}."
-            )
-    counts = {info.band_count for info in infos}
-    if len(counts) > 1:
-        listing = ", ".join(f"date {d}: {info.band_count}" for d, info in enumerate(infos, 1))
-        raise SarDespeckleError(
-            f"The dates have different band layouts ({listing} bands): every date must have the "
-            "same bands in the same order."
-        )
-    if first.band_count != bands:
-        raise SarDespeckleError(
-            f"The inputs have {first.band_count} band(s) but BAND_LAYOUT '{layout}' needs {bands} per "
-            "date (single-pol: 1; dual-pol intensities: VV, VH; C2: C11, C22, Re C12, Im C12). "
-            "Choose the matching BAND_LAYOUT or extract the bands first."
-        )
-    for date, info in enumerate(infos[1:], 2):
-        if (info.width, info.height) != (first.width, first.height):
-            raise SarDespeckleError(
-                f"Date {date} ('{info.path}') is {info.width} x {info.height} pixels but date 1 is "
-                f"{first.width} x {first.height}: the dates must be co-registered on one grid "
-                "(resample them with GDAL Warp first)."
-            )
-        if not _same_crs(info.crs_wkt, first.crs_wkt):
-            raise SarDespeckleError(
-                f"Date {date} ('{info.path}') has a different CRS from date 1: the dates must be "
-                "co-registered on one grid (reproject them with GDAL Warp first)."
-            )
-        if not _same_grid(info.geotransform, first.geotransform):
-            raise SarDespeckleError(
-                f"Date {date} ('{info.path}') is on a different grid from date 1 (geotransform "
-                f"{info.geotransform} against {first.geotransform}): the dates must be co-registered "
-                "on one grid (resample them with GDAL Warp first)."
-            )
-        named = [(a, b) for a, b in zip(first.descriptions, info.descriptions) if a and b]
-        if any(a.lower() != b.lower() for a, b in named):
-            raise SarDespeckleError(
-                f"Date {date} has bands {list(info.descriptions)} but date 1 has "
-                f"{list(first.descriptions)}: every date must have the same bands in the same order."
-            )
-    return [RasterReader(path) for path in inputs]
-
-
-def _same_grid(a: tuple, b: tuple) -> bool:
-    """Geotransforms equal to a thousandth of a pixel (or both missing)."""
-    if len(a) != len(b):
-        return False
-    if not a:
-        return True
-    pixel = max(abs(v) for v in (b[1], b[2], b[4], b[5])) or 1.0
-    return bool(np.allclose(a, b, rtol=0, atol=1e-3 * pixel))
-
-
-class StackReader:
-    """Reads the same window from every date: values and validity (k * bands, rows, cols)."""
-
-    def __init__(self, readers: list[RasterReader]) -> None:
-        self.readers = readers
-        self.height, self.width = readers[0].height, readers[0].width
-
-    def read_fill(self, row, col, height, width):
-        """Values, validity and the zero rule's fill mask (:class:`core.speckle.ZeroFillReader`)."""
-        parts = [reader.read_fill(row, col, height, width) for reader in self.readers]
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-
-    def read(self, row, col, height, width):
-        values, valid, _ = self.read_fill(row, col, height, width)
-        return values, valid
 
 
 @dataclass(frozen=True)
@@ -151,38 +55,17 @@ class _Plan:
 
 
 def _linear(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw (B, k*C, H, W) -> linear covariance (B, k, C, H, W) and joint validity (B, H, W)."""
-    batch, _, height, width = values.shape
-    k = len(plan.looks)
-    values = values.reshape(batch, k, -1, height, width).float()
-    valid = valid.reshape(values.shape)
-    if plan.layout != "c2":
-        values = speckle.to_intensity(values, plan.units)
+    """Raw (B, k*C, H, W) -> linear covariance (B, k, C, H, W), gains applied, and joint validity (B, H, W)."""
+    values, valid = stack.linear_dates(values, valid, plan.layout, plan.units, plan.floors)
     diagonal = list(INTENSITY_BANDS[plan.layout])
-    # zeros kept as data (isolated, or 8-bit dark water) are read as the date's floor, so that
-    # ratios and determinants stay defined
-    floors = torch.full(values.shape[1:3], -math.inf, dtype=values.dtype, device=values.device)
-    floors[:, diagonal] = torch.tensor(plan.floors, dtype=values.dtype, device=values.device)
-    values = torch.maximum(values, floors[None, :, :, None, None])
     gains = torch.tensor(plan.gains, dtype=values.dtype, device=values.device)  # (k, 2 or 1)
     scale = torch.ones(values.shape[1:3], dtype=values.dtype, device=values.device)
     scale[:, diagonal] = gains
     if plan.layout == "c2":
         scale[:, 2] = scale[:, 3] = (gains[:, 0] * gains[:, 1]).sqrt()
     values = values * scale[None, :, :, None, None]
-    joint = valid.all(2).all(1)
+    joint = valid.all(1)
     return torch.where(joint[:, None, None], values, torch.zeros_like(values)), joint
-
-
-def _box_sum(values: torch.Tensor, window: int) -> torch.Tensor:
-    """Sum over a window x window box centred on each pixel (zero outside): running sums along
-    each axis, in float64 so that a bright target cannot swamp its dark neighbours' sums."""
-    pad = window // 2
-    x = F.pad(values.double(), (pad, pad, pad + 1, pad))  # one leading zero row for the differences
-    rows = x.cumsum(-2)
-    rows = rows[..., window:, :] - rows[..., :-window, :]
-    cols = F.pad(rows, (1, 0)).cumsum(-1)
-    return (cols[..., window:] - cols[..., :-window]).to(values.dtype)
 
 
 def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
@@ -192,8 +75,8 @@ def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
     looks = torch.tensor(plan.looks, dtype=torch.float32, device=cov.device)[None, :, None, None]
     if plan.window > 1:
         w = plan.window
-        count = _box_sum(joint[:, None].float(), w)
-        sums = _box_sum(cov.reshape(batch, k * channels, height, width), w)
+        count = stack.box_sum(joint[:, None].float(), w)
+        sums = stack.box_sum(cov.reshape(batch, k * channels, height, width), w)
         cov = (sums / count.clamp_min(1)).reshape(cov.shape)
         looks = looks * count.clamp_min(1) / plan.kappa
     diagonal = cov[:, :, list(INTENSITY_BANDS[plan.layout])]
@@ -201,75 +84,18 @@ def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
     return Stack(cov, looks, joint, plan.layout)
 
 
-def _decide_units(settings, readers, samples, feedback) -> str:
-    if settings.layout == "c2":
-        return "intensity"
-    return units_rule.decide_units(settings.units, [
-        (f"date {date} band {band}", sample.valid_values(), reader.info.descriptions[band - 1],
-         reader.info.data_types[band - 1])
-        for date, (reader, bands) in enumerate(zip(readers, samples), 1)
-        for band, sample in enumerate(bands, 1)
-    ], feedback, "dates'")
-
-
-def _floors(samples, units: str, diagonal) -> tuple[tuple[float, ...], ...]:
-    """Per date and intensity band: half its smallest positive sampled intensity, the value its
-    exact zeros kept as data are read as (the quantisation or noise floor)."""
-    floors = []
-    for bands in samples:
-        row = []
-        for band in diagonal:
-            values = bands[band].valid_values().astype(np.float64)
-            values = speckle.to_intensity(values, units) if units else values
-            positive = values[values > 0]
-            row.append(0.5 * float(positive.min()) if positive.size else 1.0)
-        floors.append(tuple(row))
-    return tuple(floors)
-
-
-def _sample(stack_reader: StackReader, halo: int):
-    """Evenly spread windows of the stack, read with ``halo`` pixels of context: (values,
-    validity) pairs, and the zero rule's fill masks."""
-    windows = speckle.sample_windows(stack_reader.height, stack_reader.width, SAMPLE_PIXELS)
-    reads = [stack_reader.read_fill(r - halo, c - halo, h + 2 * halo, w + 2 * halo) for r, c, h, w in windows]
-    return [(values, valid) for values, valid, _ in reads], [fill for _, _, fill in reads]
-
-
-def _inner(array: np.ndarray, halo: int) -> np.ndarray:
-    return array[..., halo: array.shape[-2] - halo, halo: array.shape[-1] - halo] if halo else array
-
-
 def _plan(settings, readers, raw, fills, halo, feedback) -> _Plan:
     """Units, value checks, zero report, looks, averaging factor and gains, from the sampled
     windows (``fills``: the zero rule's fill masks of ``raw``)."""
-    k, bands = len(readers), LAYOUT_BANDS[settings.layout]
-    inner = [(_inner(v, halo), _inner(ok, halo), _inner(f, halo)) for (v, ok), f in zip(raw, fills)]
-    samples = [
-        [speckle.BandSample([v[d * bands + b] for v, _, _ in inner], [ok[d * bands + b] for _, ok, _ in inner],
-                            [f[d * bands + b] for _, _, f in inner])
-         for b in range(bands)]
-        for d in range(k)
-    ]
-    units = _decide_units(settings, readers, samples, feedback)
+    k = len(readers)
+    windows = [(stack.inner(v, halo), stack.inner(ok, halo), stack.inner(f, halo)) for (v, ok), f in zip(raw, fills)]
+    samples = stack.date_samples(settings.layout, k, windows)
+    units = stack.check_dates(settings.layout, settings.units, settings.zeros_as_nodata, readers, samples,
+                              SAMPLE_PIXELS, feedback)
     diagonal = INTENSITY_BANDS[settings.layout]
-    sampled = not speckle.sample_covers_image(readers[0].height, readers[0].width, SAMPLE_PIXELS)
-    for date, bands_of_date in enumerate(samples, 1):
-        for band in diagonal:
-            sample = bands_of_date[band]
-
-            def warn(message, date=date):
-                feedback.warn(f"Date {date}: {message}")
-
-            try:
-                speckle.check_values(sample.valid_values(), units, band + 1, warn)
-            except SarDespeckleError as error:
-                raise SarDespeckleError(f"Date {date} ('{readers[date - 1].info.path}'): {error}") from None
-            speckle.report_zeros(feedback, f"Date {date} band {band + 1}", sample.values, sample.valid,
-                                 sample.fill, readers[date - 1].info.data_types[band],
-                                 settings.zeros_as_nodata, sampled)
-    floors = _floors(samples, units if settings.layout != "c2" else "", diagonal)
+    floors = stack.floors(samples, settings.layout, units)
     plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1, floors)
-    linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok, _ in inner]
+    linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok, _ in windows]
     covs = [c[0].numpy() for c, _ in linear]  # (k, C, H, W)
     joints = [j[0].numpy() for _, j in linear]
     if not any(j.any() for j in joints):
@@ -277,18 +103,8 @@ def _plan(settings, readers, raw, fills, halo, feedback) -> _Plan:
             "No pixel is valid on every date: all are nodata, NaN or zero fill somewhere"
             f"{speckle.no_valid_hint(settings.zeros_as_nodata)}. Check that the dates overlap."
         )
-    if settings.looks is None:
-        looks = tuple(
-            date_looks([[c[d, b] for c in covs] for b in diagonal], joints) for d in range(k)
-        )
-        if settings.layout == "c2":  # two estimates that can only err low: take the larger
-            from_coherence = tuple(coherence_looks([c[d] for c in covs], joints) for d in range(k))
-            feedback.info("Looks from intensities: " + ", ".join(f"{v:.2f}" for v in looks)
-                          + "; from the VV/VH coherence: " + ", ".join(f"{v:.2f}" for v in from_coherence) + ".")
-            looks = tuple(max(a, b) for a, b in zip(looks, from_coherence))
-        feedback.info("Estimated looks per date: " + ", ".join(f"{v:.2f}" for v in looks) + ".")
-    else:
-        looks = tuple(settings.looks) * (k if len(settings.looks) == 1 else 1)
+    looks = stack.stack_looks(settings.layout, settings.looks, covs, [np.broadcast_to(j, (k, *j.shape)) for j in joints],
+                              feedback)
     kappa = 1.0
     if settings.window > 1:
         kappa = float(np.mean([
@@ -350,13 +166,8 @@ def detect_changes(
     inputs = list(inputs)
     check_settings(settings, len(inputs))
     check_outputs(outputs)
-    readers = [
-        speckle.ZeroFillReader(reader, [
-            on and band in INTENSITY_BANDS[settings.layout]
-            for band, on in enumerate(speckle.zero_rule(settings.zeros_as_nodata, reader.info.data_types))
-        ])
-        for reader in _open_dates(inputs, settings.layout)
-    ]
+    readers = stack.zero_fill_readers(stack.open_dates(inputs, settings.layout, MIN_SIDE, "change detection"),
+                                      settings.layout, settings.zeros_as_nodata)
     pixels = readers[0].info.pixel_count
     check_destinations(
         {"INPUTS": inputs},
@@ -365,10 +176,10 @@ def detect_changes(
         {"CHANGE_MAP": 4 * pixels, "CHANGE_MASK": pixels, "CHANGE_DATE": pixels},
         feedback.info,
     )
-    stack_reader = StackReader(readers)
+    stack_reader = stack.StackReader(readers)
     detector = DETECTORS[settings.method](settings)
     halo = settings.window // 2 + detector.halo
-    raw, fills = _sample(stack_reader, halo)
+    raw, fills = stack.sample_stack(stack_reader, halo, SAMPLE_PIXELS)
     plan = _plan(settings, readers, raw, fills, halo, feedback)
     effective = tuple(n * settings.window ** 2 / plan.kappa for n in plan.looks)
     p, _ = BLOCKS[settings.layout]
@@ -380,8 +191,8 @@ def detect_changes(
     device = resolve_device(settings.device, feedback.warn)
     samples = []
     for values, valid in raw:
-        stack = _prepare(torch.from_numpy(values)[None].to(device), torch.from_numpy(valid)[None].to(device), plan)
-        samples.append(stack.crop(halo))
+        prepared = _prepare(torch.from_numpy(values)[None].to(device), torch.from_numpy(valid)[None].to(device), plan)
+        samples.append(prepared.crop(halo))
     if not any(bool(s.valid.any()) for s in samples):
         raise SarDespeckleError("No pixel is valid on every date after averaging: check the inputs' nodata.")
     detector.fit(samples, feedback)
@@ -389,10 +200,10 @@ def detect_changes(
     feedback.info(f"Running {detector.name} on {device.type}.")
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        stack = _prepare(values, valid, plan)
-        change_map, changed, date = detector.detect(stack)
+        prepared = _prepare(values, valid, plan)
+        change_map, changed, date = detector.detect(prepared)
         result = torch.stack([change_map.float(), changed.float(), date.float()], 1)
-        return torch.where(stack.valid[:, None], result, torch.full_like(result, math.nan))
+        return torch.where(prepared.valid[:, None], result, torch.full_like(result, math.nan))
 
     info = readers[0].info
     record = output_metadata(

@@ -15,8 +15,6 @@ from .regions import vector_driver
 
 #: Wishart block shape (p, number of independent blocks m) of each layout.
 BLOCKS = {"single": (1, 1), "dual": (1, 2), "c2": (2, 1)}
-#: Indices of the intensity (diagonal) bands of each layout.
-INTENSITY_BANDS = {"single": (0,), "dual": (0, 1), "c2": (0, 1)}
 #: Nodata of the outputs: p-value map (float32), mask and date (uint8).
 MAP_NODATA = -1.0
 MASK_NODATA = 255

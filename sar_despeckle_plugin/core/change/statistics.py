@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from .settings import BLOCKS, INTENSITY_BANDS, PVALUE_APPROXIMATIONS
+from ..choices import INTENSITY_BANDS
+from .settings import BLOCKS, PVALUE_APPROXIMATIONS
 
 #: |C2| is floored at this fraction of C11 C22 (a coherence of 1 - 5e-7), so rounding in
 #: perfectly coherent pixels cannot make the log-determinant infinite.
