@@ -28,3 +28,24 @@ def test_every_family_gets_the_same_keys():
 def test_parameters_may_be_a_dict():
     record = output_metadata("despeckle", "lee", {"window": 7, "tile": 512}, "dB")
     assert record["parameters"] == {"window": 7} and record["units"] == "dB"
+
+
+def test_a_network_run_records_the_network_not_the_ignored_method(tmp_path):
+    """A model card overrides METHOD: the output names the network in both places (issue 18)."""
+    import json
+
+    from osgeo import gdal
+
+    from sar_despeckle_plugin.core.choices import DEFAULT_NETWORK, SHIPPED_WEIGHTS
+    from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+
+    from .synthetic import piecewise_scene, speckle, write_geotiff
+
+    source = write_geotiff(str(tmp_path / "in.tif"), speckle(piecewise_scene(48, 48), 1.0))
+    card = f"{SHIPPED_WEIGHTS}/{DEFAULT_NETWORK}.json"
+    output = str(tmp_path / "out.tif")
+    despeckle_raster(source, output, DespeckleSettings(method="refined_lee", model_card=card, looks=1.0,
+                                                       self_ensemble=False))
+    dataset = gdal.Open(output)
+    assert dataset.GetMetadataItem("SAR_DESPECKLE_METHOD") == DEFAULT_NETWORK
+    assert json.loads(dataset.GetMetadataItem("SAR_DESPECKLE_PARAMETERS"))["method"] == DEFAULT_NETWORK

@@ -17,6 +17,7 @@ from qgis.core import (
 from ..core.change.settings import ChangeOutputs, ChangeSettings
 from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
 from ..core.speckle import UNITS
+from . import styles
 from .base import SarAlgorithm, is_given, torch_required, with_help
 from .user_models import model_card_problem
 
@@ -229,7 +230,8 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         with torch_required():
             from ..core.change.pipeline import detect_changes
 
-        sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
+        layers = self.parameterAsLayerList(parameters, "INPUTS", context)
+        sources = [layer.source() for layer in layers]
         looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
         single = self.optional_number(parameters, "LOOKS", context)
         if looks is None and single is not None:
@@ -258,4 +260,20 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         )
         report = self.run_core(detect_changes, sources, outputs, settings, self.core_feedback(feedback))
         feedback.pushInfo(f"Changed: {100 * report.changed_fraction:.2f} % of the valid pixels.")
+        self.style_outputs(context, paths, f"{layers[0].name()} … {layers[-1].name()}", settings.method, len(layers))
         return {name: path for name, path in paths.items() if path}
+
+    @staticmethod
+    def style_outputs(context, paths: dict, dates_name: str, method: str, dates: int) -> None:
+        """Name and style the outputs QGIS loads (see ``styles``)."""
+        appearance = {
+            "CHANGE_MAP": ("change probability" if method == "learned" else "change p-value",
+                           styles.probability if method == "learned" else styles.p_value),
+            "CHANGE_MASK": ("change mask", styles.change_mask),
+            "CHANGE_DATE": ("first change date", styles.first_change_date(dates)),
+            "CHANGE_POLYGONS": ("change polygons", styles.change_polygons),
+        }
+        for name, path in paths.items():
+            if path:
+                what, style = appearance[name]
+                styles.style_on_load(context, path, styles.layer_name(dates_name, method, what), style)

@@ -15,6 +15,7 @@ from qgis.core import (
 
 from ..core.choices import DECORRELATION_LAYOUT_LABELS, DEVICES, RESAMPLE_MODE_LABELS
 from ..core.decorrelation.settings import DEFAULT_POINT_TARGET_FACTOR, DecorrelationOutputs, DecorrelationSettings
+from . import styles
 from .base import SarAlgorithm, torch_required, with_help
 
 LAYOUTS = list(DECORRELATION_LAYOUT_LABELS)
@@ -220,6 +221,9 @@ class DecorrelateAlgorithm(SarAlgorithm):
             "AZIMUTH_LAG1_AFTER": first["correlation_after"]["azimuth"]["lag1"],
             "RANGE_LAG1_AFTER": first["correlation_after"]["range"]["lag1"],
         }
+        styles.style_on_load(context, output, styles.layer_name(layer.name(), "decorrelated"), None)
         if intensity:
+            styles.style_on_load(context, intensity, styles.layer_name(layer.name(), "decorrelated intensity"),
+                                 styles.backscatter)
             results["OUTPUT_INTENSITY"] = intensity
         return results

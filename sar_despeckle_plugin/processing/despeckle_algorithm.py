@@ -21,6 +21,7 @@ from ..core.choices import (
 )
 from ..core.despeckle.settings import DespeckleSettings
 from ..core.speckle import UNITS
+from . import styles
 from .base import SarAlgorithm, torch_required, with_help
 from .user_models import model_card_problem, model_cards, user_models_folder
 
@@ -225,8 +226,11 @@ class DespeckleAlgorithm(SarAlgorithm):
             despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback),
             ratio_path=ratio, report_path=report,
         )
+        method = styles.recorded_method(output, settings.method)
+        styles.style_on_load(context, output, styles.layer_name(layer.name(), method), styles.backscatter)
         results = {"OUTPUT": output}
         if ratio:
+            styles.style_on_load(context, ratio, styles.layer_name(layer.name(), method, "ratio"), styles.ratio)
             results["RATIO"] = ratio
         if report:
             results["REPORT"] = report

@@ -10,6 +10,7 @@ units, nodata where the input was invalid.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -177,8 +178,9 @@ def despeckle_raster(
             strip = np.where(strip == np.float32(nodata), np.nextafter(np.float32(nodata), np.float32(np.inf)), strip)
         return np.where(np.isnan(strip), np.float32(nodata), strip)
 
-    metadata = output_metadata(
-        "despeckle", despeckler.name, settings, units,
+    ran = dataclasses.replace(settings, method=despeckler.name) if settings.model_card else settings
+    metadata = output_metadata(  # a network ignores METHOD: its parameters record the network
+        "despeckle", despeckler.name, ran, units,
         model=despeckler.name if despeckler.checksum else "", model_sha256=despeckler.checksum or "",
         looks=[stats.looks for stats in statistics],
     )
