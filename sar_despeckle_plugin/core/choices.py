@@ -69,6 +69,20 @@ LAYOUT_BANDS = {"single": 1, "dual": 2, "c2": 4}
 INTENSITY_BANDS = {"single": (0,), "dual": (0, 1), "c2": (0, 1)}
 
 # ------------------------------------------------------------------------------------------
+# sar_despeckle:despeckle_multitemporal
+
+#: METHOD id -> label, in enum order.
+MULTITEMPORAL_METHOD_LABELS = {
+    "quegan": "Quegan's multitemporal filter (local mean x the stack's average ratio; as SNAP's)",
+    "rabasar": "RABASAR-style ratio: temporal mean despeckled by the network, each date's ratio to it "
+               "despeckled, multiplied back",
+}
+#: The default METHOD: it scored best in scripts/bench_multitemporal.py (docs/multitemporal.md).
+DEFAULT_MULTITEMPORAL_METHOD = "rabasar"
+#: The network RABASAR despeckles the super-image and the ratios with: it covers 1-16 looks.
+MULTITEMPORAL_NETWORK = "sarcnn_looks"
+
+# ------------------------------------------------------------------------------------------
 # sar_despeckle:decorrelate
 
 #: BAND_LAYOUT id -> label, in enum order.

@@ -1,0 +1,189 @@
+"""Multitemporal despeckling of co-registered dates, file to file: :func:`despeckle_stack`
+(what ``sar_despeckle:despeckle_multitemporal`` runs).
+
+The dates are checked to share one grid and band layout and sampled once (units, values, looks,
+the networks' reference levels: :mod:`core.stack`), then read window by window through the
+tiling engine: raw (B, k * bands, H, W) in the input's units -> linear covariance
+(B, k, C, H, W) with each date's validity -> the method on the intensity channels
+(:mod:`.methods`) -> for C2 the cross term from each date's own coherence -> the input's units
+-> (B, T * bands, H, W), the target dates' bands in date order, written to one GeoTIFF.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .. import speckle, stack
+from ..choices import INTENSITY_BANDS, LAYOUT_BANDS, MULTITEMPORAL_NETWORK, SHIPPED_WEIGHTS
+from ..device import resolve_device
+from ..errors import SarDespeckleError
+from ..feedback import Feedback
+from ..models.normalisation import reference_level
+from ..models.weights import load_model
+from ..outputs import check_destinations
+from ..provenance import output_metadata
+from ..raster import RasterWriter, bounded_gdal_cache
+from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
+from .methods import Rabasar, complete_c2, quegan
+from .settings import (
+    MIN_SIDE, SAMPLE_PIXELS, MultitemporalReport, MultitemporalSettings, band_descriptions, check_output,
+    check_settings, target_dates,
+)
+
+#: Feathering width of the networks' tiles (pixels), as for single-date despeckling.
+NETWORK_BLEND = 8
+
+
+@dataclass(frozen=True)
+class _Method:
+    """How a run filters: ``apply(intensity, valid, targets)`` on (B, k, C, H, W) linear
+    intensity, the tiling it needs, its name, its network (None for a classical filter) and the
+    looks the super-image is despeckled with."""
+
+    apply: Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
+    halo: int
+    blend: int
+    alignment: int
+    name: str
+    card: object | None = None
+    super_looks: float | None = None
+
+
+def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
+    """The ratio method with the shipped looks-conditioned network; the super-image's looks
+    (the sum of the dates') and each date's looks are kept within the network's range."""
+    model = load_model(os.path.join(SHIPPED_WEIGHTS, MULTITEMPORAL_NETWORK + ".json"), device, "intensity")
+    low, high = model.card.looks_range
+
+    def within(value: float) -> float:
+        return float(min(max(value, low), high))
+
+    super_looks = within(sum(looks))
+    if super_looks < sum(looks):
+        feedback.info(f"The temporal mean has about {sum(looks):.1f} looks where nothing changed; network "
+                      f"'{model.card.name}' covers {low:g}-{high:g}: it reads {super_looks:g} (a little more smoothing).")
+    diagonal = list(INTENSITY_BANDS[settings.layout])
+    levels = []
+    for band in diagonal:
+        values = []
+        for cov, valid in zip(covs, valids):  # (k, C, H, W), (k, H, W)
+            count = valid.sum(0)
+            mean = (cov[:, band] * valid).sum(0) / np.maximum(count, 1)
+            values.append(mean[count > 0])
+        levels.append(reference_level(np.concatenate(values)))
+    method = Rabasar(model, super_looks, levels, [within(v) for v in looks], settings.self_ensemble)
+    reach = 2 * model.receptive_radius + (settings.window // 2 if settings.layout == "c2" else 0)
+    halo = -(-(reach + NETWORK_BLEND) // model.alignment) * model.alignment
+    return _Method(method, halo, NETWORK_BLEND, model.alignment, "rabasar", model.card, super_looks)
+
+
+def _quegan(settings) -> _Method:
+    def apply(intensity, valid, targets):
+        return quegan(intensity, valid, targets, settings.window)
+
+    return _Method(apply, settings.window // 2, 0, 1, "quegan")
+
+
+def _output_nodata(readers, units: str) -> float:
+    """Date 1's nodata where it declares one; else 0 for linear data whose fill zeros are
+    nodata (the Sentinel-1 convention); else NaN."""
+    declared = readers[0].info.nodata[0]
+    if declared is not None:
+        return declared
+    return 0.0 if any(readers[0].enabled) and units != "dB" else math.nan
+
+
+def despeckle_stack(
+    inputs: Sequence[str],
+    output_path: str,
+    settings: MultitemporalSettings = MultitemporalSettings(),
+    feedback: Feedback | None = None,
+) -> MultitemporalReport:
+    """Despeckle the target dates of the co-registered rasters ``inputs`` (in date order) into
+    the GeoTIFF ``output_path``: for each target date in date order, its bands (1, 2 or 4 by
+    the layout), described 'date N (file) BAND', in the input's units (C2 linear).
+
+    The output keeps date 1's size, CRS, geotransform and nodata. Each date counts where it is
+    valid: a pixel that is nodata, NaN or (with ``zeros_as_nodata``) zero fill
+    (:func:`core.speckle.fill_mask`) in a target date is nodata in that date's output bands, and
+    the other dates' statistics leave out the dates invalid there. Bad input raises
+    :class:`SarDespeckleError` before anything is written; on any error or cancel no output is left.
+    """
+    feedback = feedback or Feedback()
+    inputs = list(inputs)
+    check_settings(settings, len(inputs))
+    check_output(output_path)
+    layout = settings.layout
+    readers = stack.zero_fill_readers(stack.open_dates(inputs, layout, MIN_SIDE, "multitemporal despeckling"),
+                                      layout, settings.zeros_as_nodata)
+    k, bands, info = len(readers), LAYOUT_BANDS[layout], readers[0].info
+    targets = target_dates(settings, k)
+    check_destinations({"INPUTS": inputs}, {"OUTPUT": output_path},
+                       {"OUTPUT": 4 * info.pixel_count * bands * len(targets)}, feedback.info)
+    stack_reader = stack.StackReader(readers)
+    raw, fills = stack.sample_stack(stack_reader, 0, SAMPLE_PIXELS)
+    windows = [(values, valid, fill) for (values, valid), fill in zip(raw, fills)]
+    samples = stack.date_samples(layout, k, windows)
+    units = stack.check_dates(layout, settings.units, settings.zeros_as_nodata, readers, samples, SAMPLE_PIXELS,
+                              feedback)
+    floors = stack.floors(samples, layout, units)
+    linear = [stack.linear_dates(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], layout, units, floors)
+              for v, ok, _ in windows]
+    covs = [cov[0].numpy() for cov, _ in linear]
+    valids = [valid[0].numpy() for _, valid in linear]
+    for date in range(k):
+        if not any(valid[date].any() for valid in valids):
+            raise SarDespeckleError(
+                f"Date {date + 1} ('{inputs[date]}') has no valid pixel: all are nodata, NaN or zero fill"
+                f"{speckle.no_valid_hint(settings.zeros_as_nodata)}. Remove it from INPUTS or fix its nodata."
+            )
+    looks = stack.stack_looks(layout, settings.looks, covs, valids, feedback)
+    device = resolve_device(settings.device, feedback.warn)
+    method = (_rabasar(settings, looks, covs, valids, device, feedback) if settings.method == "rabasar"
+              else _quegan(settings))
+    del raw, fills, windows, samples, linear, covs, valids
+    feedback.info(f"Running {method.name} on {device.type} for date(s) "
+                  + ", ".join(str(t + 1) for t in targets) + f" of {k}.")
+    nodata = _output_nodata(readers, units)
+    diagonal = list(INTENSITY_BANDS[layout])
+
+    def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Raw (B, k * bands, H, W) -> (B, T * bands, H, W) in the input's units, NaN = nodata."""
+        cov, date_valid = stack.linear_dates(values, valid, layout, units, floors)
+        cov = torch.where(date_valid[:, :, None], cov, torch.zeros_like(cov))
+        estimate = method.apply(cov[:, :, diagonal], date_valid, targets).clamp_min(0)
+        if layout == "c2":
+            estimate = complete_c2(cov, date_valid, targets, estimate, settings.window)
+        else:
+            estimate = speckle.from_intensity(estimate, units)
+        estimate = torch.where(date_valid[:, list(targets), None], estimate, torch.full_like(estimate, math.nan))
+        return estimate.reshape(estimate.shape[0], -1, *estimate.shape[-2:])
+
+    def finish(strip: np.ndarray) -> np.ndarray:
+        if not math.isnan(nodata):  # a data pixel equal to the nodata value must not read as nodata
+            strip = np.where(strip == np.float32(nodata), np.nextafter(np.float32(nodata), np.float32(np.inf)), strip)
+        return np.where(np.isnan(strip), np.float32(nodata), strip)
+
+    card = method.card
+    metadata = output_metadata(
+        "despeckle_multitemporal", method.name, settings, units,
+        model=card.name if card else "", model_sha256=card.sha256 if card else "",
+        dates=[os.path.basename(path) for path in inputs], targets=[t + 1 for t in targets],
+        looks=list(looks), super_looks=method.super_looks,
+    )
+    descriptions = band_descriptions(layout, inputs, info.descriptions, targets)
+    out_bands = len(targets) * bands
+    tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, k * bands + out_bands),
+                             info.height, info.width, max(method.alignment, 64))
+    tile = max(method.alignment, tile - tile % method.alignment)
+    options = TilingOptions(tile, method.halo, method.blend, device=device)
+    with bounded_gdal_cache(), RasterWriter(output_path, info, out_bands, nodata, descriptions, metadata) as writer:
+        run_tiled(stack_reader, writer, process, options, out_bands, finish, feedback)
+    return MultitemporalReport(output_path, units, tuple(looks), tuple(t + 1 for t in targets), method.name,
+                               method.super_looks, device.type, nodata)

@@ -1,0 +1,136 @@
+"""What a multitemporal despeckling run is asked to do (:class:`MultitemporalSettings`), what it
+reports (:class:`MultitemporalReport`), their checks and the names of the output bands.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .. import speckle
+from ..choices import DEFAULT_MULTITEMPORAL_METHOD, LAYOUT_BANDS, MULTITEMPORAL_METHOD_LABELS
+from ..errors import SarDespeckleError
+
+#: Smallest image side we accept (pixels).
+MIN_SIDE = 3
+#: Pixels sampled for units, values, looks and the networks' reference levels.
+SAMPLE_PIXELS = 1_000_000
+#: Names of each layout's bands, for the output's band descriptions when the input has none.
+BAND_NAMES = {"single": ("",), "dual": ("VV", "VH"), "c2": ("C11", "C22", "Re C12", "Im C12")}
+
+
+@dataclass(frozen=True)
+class MultitemporalSettings:
+    """What the user chose; ``None`` means "work it out from the data".
+
+    Attributes:
+        method: a key of ``choices.MULTITEMPORAL_METHOD_LABELS``: ``quegan`` or ``rabasar``.
+        layout: ``single`` (1 band per date), ``dual`` (VV, VH intensities) or ``c2`` (C11, C22,
+            Re C12, Im C12, linear).
+        units: ``intensity``, ``amplitude`` or ``dB`` of the single/dual-pol bands (detected when
+            None); C2 must be linear (``intensity``).
+        looks: ENL of each date (one value for all dates, or one per date); estimated per date
+            when None.
+        targets: 1-based positions of the dates to despeckle (every date when None); written in
+            date order whatever the order given.
+        window: odd side of the local-mean window of Quegan's filter, and of the window that
+            estimates each date's VV/VH coherence for C2 (both methods).
+        self_ensemble: ``rabasar``: the network also despeckles the mirrored images and keeps
+            the geometric mean (less error, twice the time).
+        zeros_as_nodata: exact zeros that form the border fill (``speckle.fill_mask``) are
+            nodata; isolated zeros, and every zero of 8-bit bands, are dark data.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        tile: tile core side for the tiling engine (chosen from the image width when None).
+    """
+
+    method: str = DEFAULT_MULTITEMPORAL_METHOD
+    layout: str = "single"
+    units: str | None = None
+    looks: tuple[float, ...] | None = None
+    targets: tuple[int, ...] | None = None
+    window: int = 7
+    self_ensemble: bool = True
+    zeros_as_nodata: bool = True
+    device: str = "auto"
+    tile: int | None = None
+
+
+@dataclass(frozen=True)
+class MultitemporalReport:
+    """What a run did: the output, the units, the looks of each date, the target dates (1-based),
+    the method, the looks the super-image was despeckled with (``rabasar``; else None), the
+    device and the output's nodata value."""
+
+    output: str
+    units: str
+    looks: tuple[float, ...]
+    targets: tuple[int, ...]
+    method: str
+    super_looks: float | None
+    device: str
+    nodata: float
+
+
+def target_dates(settings: MultitemporalSettings, dates: int) -> tuple[int, ...]:
+    """The 0-based indices of the dates to despeckle, in date order."""
+    return tuple(sorted({t - 1 for t in settings.targets})) if settings.targets else tuple(range(dates))
+
+
+def check_settings(settings: MultitemporalSettings, dates: int) -> None:
+    """Refuse settings that no stack of ``dates`` dates could make sense of, with the parameter's name."""
+    if settings.method not in MULTITEMPORAL_METHOD_LABELS:
+        raise SarDespeckleError(
+            f"Unknown multitemporal method '{settings.method}'; choose one of "
+            f"{', '.join(MULTITEMPORAL_METHOD_LABELS)}."
+        )
+    if settings.layout not in LAYOUT_BANDS:
+        raise SarDespeckleError(
+            f"Unknown band layout '{settings.layout}'; choose one of {', '.join(LAYOUT_BANDS)}."
+        )
+    if dates < 2:
+        raise SarDespeckleError(
+            f"Multitemporal despeckling needs at least two dates in INPUTS; got {dates}. Give the "
+            "co-registered acquisitions in date order, or despeckle a single date with "
+            "sar_despeckle:despeckle."
+        )
+    if settings.targets is not None:
+        outside = [t for t in settings.targets if not 1 <= t <= dates]
+        if outside or not settings.targets:
+            raise SarDespeckleError(
+                f"TARGET must list date positions between 1 and {dates} (the number of INPUTS); got "
+                f"{list(settings.targets)}."
+            )
+    if settings.window < 3 or settings.window % 2 == 0:
+        raise SarDespeckleError(f"WINDOW must be an odd number >= 3; got {settings.window}.")
+    if settings.units is not None and settings.units not in speckle.UNITS:
+        raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
+    if settings.layout == "c2" and settings.units not in (None, "intensity"):
+        raise SarDespeckleError(
+            "C2 covariance bands must be linear (power): set INPUT_UNITS to intensity or leave it empty."
+        )
+    if settings.looks is not None:
+        if len(settings.looks) not in (1, dates):
+            raise SarDespeckleError(
+                f"Give one number of looks for all dates or one per date ({dates}); got {len(settings.looks)}."
+            )
+        if not all(value > 0 for value in settings.looks):
+            raise SarDespeckleError(f"LOOKS must be positive; got {list(settings.looks)}.")
+
+
+def check_output(path: str) -> None:
+    """Refuse an OUTPUT that is not a GeoTIFF."""
+    if not path:
+        raise SarDespeckleError("No OUTPUT was given.")
+    if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+        raise SarDespeckleError(f"OUTPUT '{path}' must be a GeoTIFF (.tif or .tiff).")
+
+
+def band_descriptions(layout: str, inputs, descriptions, targets) -> list[str]:
+    """One description per output band: for each target date (0-based ``targets``), in date
+    order, 'date N (file name) BAND', BAND the input's band description or the layout's name."""
+    names = [given or default for given, default in zip(descriptions, BAND_NAMES[layout])]
+    return [
+        f"date {t + 1} ({os.path.basename(inputs[t])}) {name}".rstrip()
+        for t in targets for name in names
+    ]
