@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from .change_detection_algorithm import ChangeDetectionAlgorithm
 from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
+from .multitemporal_algorithm import MultitemporalAlgorithm
 from .user_models import MODELS_FOLDER_SETTING, create_default_models_folder, models_folder_setting
 
 
@@ -35,6 +36,7 @@ class SarDespeckleProvider(QgsProcessingProvider):
         self.addAlgorithm(DespeckleAlgorithm())
         self.addAlgorithm(DecorrelateAlgorithm())
         self.addAlgorithm(ChangeDetectionAlgorithm())
+        self.addAlgorithm(MultitemporalAlgorithm())
 
     def supportedOutputRasterLayerExtensions(self):
         return ["tif"]

@@ -1,0 +1,179 @@
+"""``sar_despeckle:despeckle_multitemporal``: despeckle dates of a co-registered stack with the
+help of the other dates."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
+
+from ..core.choices import BAND_LAYOUT_LABELS, DEFAULT_MULTITEMPORAL_METHOD, DEVICES, MULTITEMPORAL_METHOD_LABELS
+from ..core.multitemporal.settings import MultitemporalSettings
+from ..core.speckle import UNITS
+from .base import SarAlgorithm, torch_required, with_help
+
+METHODS = list(MULTITEMPORAL_METHOD_LABELS)
+LAYOUTS = list(BAND_LAYOUT_LABELS)
+
+
+def parse_targets(text: str) -> tuple[int, ...] | None:
+    """'2' or '1, 3' -> date positions (1-based); '' -> None (every date); ValueError with a
+    message otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        values = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"TARGET must be date positions separated by commas, e.g. '2' or '1, 3'; got '{text}'.") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"TARGET must hold date positions from 1 on; got '{text}'.")
+    return values
+
+
+class MultitemporalAlgorithm(SarAlgorithm):
+    """Multitemporal despeckling: Quegan's filter and a RABASAR-style ratio method."""
+
+    def name(self) -> str:
+        return "despeckle_multitemporal"
+
+    def displayName(self) -> str:
+        return "Despeckle a stack of SAR dates (multitemporal)"
+
+    def summary(self) -> str:
+        return (
+            "Removes speckle from chosen dates of a stack of co-registered SAR acquisitions "
+            "(e.g. a Sentinel-1 time series) using every date: far more speckle goes than one "
+            "image allows, while changes that happened at one date stay at that date. The "
+            "RABASAR-style method despeckles the temporal mean with the shipped network and "
+            "then each date's ratio to it; Quegan's filter rescales each date's local mean by "
+            "the stack's average ratio. Single-pol, dual-pol (VV, VH) intensities and the "
+            "dual-pol covariance C2 (which stays a valid covariance matrix). The output is one "
+            "GeoTIFF holding each target date's bands in date order, on the inputs' grid, in "
+            "their units and with their nodata."
+        )
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(with_help(
+            QgsProcessingParameterMultipleLayers("INPUTS", "Co-registered SAR dates (in date order)",
+                                                 QgsProcessing.TypeRaster),
+            "Two or more rasters of the same area on the same grid (size, CRS, geotransform), "
+            "oldest first, each with the bands BAND_LAYOUT describes: calibrated sigma0/gamma0 "
+            "(intensity, amplitude or dB) or C2 covariance products, e.g. from SNAP. Complex "
+            "(SLC) rasters are refused: detect them first.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "BAND_LAYOUT", "Band layout of each date", options=list(BAND_LAYOUT_LABELS.values()),
+                defaultValue=0,
+            ),
+            "What each date's bands are: 0 = single-pol (one band); 1 = dual-pol intensities "
+            "(band 1 VV, band 2 VH), each filtered on its own; 2 = dual-pol covariance C2 (C11, "
+            "C22, Re C12, Im C12, linear power): C11 and C22 are filtered and C12 keeps each "
+            "date's own VV/VH coherence, so every output pixel is a valid covariance matrix.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum("INPUT_UNITS", "Input units", options=list(UNITS), optional=True,
+                                       defaultValue=None),
+            "Units of the single-pol or dual-pol bands: intensity (power), amplitude (its square "
+            "root) or dB. Left empty, detected from band descriptions, values and storage type "
+            "as for sar_despeckle:despeckle, on every date (dates in different units are "
+            "refused); the log says why. C2 bands must be linear. The output keeps the units.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber("LOOKS", "Number of looks (ENL), all dates",
+                                         QgsProcessingParameterNumber.Double, optional=True, minValue=0.1),
+            "Equivalent number of looks of every date (1 for single-look data, about 4.4 for "
+            "Sentinel-1 IW GRDH). Left empty, estimated for each date separately from the image.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterString("TARGET", "Dates to despeckle (positions)", optional=True),
+            "Positions in INPUTS (1 = the first date) of the dates to despeckle, separated by "
+            "commas, e.g. '2' or '1, 3'. Left empty, every date is despeckled. The output holds "
+            "the target dates in date order; every date of INPUTS helps despeckle them.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "METHOD", "Method", options=[MULTITEMPORAL_METHOD_LABELS[m] for m in METHODS],
+                defaultValue=METHODS.index(DEFAULT_MULTITEMPORAL_METHOD),
+            ),
+            "How the dates are combined: " + "; ".join(
+                f"{index} = {label}" for index, label in enumerate(MULTITEMPORAL_METHOD_LABELS.values())
+            ) + ". The ratio method removes much more speckle (see docs/multitemporal.md for the "
+            "measurements) and runs the network 1 + (number of target dates) times per date "
+            "pixel; Quegan's filter is fast and needs no network.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterNumber("WINDOW", "Window (pixels, odd)", QgsProcessingParameterNumber.Integer,
+                                         defaultValue=7, minValue=3, maxValue=51),
+            "Side of the window of the local means in Quegan's filter (larger: smoother, but "
+            "changes' outlines spread further), and of the window that estimates each date's "
+            "VV/VH coherence for C2 (both methods). The ratio method's network needs no window.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterBoolean("ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True),
+            "Sentinel-1 products mark swath borders with exact zeros, often without a nodata tag. "
+            "On: zeros that form the border fill (runs of 32 or more zeros along a row or column, "
+            "or zeros reaching the image edge or nodata) are nodata for their date; isolated zeros "
+            "and all zeros of 8-bit bands are dark data. Off: every zero is data.",
+            advanced=True,
+        ))
+        self.add_device_parameter()
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination("OUTPUT", "Despeckled dates"),
+            "GeoTIFF with, for each target date in date order, its despeckled bands (1, 2 or 4 by "
+            "BAND_LAYOUT), described 'date N (file) band'; the inputs' grid, CRS, units and nodata; "
+            "a pixel that is nodata in a date is nodata in that date's bands.",
+        ))
+
+    def checkParameterValues(self, parameters, context):
+        raw = parameters.get("INPUTS")
+        raw = raw if isinstance(raw, (list, tuple)) else ([raw] if raw else [])
+        for value in raw:
+            if isinstance(value, str):
+                problem = self.input_path_problem(value)
+                if problem:
+                    return False, problem
+        layers = self.parameterAsLayerList(parameters, "INPUTS", context)
+        if len(layers) < 2:
+            return False, (
+                f"Multitemporal despeckling needs at least two dates in INPUTS; got {len(layers)}. Give "
+                "the co-registered acquisitions in date order, or use sar_despeckle:despeckle for one date."
+            )
+        window = self.parameterAsInt(parameters, "WINDOW", context)
+        if window % 2 == 0:
+            return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
+        try:
+            targets = parse_targets(self.parameterAsString(parameters, "TARGET", context))
+        except ValueError as error:
+            return False, str(error)
+        if targets is not None and max(targets) > len(layers):
+            return False, f"TARGET names date {max(targets)} but INPUTS has {len(layers)} dates."
+        return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters, context, feedback):
+        with torch_required():
+            from ..core.multitemporal.pipeline import despeckle_stack
+
+        sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
+        looks = self.optional_number(parameters, "LOOKS", context)
+        settings = MultitemporalSettings(
+            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
+            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
+            units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
+            looks=None if looks is None else (looks,),
+            targets=parse_targets(self.parameterAsString(parameters, "TARGET", context)),
+            window=self.parameterAsInt(parameters, "WINDOW", context),
+            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+        )
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        report = self.run_core(despeckle_stack, sources, output, settings, self.core_feedback(feedback))
+        feedback.pushInfo(f"Wrote date(s) {', '.join(map(str, report.targets))} to {output}.")
+        return {"OUTPUT": output}
