@@ -13,6 +13,7 @@ import torch
 
 from ..feedback import Feedback
 from ..models.weights import load_model
+from . import point_targets
 from .settings import BandDespeckler, BandStatistics, DespeckleSettings
 
 #: Feathering width for networks (pixels): tiles overlap by their reach plus this.
@@ -26,7 +27,8 @@ def network_despeckler(
     ``weights_only=True``), fed each band's whole-image median as its reference level and, when
     the network is conditioned on the looks (card ``conditioning`` "looks"), each band's looks
     (given or estimated) as its noise level; warns when a band's looks lie outside the card's
-    ``looks_range`` by more than 25 %."""
+    ``looks_range`` by more than 25 %. With ``settings.keep_point_targets``, point targets are
+    kept as measured (:mod:`.point_targets`)."""
     model = load_model(settings.model_card, device, input_kind="intensity")
     card = model.card
     low, high = card.looks_range
@@ -41,10 +43,17 @@ def network_despeckler(
         feedback.info(f"Model '{card.name}' is conditioned on the looks: it reads "
                       + ", ".join(f"{s.looks:.2f}" for s in statistics) + " look(s) (band order).")
 
-    def apply(intensity, valid, band):
+    def network(intensity, valid, band):
         return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble,
                                statistics[band].looks)
 
+    def apply(intensity, valid, band):
+        if not settings.keep_point_targets:
+            return network(intensity, valid, band)
+        return point_targets.keep_point_targets(lambda values: network(values, valid, band),
+                                                intensity, valid, statistics[band].looks)
+
     align = model.alignment
-    halo = -(-(model.receptive_radius + NETWORK_BLEND) // align) * align
+    reach = model.receptive_radius + (point_targets.REACH if settings.keep_point_targets else 0)
+    halo = -(-(reach + NETWORK_BLEND) // align) * align
     return BandDespeckler(apply, halo, NETWORK_BLEND, align, card.name, card.sha256)

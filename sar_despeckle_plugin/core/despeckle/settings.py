@@ -39,6 +39,9 @@ class DespeckleSettings:
         self_ensemble: networks only: also despeckle the left-right mirror image and keep the
             geometric mean of the two estimates (less error, twice the time; on by default, off
             for speed).
+        keep_point_targets: networks only: pixels far brighter than their surroundings for
+            the speckle of their looks (corner reflectors, ships) are kept as measured instead of
+            being spread over their neighbours (:mod:`.point_targets`).
         zeros_as_nodata: exact zeros that form the border fill (Sentinel-1 swath borders: zero
             runs of ``speckle.FILL_RUN``+ pixels or reaching the image edge or nodata) count as
             nodata; isolated zeros, and every zero of 8-bit bands, stay data.
@@ -56,6 +59,7 @@ class DespeckleSettings:
     window: int = 7
     device: str = "auto"
     self_ensemble: bool = True
+    keep_point_targets: bool = True
     zeros_as_nodata: bool = True
     frost_damping: float = 2.0
     tile: int | None = None
