@@ -21,6 +21,7 @@ from qgis.core import (
 from ..core.choices import DEVICES
 from ..core.errors import SarDespeckleError
 from ..core.speckle import UNITS
+from . import resources
 
 TORCH_MISSING = (
     "PyTorch is not installed in QGIS's Python. Install it with "
@@ -55,14 +56,55 @@ def with_help(parameter: QgsProcessingParameterDefinition, text: str, advanced: 
     return parameter
 
 
+#: Toolbox groups of the provider (id: name), named to read well beside QGIS's own groups.
+GROUPS = {
+    "speckle_filtering": "Speckle filtering",
+    "complex_slc": "Complex (SLC) data",
+    "change_detection": "Change detection",
+    "example_workflows": "Example workflows",
+}
+#: Words the Toolbox search finds every algorithm by, beside its name and short description.
+COMMON_TAGS = ("sar", "radar", "synthetic aperture radar", "speckle", "sentinel-1", "sentinel",
+               "backscatter", "sigma0", "gamma0", "microwave", "remote sensing")
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence (a period followed by a space)."""
+    head, _, _ = text.partition(". ")
+    return head.rstrip(".") + "."
+
+
 class SarAlgorithm(QgsProcessingAlgorithm):
-    """Base class: group, help assembled from parameter help, and core-call plumbing."""
+    """Base class: Toolbox entry (group, icon, tags, short description, help link), help
+    assembled from parameter help, and core-call plumbing."""
+
+    #: Key of :data:`GROUPS` the algorithm is listed in.
+    group_key = "speckle_filtering"
+    #: The algorithm's own search words, after :data:`COMMON_TAGS`.
+    search_tags: tuple[str, ...] = ()
 
     def group(self) -> str:
-        return ""
+        return GROUPS[self.group_key]
 
     def groupId(self) -> str:
-        return ""
+        return self.group_key
+
+    def tags(self) -> list[str]:
+        return [*COMMON_TAGS, *self.search_tags]
+
+    def shortDescription(self) -> str:
+        """The Toolbox tooltip (and search text): the summary's first sentence."""
+        return first_sentence(self.summary())
+
+    def icon(self):
+        return resources.icon()
+
+    def svgIconPath(self) -> str:
+        return resources.ICON_PATH
+
+    def helpUrl(self) -> str:
+        """The plugin's own help page, at this algorithm's section."""
+        return resources.help_url(self.name())
 
     def createInstance(self):
         return type(self)()

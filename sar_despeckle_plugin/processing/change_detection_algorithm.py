@@ -43,6 +43,11 @@ def parse_looks(text: str) -> tuple[float, ...] | None:
 class ChangeDetectionAlgorithm(SarAlgorithm):
     """Change detection across two or more dates: statistical tests and a learned detector."""
 
+    group_key = "change_detection"
+    search_tags = ("change", "change detection", "omnibus", "wishart", "likelihood ratio", "log-ratio",
+                   "log ratio", "otsu", "kittler-illingworth", "threshold", "time series",
+                   "multitemporal", "flood", "deforestation", "p-value", "dual-pol", "covariance")
+
     def name(self) -> str:
         return "change_detection"
 

@@ -25,6 +25,11 @@ RESAMPLE_MODES = list(RESAMPLE_MODE_LABELS)
 class DecorrelateAlgorithm(SarAlgorithm):
     """Whitens the speckle of single-look complex images (Lapini et al. 2014)."""
 
+    group_key = "complex_slc"
+    search_tags = ("slc", "single look complex", "complex", "decorrelate", "decorrelation", "whitening",
+                   "spectral whitening", "spectrum", "doppler", "oversampling", "speckle2void",
+                   "blind spot", "lapini", "intensity", "despeckle")
+
     def name(self) -> str:
         return "decorrelate"
 
@@ -34,8 +39,8 @@ class DecorrelateAlgorithm(SarAlgorithm):
     def summary(self) -> str:
         return (
             "Makes the speckle of a single-look complex (SLC) image spatially white, as blind-spot "
-            "despeckling networks (Speckle2Void) need, with the blind method of Lapini et al. "
-            "(IEEE TGRS 2014): point targets are set aside, the spectral centroid (Doppler) and "
+            "despeckling networks (Speckle2Void) need. It follows the blind method of Lapini et "
+            "al. (IEEE TGRS 2014): point targets are set aside, the spectral centroid (Doppler) and "
             "the system response of azimuth (rows) and range (columns) are estimated from the "
             "averaged periodogram, and each axis is whitened in band, out-of-band frequencies "
             "zeroed. Whitening alone leaves the oversampling correlation; Resample removes it "

@@ -58,6 +58,11 @@ def available_methods() -> list[tuple[str, str | None]]:
 class DespeckleAlgorithm(SarAlgorithm):
     """Single-date despeckling, each selected band independently."""
 
+    search_tags = ("despeckle", "despeckling", "speckle filter", "filter", "filtering", "denoise",
+                   "denoising", "noise reduction", "smoothing", "lee", "refined lee", "lee sigma",
+                   "frost", "gamma map", "kuan", "boxcar", "mmse", "neural network", "deep learning",
+                   "cnn", "pytorch", "intensity", "amplitude", "db", "grd")
+
     def name(self) -> str:
         return "despeckle"
 

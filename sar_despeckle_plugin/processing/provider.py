@@ -3,6 +3,7 @@
 from processing.core.ProcessingConfig import ProcessingConfig
 from qgis.core import QgsProcessingProvider
 
+from . import resources
 from .change_detection_algorithm import ChangeDetectionAlgorithm
 from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
@@ -18,6 +19,12 @@ class SarDespeckleProvider(QgsProcessingProvider):
 
     def name(self) -> str:
         return "SAR Despeckle"
+
+    def icon(self):
+        return resources.icon()
+
+    def svgIconPath(self) -> str:
+        return resources.ICON_PATH
 
     def longName(self) -> str:
         return "SAR Despeckle: speckle filtering, SLC decorrelation and change detection"
