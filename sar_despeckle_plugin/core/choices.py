@@ -32,13 +32,14 @@ CLASSICAL_METHOD_LABELS = {
     "kuan": "Kuan (LMMSE)",
 }
 
-DEFAULT_METHOD = "refined_lee"
 #: Name of the shipped network that METHOD = Automatic tries first.
 DEFAULT_NETWORK = "sarcnn_default"
 #: METHOD id and label of the automatic choice: the option right after the classical filters
 #: (index 7), the default; the networks follow it (``core.despeckle.choice``).
 AUTOMATIC_METHOD = "automatic"
 AUTOMATIC_METHOD_LABEL = "Automatic: the network whose card fits the input, else the best classical filter for its looks"
+#: What ``DespeckleSettings`` runs when no method is given: the algorithm's default too.
+DEFAULT_METHOD = AUTOMATIC_METHOD
 
 # ------------------------------------------------------------------------------------------
 # sar_despeckle:change_detection
