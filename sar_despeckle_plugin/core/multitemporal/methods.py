@@ -11,12 +11,19 @@ the order of ``targets`` (0-based date indices). Invalid pixels never enter a st
   I_i / <I_i> is speckle times the texture within the window, so a change confined to one date
   stays in that date; only the window around the change's outline is mixed.
 * :class:`Rabasar`: the ratio method after Zhao, Deledalle, Denis, Maitre, Nicolas and Tupin
-  (RABASAR, IEEE TGRS 57(10), 2019). The super-image S = (1/N) sum_i I_i (the temporal
+  (RABASAR, IEEE TGRS 57(10), 2019). The super-image S_t = (1/N) sum_i I_i (the temporal
   arithmetic mean, about N x L looks where nothing changed) is despeckled by the project's
-  looks-conditioned network (``core.models``, the shipped ``sarcnn_looks``) into S_hat; each
-  target date's ratio I_t / S_hat, which is speckle of the date's looks wherever the date agrees
-  with the mean and holds the date's own changes elsewhere, is despeckled by the same network at
-  the date's looks, and multiplied back: J_t = S_hat * ratio_hat_t.
+  looks-conditioned network (``core.models``, the shipped ``sarcnn_looks``) into S_hat_t; the
+  target date's ratio I_t / S_hat_t, which is speckle of the date's looks wherever the date
+  agrees with the mean and holds the date's own changes elsewhere, is despeckled by the same
+  network at the date's looks, and multiplied back: J_t = S_hat_t * ratio_hat_t.
+  One departure from the paper, against ghosts: the plain mean of dates that differ mixes
+  their levels and has far fewer looks than N x L there, and what the network leaves of that
+  speckle stays in every target date. So the super-image is made for each target date: where
+  the log-ratio of another date's local mean to the target's (WINDOW box) passes
+  :data:`CHANGE_SIGMAS` standard deviations (sqrt(psi1(w^2 L_i) + psi1(w^2 L_t))), that date
+  enters the mean brought to the target's local level, I_i <I_t> / <I_i> (as in Quegan's
+  filter), and as itself elsewhere.
 * :func:`complete_c2`: the C2 output of either method. The intensities C11, C22 are filtered as
   above; the cross term keeps the date's own VV/VH coherence, estimated over the same window:
   C12_t = gamma_t * sqrt(C11_hat C22_hat), gamma_t = <C12_t> / sqrt(<C11_t> <C22_t>). A box sum
@@ -26,6 +33,7 @@ the order of ``targets`` (0-based date indices). Invalid pixels never enter a st
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -57,6 +65,33 @@ def ratio_level(looks: float) -> float:
     return (1.0 - 1.0 / (9.0 * looks)) ** 3
 
 
+#: Another date enters the target's super-image brought to the target's local level where the
+#: log-ratio of their local means passes this many standard deviations (see the module doc).
+CHANGE_SIGMAS = 3.0
+
+
+def polygamma_one(looks: float) -> float:
+    """psi1(L): the variance of the log of an L-look intensity over its mean."""
+    return float(torch.special.polygamma(1, torch.tensor(float(looks), dtype=torch.float64)))
+
+
+def compensated_mean(intensity: torch.Tensor, valid: torch.Tensor, means: torch.Tensor, target: int,
+                     looks: Sequence[float], window: int) -> torch.Tensor:
+    """The temporal mean (B, C, H, W) of the dates valid at each pixel, the dates whose local
+    mean ``means`` (B, k, C, H, W) differs from the ``target``'s brought to its level (see the
+    module doc); ``looks`` per date."""
+    reference = means[:, target: target + 1].clamp_min(torch.finfo(means.dtype).tiny)
+    level = means.clamp_min(torch.finfo(means.dtype).tiny)
+    spread = torch.tensor([
+        math.sqrt(polygamma_one(window * window * value) + polygamma_one(window * window * looks[target]))
+        for value in looks
+    ], dtype=intensity.dtype, device=intensity.device)[None, :, None, None, None]
+    changed = (level / reference).log().abs() > CHANGE_SIGMAS * spread
+    dates = torch.where(changed, intensity * reference / level, intensity)
+    weight = valid[:, :, None].to(intensity.dtype)
+    return (dates * weight).sum(1) / weight.sum(1).clamp_min(1)
+
+
 class Rabasar:
     """The ratio method (see the module doc) with the network ``model``.
 
@@ -65,43 +100,45 @@ class Rabasar:
         super_looks: the looks the super-image is despeckled with (about the sum of the dates'
             looks, within the network's range).
         super_levels: per intensity channel, the reference level (median) of the super-image.
-        looks: per date, the looks its ratio is despeckled with (within the network's range).
+        looks: per date, its looks (the change test's spread; its ratio is despeckled with
+            them, kept within the network's range).
+        window: side of the local means of the change test.
         self_ensemble: also despeckle the mirrored images (geometric mean of both estimates).
     """
 
     def __init__(self, model: LoadedModel, super_looks: float, super_levels: Sequence[float],
-                 looks: Sequence[float], self_ensemble: bool) -> None:
+                 looks: Sequence[float], window: int, self_ensemble: bool) -> None:
         self.model = model
         self.super_looks = super_looks
         self.super_levels = list(super_levels)
         self.looks = list(looks)
+        self.window = window
         self.self_ensemble = self_ensemble
+        low, high = model.card.looks_range
+        self.network_looks = [float(min(max(value, low), high)) for value in looks]
 
-    def super_image(self, intensity: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The despeckled temporal mean (B, C, H, W) and where any date is valid (B, 1, H, W)."""
-        weight = valid[:, :, None].to(intensity.dtype)
-        count = weight.sum(1)
-        mean = (intensity * weight).sum(1) / count.clamp_min(1)
-        some = count > 0
-        return torch.cat([
-            self.model.despeckle(mean[:, c: c + 1], some, level, self.self_ensemble, self.super_looks)
-            for c, level in enumerate(self.super_levels)
-        ], 1), some
+    def _network(self, intensity: torch.Tensor, valid: torch.Tensor, level: float, looks: float) -> torch.Tensor:
+        """The network on (B, C, H, W) linear intensity, every channel alike."""
+        shape = intensity.shape
+        return self.model.despeckle(
+            intensity.reshape(-1, 1, *shape[-2:]), valid.expand(shape).reshape(-1, 1, *shape[-2:]),
+            level, self.self_ensemble, looks,
+        ).reshape(shape)
 
     def __call__(self, intensity: torch.Tensor, valid: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
         """(B, k, C, H, W) -> (B, T, C, H, W)."""
-        batch, _, channels, height, width = intensity.shape
-        estimate, _ = self.super_image(intensity, valid)
+        means = local_means(intensity, valid, self.window)
         outputs = []
         for t in targets:
-            ratio = intensity[:, t] / estimate  # (B, C, H, W); the network output is > 0
-            date_valid = valid[:, t, None].expand(-1, channels, -1, -1)
-            looks = self.looks[t]
-            despeckled = self.model.despeckle(
-                ratio.reshape(-1, 1, height, width), date_valid.reshape(-1, 1, height, width),
-                ratio_level(looks), self.self_ensemble, looks,
-            ).reshape(batch, channels, height, width)
-            outputs.append(estimate * despeckled)
+            date_valid = valid[:, t, None]
+            mean = compensated_mean(intensity, valid, means, t, self.looks, self.window)
+            estimate = torch.cat([
+                self._network(mean[:, c: c + 1], date_valid, level, self.super_looks)
+                for c, level in enumerate(self.super_levels)
+            ], 1)
+            ratio = intensity[:, t] / estimate  # the network's output is > 0
+            looks = self.network_looks[t]
+            outputs.append(estimate * self._network(ratio, date_valid, ratio_level(looks), looks))
         return torch.stack(outputs, 1)
 
 

@@ -57,14 +57,10 @@ class _Method:
 
 def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
     """The ratio method with the shipped looks-conditioned network; the super-image's looks
-    (the sum of the dates') and each date's looks are kept within the network's range."""
+    (the sum of the dates') are kept within the network's range."""
     model = load_model(os.path.join(SHIPPED_WEIGHTS, MULTITEMPORAL_NETWORK + ".json"), device, "intensity")
     low, high = model.card.looks_range
-
-    def within(value: float) -> float:
-        return float(min(max(value, low), high))
-
-    super_looks = within(sum(looks))
+    super_looks = float(min(max(sum(looks), low), high))
     if super_looks < sum(looks):
         feedback.info(f"The temporal mean has about {sum(looks):.1f} looks where nothing changed; network "
                       f"'{model.card.name}' covers {low:g}-{high:g}: it reads {super_looks:g} (a little more smoothing).")
@@ -77,8 +73,8 @@ def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
             mean = (cov[:, band] * valid).sum(0) / np.maximum(count, 1)
             values.append(mean[count > 0])
         levels.append(reference_level(np.concatenate(values)))
-    method = Rabasar(model, super_looks, levels, [within(v) for v in looks], settings.self_ensemble)
-    reach = 2 * model.receptive_radius + (settings.window // 2 if settings.layout == "c2" else 0)
+    method = Rabasar(model, super_looks, levels, looks, settings.window, settings.self_ensemble)
+    reach = 2 * model.receptive_radius + settings.window // 2
     halo = -(-(reach + NETWORK_BLEND) // model.alignment) * model.alignment
     return _Method(method, halo, NETWORK_BLEND, model.alignment, "rabasar", model.card, super_looks)
 
