@@ -27,6 +27,19 @@ from .outputs import OutputSet, check_destinations, partial_path, remove_output,
 BLOCK_SIZE = 512
 #: Prefix of every metadata item we record in outputs.
 METADATA_PREFIX = "SAR_DESPECKLE_"
+#: How the band descriptions of an output holding several dates name the date: 'date N (file) BAND'.
+_DATED_BAND = re.compile(r"^date \d+ \([^)]*\) ?")
+
+
+def dated_band(date: int, path: str, band: str) -> str:
+    """The description of ``band`` (a name such as 'VV', or '') of the 1-based ``date`` read
+    from ``path``, in a raster holding several dates."""
+    return f"date {date} ({os.path.basename(path)}) {band}".rstrip()
+
+
+def band_of(description: str) -> str:
+    """The band name in a band description, without the date :func:`dated_band` puts before it."""
+    return _DATED_BAND.sub("", description)
 
 
 @contextlib.contextmanager

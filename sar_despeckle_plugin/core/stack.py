@@ -30,7 +30,7 @@ from . import speckle
 from . import units as units_rule
 from .choices import INTENSITY_BANDS, LAYOUT_BANDS
 from .errors import SarDespeckleError
-from .raster import RasterReader, raster_info
+from .raster import RasterReader, band_of, raster_info
 
 
 def _same_crs(a: str, b: str) -> bool:
@@ -105,7 +105,8 @@ def open_dates(inputs: Sequence[str], layout: str, min_side: int, purpose: str) 
                 f"{info.geotransform} against {first.geotransform}): the dates must be co-registered "
                 "on one grid (resample them with GDAL Warp first)."
             )
-        named = [(a, b) for a, b in zip(first.descriptions, info.descriptions) if a and b]
+        named = [(band_of(a), band_of(b)) for a, b in zip(first.descriptions, info.descriptions)
+                 if band_of(a) and band_of(b)]  # a despeckled date's bands still name its date
         if any(a.lower() != b.lower() for a, b in named):
             raise SarDespeckleError(
                 f"Date {date} has bands {list(info.descriptions)} but date 1 has "

@@ -87,11 +87,11 @@ def _quegan(settings) -> _Method:
 
 
 def _output_nodata(readers, units: str) -> float:
-    """Date 1's nodata where it declares one; else 0 for linear data whose fill zeros are
-    nodata (the Sentinel-1 convention); else NaN."""
-    declared = readers[0].info.nodata[0]
-    if declared is not None:
-        return declared
+    """The first nodata value the dates declare (in date order); else 0 for linear data whose
+    fill zeros are nodata (the Sentinel-1 convention); else NaN."""
+    declared = [value for reader in readers for value in reader.info.nodata if value is not None]
+    if declared:
+        return declared[0]
     return 0.0 if any(readers[0].enabled) and units != "dB" else math.nan
 
 
@@ -105,7 +105,8 @@ def despeckle_stack(
     the GeoTIFF ``output_path``: for each target date in date order, its bands (1, 2 or 4 by
     the layout), described 'date N (file) BAND', in the input's units (C2 linear).
 
-    The output keeps date 1's size, CRS, geotransform and nodata. Each date counts where it is
+    The output keeps date 1's size, CRS and geotransform, and the first nodata value the dates
+    declare. Each date counts where it is
     valid: a pixel that is nodata, NaN or (with ``zeros_as_nodata``) zero fill
     (:func:`core.speckle.fill_mask`) in a target date is nodata in that date's output bands, and
     the other dates' statistics leave out the dates invalid there. Bad input raises

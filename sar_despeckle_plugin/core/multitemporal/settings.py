@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .. import speckle
 from ..choices import DEFAULT_MULTITEMPORAL_METHOD, LAYOUT_BANDS, MULTITEMPORAL_METHOD_LABELS
 from ..errors import SarDespeckleError
+from ..raster import band_of, dated_band
 
 #: Smallest image side we accept (pixels).
 MIN_SIDE = 3
@@ -128,9 +129,7 @@ def check_output(path: str) -> None:
 
 def band_descriptions(layout: str, inputs, descriptions, targets) -> list[str]:
     """One description per output band: for each target date (0-based ``targets``), in date
-    order, 'date N (file name) BAND', BAND the input's band description or the layout's name."""
-    names = [given or default for given, default in zip(descriptions, BAND_NAMES[layout])]
-    return [
-        f"date {t + 1} ({os.path.basename(inputs[t])}) {name}".rstrip()
-        for t in targets for name in names
-    ]
+    order, 'date N (file name) BAND' (``core.raster.dated_band``), BAND the input's band
+    description or the layout's name."""
+    names = [band_of(given) or default for given, default in zip(descriptions, BAND_NAMES[layout])]
+    return [dated_band(t + 1, inputs[t], name) for t in targets for name in names]

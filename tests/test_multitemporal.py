@@ -1,0 +1,433 @@
+"""Multitemporal despeckling: the methods, the file pipeline and sar_despeckle:despeckle_multitemporal.
+
+Synthetic stacks: one clean reflectivity (a piecewise scene with point targets), independent
+Gamma speckle per date (complex Gaussian looks for C2), and a change inserted in one date where
+the answer is known. Errors are mean squared errors of log intensity against the clean scene.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal, osr
+
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
+from sar_despeckle_plugin.core.errors import SarDespeckleError
+from sar_despeckle_plugin.core.feedback import Feedback
+from sar_despeckle_plugin.core.multitemporal.methods import complete_c2, quegan
+from sar_despeckle_plugin.core.multitemporal.pipeline import despeckle_stack
+from sar_despeckle_plugin.core.multitemporal.settings import MultitemporalSettings
+from sar_despeckle_plugin.core.raster import raster_info
+
+from .conftest import shared_data
+from .synthetic import GEOTRANSFORM, assert_refused_without_output, piecewise_scene, read_geotiff, write_geotiff
+
+QUIET = Feedback(warn=lambda message: None)
+SHAPE = (64, 64)
+#: The change: this region of date 1 is 8 times brighter.
+REGION = (slice(12, 32), slice(36, 56))
+CONTRAST = 8.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small tensors: torch's thread pool costs more than it gains, and much more on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def clean_dates(k: int, changed: int | None = 0) -> list[np.ndarray]:
+    """The clean reflectivity of each date: one scene, REGION brighter in date ``changed``."""
+    scene = piecewise_scene(*SHAPE, seed=3).astype(np.float64)
+    dates = []
+    for t in range(k):
+        date = scene.copy()
+        if t == changed:
+            date[REGION] *= CONTRAST
+        dates.append(date)
+    return dates
+
+
+def write_stack(folder, clean, looks=1, seed=0, units="intensity", **kwargs) -> list[str]:
+    """GeoTIFF dates of ``clean`` reflectivities ((rows, cols) or (bands, rows, cols)) with
+    independent Gamma speckle, in ``units``."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for t, reflectivity in enumerate(clean):
+        values = reflectivity * rng.gamma(looks, 1 / looks, reflectivity.shape)
+        if units == "amplitude":
+            values = np.sqrt(values)
+        elif units == "dB":
+            values = 10 * np.log10(values)
+        paths.append(write_geotiff(str(folder / f"date{t + 1}.tif"), values.astype(np.float32), **kwargs))
+    return paths
+
+
+def log_error(estimate, truth, where):
+    return float(np.mean((np.log(estimate[where]) - np.log(truth[where])) ** 2))
+
+
+def region_masks():
+    inside, near = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
+    inside[REGION] = True
+    near[REGION[0].start - 4: REGION[0].stop + 4, REGION[1].start - 4: REGION[1].stop + 4] = True
+    return inside, ~near
+
+
+def single_date(path, out):
+    """The single-image default (METHOD automatic: the shipped network for 1 look)."""
+    despeckle_raster(path, out, DespeckleSettings(method="automatic", looks=1.0, units="intensity"), QUIET)
+    return read_geotiff(out)[0]
+
+
+# ---------------------------------------------------------------------------- the methods
+
+
+def test_quegan_keeps_a_constant_stack_and_averages_the_ratios():
+    intensity = torch.full((1, 3, 1, 9, 9), 2.0)
+    valid = torch.ones((1, 3, 9, 9), dtype=torch.bool)
+    np.testing.assert_allclose(quegan(intensity, valid, [0, 2], 3).numpy(), 2.0, rtol=1e-6)
+    intensity[0, 1, 0, 4, 4] = 11.0  # one bright pixel in date 2: its ratio to the local mean is 11 / 3
+    result = quegan(intensity, valid, [0], 3)[0, 0, 0]
+    assert result[4, 4] == pytest.approx(2.0 * (1 + 11 / 3 + 1) / 3, rel=1e-5)
+    valid[0, 1] = False  # date 2 invalid: it leaves the average, the other dates agree again
+    np.testing.assert_allclose(quegan(intensity, valid, [0], 3).numpy(), 2.0, rtol=1e-6)
+
+
+def test_c2_output_is_a_valid_covariance_with_the_dates_own_coherence():
+    rng = np.random.default_rng(0)
+    cov = torch.from_numpy(c2_dates(rng, 2, (16, 16), looks=1)).float()[None]  # (1, k, 4, H, W)
+    valid = torch.ones((1, 2, 16, 16), dtype=torch.bool)
+    intensity = torch.from_numpy(rng.gamma(1.0, 1.0, (1, 2, 2, 16, 16))).float()
+    result = complete_c2(cov, valid, [0, 1], intensity, 5)
+    c11, c22, re, im = result[0].unbind(1)
+    assert torch.equal(c11, intensity[0, :, 0]) and torch.equal(c22, intensity[0, :, 1])
+    assert bool((re ** 2 + im ** 2 <= c11 * c22 * (1 + 1e-5)).all())
+    phase = torch.atan2(im, re)[:, 4:-4, 4:-4]
+    assert float(phase.mean()) == pytest.approx(math.atan2(0.2, 0.3), abs=0.15)
+
+
+# ---------------------------------------------------------------------------- the file pipeline
+
+
+@pytest.fixture(scope="module")
+def changed_stack(tmp_path_factory):
+    """Four 1-look dates, the change in date 1; every method's output and the single-date
+    default network's for each date."""
+    folder = tmp_path_factory.mktemp("stack")
+    clean = clean_dates(4, changed=0)
+    paths = write_stack(folder, clean)
+    outputs = {}
+    for method in ("quegan", "rabasar"):
+        outputs[method] = str(folder / f"{method}.tif")
+        despeckle_stack(paths, outputs[method], MultitemporalSettings(method=method, looks=(1.0,), units="intensity"),
+                        QUIET)
+    single = np.stack([single_date(path, str(folder / f"single{t}.tif")) for t, path in enumerate(paths)])
+    noisy = np.stack([read_geotiff(path)[0] for path in paths])
+    return clean, paths, {m: read_geotiff(p) for m, p in outputs.items()}, single, noisy
+
+
+def test_rabasar_beats_the_single_date_network_and_quegan_beats_the_date_alone(changed_stack):
+    clean, _, outputs, single, noisy = changed_stack
+    _, unchanged = region_masks()
+    for t in range(4):
+        rabasar = log_error(outputs["rabasar"][t], clean[t], unchanged)
+        network = log_error(single[t], clean[t], unchanged)
+        assert rabasar < 0.85 * network, (t, rabasar, network)
+        # Quegan's filter on 4 one-look dates against each date alone and a 7 x 7 boxcar of it
+        boxcar = torch.from_numpy(noisy[t])[None, None, None]
+        alone = quegan(boxcar, torch.ones(boxcar.shape[:2] + boxcar.shape[-2:], dtype=torch.bool), [0], 7)
+        assert log_error(outputs["quegan"][t], clean[t], unchanged) < 0.2 * log_error(noisy[t], clean[t], unchanged)
+        assert log_error(outputs["quegan"][t], clean[t], unchanged) < log_error(alone[0, 0, 0].numpy(), clean[t],
+                                                                                   unchanged)
+
+
+def test_a_change_in_one_date_stays_there_and_does_not_ghost(changed_stack):
+    clean, _, outputs, single, _ = changed_stack
+    inside, _ = region_masks()
+    core = np.zeros(SHAPE, bool)
+    core[REGION[0].start + 3: REGION[0].stop - 3, REGION[1].start + 3: REGION[1].stop - 3] = True
+    for method, output in outputs.items():
+        # the changed date keeps its contrast
+        level = output[0][core].mean() / clean[0][core].mean()
+        assert level == pytest.approx(1.0, abs=0.25 if method == "quegan" else 0.15), method
+        for t in (1, 2, 3):
+            # the other dates show no trace of it: their mean level inside is the scene's
+            ghost = output[t][core].mean() / clean[t][core].mean()
+            assert ghost == pytest.approx(1.0, abs=0.2 if method == "quegan" else 0.1), (method, t, ghost)
+    for t in (1, 2, 3):  # and the ratio method's error there stays within a little of the single-date network's
+        assert log_error(outputs["rabasar"][t], clean[t], inside) < log_error(single[t], clean[t], inside) + 0.015
+
+
+def test_outputs_hold_the_target_dates_bands_in_date_order_with_georeference_and_nodata(tmp_path):
+    clean = [np.stack([c, 0.25 * c]) for c in clean_dates(3, changed=1)]
+    paths = write_stack(tmp_path, clean, looks=4, descriptions=("VV", "VH"))
+    data = read_geotiff(paths[2]).astype(np.float32)
+    data[:, 0:4, 0:6] = np.nan  # nodata in date 3 only
+    write_geotiff(paths[2], data, nodata=np.nan, descriptions=("VV", "VH"))
+    out = str(tmp_path / "out.tif")
+    report = despeckle_stack(paths, out, MultitemporalSettings(method="quegan", layout="dual", targets=(3, 1),
+                                                               units="intensity"), QUIET)
+    info = raster_info(out)
+    assert report.targets == (1, 3) and info.band_count == 4
+    assert info.descriptions == ("date 1 (date1.tif) VV", "date 1 (date1.tif) VH", "date 3 (date3.tif) VV",
+                                 "date 3 (date3.tif) VH")
+    assert info.geotransform == GEOTRANSFORM and info.crs_wkt == raster_info(paths[0]).crs_wkt
+    assert (info.width, info.height) == (SHAPE[1], SHAPE[0])
+    values = read_geotiff(out)
+    assert all(math.isnan(v) for v in info.nodata)
+    assert np.isnan(values[2:, 0:4, 0:6]).all() and not np.isnan(values[:2]).any()
+    assert not np.isnan(values[2:, 8:, 8:]).any()
+    assert np.median(values[1] / values[0]) == pytest.approx(0.25, rel=0.1)  # VH stays VH
+    metadata = info.metadata
+    assert metadata["SAR_DESPECKLE_ALGORITHM"] == "despeckle_multitemporal"
+    assert metadata["SAR_DESPECKLE_METHOD"] == "quegan"
+    assert json.loads(metadata["SAR_DESPECKLE_TARGETS"]) == [1, 3]
+    assert len(json.loads(metadata["SAR_DESPECKLE_LOOKS"])) == 3
+
+
+@pytest.mark.parametrize("units", ["amplitude", "dB"])
+def test_amplitude_and_db_give_the_intensity_answer_in_their_units(tmp_path, units):
+    clean = clean_dates(3)
+    results = {}
+    for kind in ("intensity", units):
+        folder = tmp_path / kind
+        folder.mkdir()
+        paths = write_stack(folder, clean, looks=2, seed=4, units=kind)
+        out = str(folder / "out.tif")
+        despeckle_stack(paths, out, MultitemporalSettings(method="quegan", looks=(2.0,), units=kind), QUIET)
+        results[kind] = read_geotiff(out)
+    expected = np.sqrt(results["intensity"]) if units == "amplitude" else 10 * np.log10(results["intensity"])
+    np.testing.assert_allclose(results[units], expected, rtol=1e-4, atol=1e-4)
+
+
+def c2_dates(rng, k, shape, looks, covariance=np.array([[1.0, 0.3 + 0.2j], [0.3 - 0.2j, 0.25]])):
+    """(k, 4, rows, cols) C2 bands of ``looks``-look complex Gaussian dates."""
+    dates = []
+    for _ in range(k):
+        z = (rng.standard_normal((looks, *shape, 2)) + 1j * rng.standard_normal((looks, *shape, 2))) / math.sqrt(2)
+        v = z @ np.linalg.cholesky(covariance).T
+        c12 = (v[..., 0] * np.conj(v[..., 1])).mean(0)
+        dates.append(np.stack([(abs(v[..., 0]) ** 2).mean(0), (abs(v[..., 1]) ** 2).mean(0), c12.real, c12.imag]))
+    return np.stack(dates)
+
+
+@pytest.mark.parametrize("method", ["quegan", "rabasar"])
+def test_c2_stack_gives_valid_covariances(tmp_path, method):
+    rng = np.random.default_rng(5)
+    paths = [write_geotiff(str(tmp_path / f"c2_{t}.tif"), date.astype(np.float32))
+             for t, date in enumerate(c2_dates(rng, 3, (48, 48), looks=2))]
+    out = str(tmp_path / "c2.tif")
+    despeckle_stack(paths, out, MultitemporalSettings(method=method, layout="c2", targets=(2,)), QUIET)
+    c11, c22, re, im = read_geotiff(out)
+    assert (c11 > 0).all() and (c22 > 0).all()
+    assert (re ** 2 + im ** 2 <= c11 * c22 * (1 + 1e-5)).all()
+    assert np.median(c22 / c11) == pytest.approx(0.25, rel=0.2)
+    assert raster_info(out).descriptions == ("date 2 (c2_1.tif) C11", "date 2 (c2_1.tif) C22",
+                                             "date 2 (c2_1.tif) Re C12", "date 2 (c2_1.tif) Im C12")
+
+
+def test_grid_mismatch_is_refused_before_any_output(tmp_path):
+    paths = write_stack(tmp_path, clean_dates(2))
+    dataset = gdal.Open(paths[1], gdal.GA_Update)
+    dataset.SetGeoTransform((GEOTRANSFORM[0] + 20.0, *GEOTRANSFORM[1:]))
+    dataset = None
+    before = set(os.listdir(tmp_path))
+    with pytest.raises(SarDespeckleError, match="different grid"):
+        despeckle_stack(paths, str(tmp_path / "out.tif"), MultitemporalSettings(method="quegan"), QUIET)
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_cancel_leaves_no_output(tmp_path):
+    paths = write_stack(tmp_path, clean_dates(2))
+    before = set(os.listdir(tmp_path))
+    with pytest.raises(SarDespeckleError, match="Cancelled"):
+        despeckle_stack(paths, str(tmp_path / "out.tif"), MultitemporalSettings(method="quegan", looks=(1.0,)),
+                        Feedback(is_cancelled=lambda: True))
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_real_two_date_dual_pol_patch_keeps_covariances_valid_and_ratio_mean_one(tmp_path):
+    from scipy.io import loadmat
+
+    from sar_despeckle_plugin.core.quality import ratio_statistics
+
+    data = loadmat(shared_data("mtdn_patches/1.mat"))["data"].astype(np.float64)
+    paths = []
+    for date, first in enumerate((0, 7), 1):  # C11, Re C12, Im C12, C22 -> C11, C22, Re C12, Im C12
+        bands = np.stack([data[..., first], data[..., first + 3], data[..., first + 1], data[..., first + 2]])
+        paths.append(write_geotiff(str(tmp_path / f"patch_{date}.tif"), bands.astype(np.float32)))
+    for method in ("quegan", "rabasar"):
+        out = str(tmp_path / f"{method}.tif")
+        despeckle_stack(paths, out, MultitemporalSettings(method=method, layout="c2"), QUIET)
+        result = read_geotiff(out)
+        for date in range(2):
+            c11, c22, re, im = result[4 * date: 4 * date + 4]
+            assert (re ** 2 + im ** 2 <= c11 * c22 * (1 + 1e-5)).all()
+            for band, intensity in ((0, c11), (1, c22)):
+                statistics = ratio_statistics(read_geotiff(paths[date])[band], intensity)
+                assert statistics.mean == pytest.approx(1.0, abs=0.15), (method, date, band)
+
+
+# ---------------------------------------------------------------------------- through QGIS
+
+
+def test_algorithm_has_help_for_every_parameter(qgis_processing):
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("sar_despeckle:despeckle_multitemporal")
+    assert algorithm is not None
+    for parameter in algorithm.parameterDefinitions():
+        assert len(parameter.help()) > 30, parameter.name()
+        assert parameter.name() in algorithm.shortHelpString()
+    names = {p.name() for p in algorithm.parameterDefinitions()}
+    assert {"INPUTS", "BAND_LAYOUT", "INPUT_UNITS", "LOOKS", "TARGET", "METHOD", "WINDOW", "DEVICE", "OUTPUT"} <= names
+    assert [o.name() for o in algorithm.outputDefinitions()] == ["OUTPUT"]
+
+
+def test_processing_run_matches_core(qgis_processing, tmp_path):
+    paths = write_stack(tmp_path, clean_dates(3), seed=6)
+    result = qgis_processing.run("sar_despeckle:despeckle_multitemporal", {
+        "INPUTS": paths, "TARGET": "2", "LOOKS": 1, "INPUT_UNITS": 0, "OUTPUT": str(tmp_path / "out.tif"),
+    })
+    reference = str(tmp_path / "reference.tif")
+    despeckle_stack(paths, reference, MultitemporalSettings(looks=(1.0,), units="intensity", targets=(2,)), QUIET)
+    np.testing.assert_array_equal(read_geotiff(result["OUTPUT"]), read_geotiff(reference))
+    assert raster_info(result["OUTPUT"]).metadata["SAR_DESPECKLE_METHOD"] == "rabasar"  # the default
+
+
+def test_qgis_process_json_run(qgis_process, tmp_path):
+    paths = write_stack(tmp_path, clean_dates(3), seed=7)
+    out = str(tmp_path / "cli.tif")
+    done = qgis_process("run", "sar_despeckle:despeckle_multitemporal", "--json", *(f"--INPUTS={p}" for p in paths),
+                        "--LOOKS=1", "--INPUT_UNITS=0", "--METHOD=0", "--TARGET=1,3", "--WINDOW=5", f"--OUTPUT={out}")
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    assert result["results"]["OUTPUT"] == out
+    reference = str(tmp_path / "reference.tif")
+    despeckle_stack(paths, reference, MultitemporalSettings(method="quegan", looks=(1.0,), units="intensity",
+                                                            targets=(1, 3), window=5), QUIET)
+    np.testing.assert_array_equal(read_geotiff(out), read_geotiff(reference))
+
+
+def test_model_chains_stack_to_multitemporal_to_change_detection(qgis_processing, tmp_path):
+    """A modeler chain: the stack -> despeckle_multitemporal of date 1 and of date 2 -> change_detection."""
+    from qgis.core import (
+        QgsProcessing, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput, QgsProcessingModelParameter,
+        QgsProcessingParameterMultipleLayers,
+    )
+
+    from qgis.core import QgsApplication
+
+    def child_algorithm(algorithm: str, child_id: str, sources: dict) -> QgsProcessingModelChildAlgorithm:
+        """A child with ``sources`` and every other parameter at its default."""
+        child = QgsProcessingModelChildAlgorithm(algorithm)
+        child.setChildId(child_id)
+        for parameter in QgsApplication.processingRegistry().algorithmById(algorithm).parameterDefinitions():
+            if parameter.isDestination():
+                continue
+            value = sources.get(parameter.name(), parameter.defaultValue())
+            value = value if isinstance(value, list) else [
+                QgsProcessingModelChildParameterSource.fromStaticValue(value)]
+            child.addParameterSources(parameter.name(), value)
+        return child
+
+    model = QgsProcessingModelAlgorithm("stack_changes", "tests")
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("stack", "Stack", QgsProcessing.TypeRaster),
+                            QgsProcessingModelParameter("stack"))
+    for target in (1, 2):
+        model.addChildAlgorithm(child_algorithm("sar_despeckle:despeckle_multitemporal", f"date{target}", {
+            "INPUTS": [QgsProcessingModelChildParameterSource.fromModelParameter("stack")],
+            "TARGET": str(target), "METHOD": 0, "LOOKS": 1.0, "INPUT_UNITS": 0,
+        }))
+    change = child_algorithm("sar_despeckle:change_detection", "change", {
+        "INPUTS": [QgsProcessingModelChildParameterSource.fromChildOutput(f"date{t}", "OUTPUT") for t in (1, 2)],
+        "INPUT_UNITS": 0, "WINDOW": 5,
+    })
+    output = QgsProcessingModelOutput("mask")
+    output.setChildId("change")
+    output.setChildOutputName("CHANGE_MASK")
+    change.setModelOutputs({"mask": output})
+    model.addChildAlgorithm(change)
+    assert model.validate()[0], model.validate()[1]
+
+    paths = write_stack(tmp_path, clean_dates(3, changed=1), seed=8)
+    out = str(tmp_path / "mask.tif")
+    result = qgis_processing.run(model, {"stack": paths, "change:mask": out})
+    assert result["change:mask"] == out
+    mask = read_geotiff(out)[0]
+    inside, unchanged = region_masks()
+    assert mask[inside].mean() > 0.9 and mask[unchanged].mean() < 0.05
+    assert raster_info(out).geotransform == GEOTRANSFORM
+
+
+def other_size(folder):
+    paths = write_stack(folder, clean_dates(1))
+    rng = np.random.default_rng(0)
+    return paths + [write_geotiff(str(folder / "small.tif"), rng.gamma(1, 1, (60, 64)).astype(np.float32))]
+
+
+def other_layout(folder):
+    first = write_stack(folder, clean_dates(1))
+    second = folder / "second"
+    second.mkdir()
+    return first + write_stack(second, [np.stack([c, c]) for c in clean_dates(1)])
+
+
+def other_crs(folder):
+    paths = write_stack(folder, clean_dates(2))
+    dataset = gdal.Open(paths[1], gdal.GA_Update)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32632)
+    dataset.SetProjection(srs.ExportToWkt())
+    dataset = None
+    return paths
+
+
+def nodata_date(folder):
+    paths = write_stack(folder, clean_dates(3))
+    write_geotiff(paths[1], np.full(SHAPE, np.nan, np.float32), nodata=np.nan)
+    return paths
+
+
+def mixed_units(folder):
+    paths = write_stack(folder, clean_dates(1), looks=4)
+    second = folder / "second"
+    second.mkdir()
+    return paths + write_stack(second, clean_dates(1), looks=4, units="dB")
+
+
+def complex_date(folder):
+    paths = write_stack(folder, clean_dates(1))
+    rng = np.random.default_rng(1)
+    samples = (rng.standard_normal(SHAPE) + 1j * rng.standard_normal(SHAPE)).astype(np.complex64)
+    return paths + [write_geotiff(str(folder / "slc.tif"), samples, data_type=gdal.GDT_CFloat32)]
+
+
+BAD_INPUTS = {
+    "one date only": (lambda d: write_stack(d, clean_dates(1)), {}, "at least two dates"),
+    "different size": (other_size, {}, "co-registered"),
+    "different CRS": (other_crs, {}, "different CRS"),
+    "different band counts": (other_layout, {}, "different band layouts"),
+    "layout does not match": (lambda d: write_stack(d, [np.stack([c, c]) for c in clean_dates(2)]), {},
+                              "BAND_LAYOUT"),
+    "a date full of nodata": (nodata_date, {}, "Date 2 .* has no valid pixel"),
+    "dates in mixed units": (mixed_units, {}, "Date 1 .* the image looks linear"),
+    "complex input": (complex_date, {}, "is complex"),
+    "target beyond the dates": (lambda d: write_stack(d, clean_dates(2)), {"TARGET": "3"}, "TARGET names date 3"),
+    "even window": (lambda d: write_stack(d, clean_dates(2)), {"WINDOW": 6}, "WINDOW must be odd"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_clear_error_and_no_output(qgis_processing, tmp_path, case):
+    make_inputs, extra, message = BAD_INPUTS[case]
+    assert_refused_without_output(qgis_processing, "sar_despeckle:despeckle_multitemporal",
+                                  {"INPUTS": make_inputs(tmp_path), "OUTPUT": str(tmp_path / "out.tif"), **extra},
+                                  tmp_path, message)
