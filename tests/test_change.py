@@ -31,7 +31,6 @@ from sar_despeckle_plugin.core.raster import raster_info
 
 from .synthetic import GEOTRANSFORM, assert_refused_without_output, read_geotiff, write_geotiff
 
-MODEL = os.path.join(os.path.dirname(__file__), "data", "despeckle_then_change.model3")
 QUIET = Feedback(warn=lambda message: None)
 C2_COVARIANCE = np.array([[1.0, 0.3 + 0.2j], [0.3 - 0.2j, 0.25]])
 
@@ -411,30 +410,6 @@ def test_qgis_process_json_run(qgis_process, tmp_path):
     detect_changes(paths, ChangeOutputs(change_mask=reference), ChangeSettings(looks=(4.0,), units="intensity"),
                    QUIET)
     np.testing.assert_array_equal(read_geotiff(mask), read_geotiff(reference))
-
-
-def test_model_chains_despeckle_into_change_detection(qgis_processing, tmp_path):
-    from qgis.core import QgsProcessingModelAlgorithm
-
-    from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
-    from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
-
-    paths = write_dates(tmp_path, looks=1, gains=(1.0, 2.0), seed=8, contrast=10.0)
-    model = QgsProcessingModelAlgorithm()
-    assert model.fromFile(MODEL)
-    out = str(tmp_path / "model_mask.tif")
-    result = qgis_processing.run(model, {"before": paths[0], "after": paths[1], "looks": 1.0,
-                                         "change:change_mask": out, "change:change_map": "TEMPORARY_OUTPUT"})
-    assert result["change:change_mask"] == out
-    filtered = []
-    for index, path in enumerate(paths):
-        filtered.append(str(tmp_path / f"lee{index}.tif"))
-        despeckle_raster(path, filtered[-1], DespeckleSettings(method="lee", looks=1.0, units="intensity", window=5))
-    reference = str(tmp_path / "reference.tif")
-    detect_changes(filtered, ChangeOutputs(change_mask=reference), ChangeSettings(units="intensity"), QUIET)
-    np.testing.assert_array_equal(read_geotiff(out), read_geotiff(reference))
-    assert read_geotiff(out)[0][truth_of()].mean() > 0.9
-    assert raster_info(out).geotransform == GEOTRANSFORM
 
 
 def shifted_grid(folder):

@@ -22,7 +22,6 @@ from . import slc_data
 from .slc_data import Axis, synthetic_slc
 from .synthetic import GEOTRANSFORM, assert_refused_without_output, write_geotiff
 
-MODEL = os.path.join(os.path.dirname(__file__), "data", "decorrelate_then_despeckle.model3")
 CPU = {"device": "cpu"}
 
 #: (azimuth, range) responses: Hamming and Kaiser weighting, oversampling 1.2-1.6, Doppler.
@@ -292,29 +291,6 @@ def test_qgis_process_json_run(qgis_process, slc_tif, tmp_path):
         channel = json.load(stream)["channels"][0]
     assert channel["correlation_after"]["azimuth"]["lag1"] < 0.05
     assert read_complex(out).shape == tuple(json.load(open(report))["output_size"])
-
-
-def test_model_decorrelates_then_despeckles(qgis_processing, slc_tif, tmp_path):
-    from qgis.core import QgsProcessingModelAlgorithm
-
-    path, _, _ = slc_tif
-    model = QgsProcessingModelAlgorithm()
-    assert model.fromFile(MODEL)
-    slc, despeckled = str(tmp_path / "m_slc.tif"), str(tmp_path / "m_despeckled.tif")
-    result = qgis_processing.run(model, {"slc": path, "resample": True, "decorrelate:decorrelated": slc,
-                                         "despeckle:despeckled": despeckled})
-    assert result["decorrelate:decorrelated"] == slc and result["despeckle:despeckled"] == despeckled
-    info = raster_info(despeckled)
-    assert (info.height, info.width) == (raster_info(slc).height, raster_info(slc).width)
-    assert info.data_types == ("Float32",) and raster_info(slc).data_types == ("CFloat32",)
-
-
-def test_model_runs_in_qgis_process(qgis_process, slc_tif, tmp_path):
-    path, _, _ = slc_tif
-    despeckled = str(tmp_path / "cli_despeckled.tif")
-    qgis_process("run", MODEL, f"--slc={path}", "--resample=false",
-                 f"--decorrelate:decorrelated={tmp_path / 'cli_slc.tif'}", f"--despeckle:despeckled={despeckled}")
-    assert raster_info(despeckled).width == 256
 
 
 def complex_tif(folder, name, values, data_type=gdal.GDT_CFloat32, nodata=None):

@@ -17,7 +17,6 @@ from sar_despeckle_plugin.core.raster import raster_info
 from .conftest import ROOT
 from .synthetic import GEOTRANSFORM, assert_refused_without_output, piecewise_scene, read_geotiff, speckle, write_geotiff
 
-MODEL = os.path.join(os.path.dirname(__file__), "data", "despeckle_then_translate.model3")
 LEE = list(CLASSICAL_METHOD_LABELS).index("lee")
 
 
@@ -94,27 +93,6 @@ def test_qgis_process_reports_bad_input(qgis_process, tmp_path):
     assert done.returncode != 0
     assert "does not exist" in done.stdout + done.stderr
     assert not out.exists()
-
-
-def lee_then_translate_expected(path, tmp_path):
-    return core_reference(path, tmp_path, method="lee", looks=1.0, units="intensity", window=5)
-
-
-def test_model_chains_despeckle_with_gdal_translate(qgis_processing, speckled_tif, tmp_path):
-    from qgis.core import QgsProcessingModelAlgorithm
-
-    model = QgsProcessingModelAlgorithm()
-    assert model.fromFile(MODEL)
-    out = str(tmp_path / "model.tif")
-    result = qgis_processing.run(model, {"sar_image": speckled_tif, "looks": 1.0, "translate:translated": out})
-    assert os.path.exists(result["translate:translated"])
-    np.testing.assert_allclose(read_geotiff(out), lee_then_translate_expected(speckled_tif, tmp_path))
-
-
-def test_model_runs_in_qgis_process(qgis_process, speckled_tif, tmp_path):
-    out = str(tmp_path / "model_cli.tif")
-    qgis_process("run", MODEL, f"--sar_image={speckled_tif}", "--looks=1", f"--translate:translated={out}")
-    np.testing.assert_allclose(read_geotiff(out), lee_then_translate_expected(speckled_tif, tmp_path))
 
 
 def write_complex(path):

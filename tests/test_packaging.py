@@ -44,6 +44,9 @@ def test_package_zip_holds_plugin_with_metadata_and_no_caches(tmp_path):
     metadata = read_metadata(zipped_metadata.decode())
     assert metadata["name"] == "SAR Despeckle"
     assert "sar_despeckle_plugin/__init__.py" in names and "sar_despeckle_plugin/LICENSE" in names
+    for shipped in ("icon.svg", "help/index.html", "models/despeckle_then_change.model3",
+                    "models/slc_to_despeckled_intensity.model3", "models/despeckle_and_check_ratio.model3"):
+        assert f"sar_despeckle_plugin/{shipped}" in names, shipped
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert all(n.startswith("sar_despeckle_plugin/") for n in names)
 

@@ -1,12 +1,13 @@
 """The ``sar_despeckle`` Processing provider and its settings."""
 
 from processing.core.ProcessingConfig import ProcessingConfig
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingProvider
 
 from . import resources
 from .change_detection_algorithm import ChangeDetectionAlgorithm
 from .decorrelate_algorithm import DecorrelateAlgorithm
 from .despeckle_algorithm import DespeckleAlgorithm
+from .example_models import example_models
 from .multitemporal_algorithm import MultitemporalAlgorithm
 from .user_models import MODELS_FOLDER_SETTING, create_default_models_folder, models_folder_setting
 
@@ -33,8 +34,16 @@ class SarDespeckleProvider(QgsProcessingProvider):
         create_default_models_folder()
         ProcessingConfig.addSetting(models_folder_setting(self.name()))
         ProcessingConfig.readSettings()
+        QgsApplication.processingRegistry().providerAdded.connect(self._registered)
         self.refreshAlgorithms()
         return True
+
+    def _registered(self, provider_id: str) -> None:
+        """Once the registry holds this provider, list the algorithms again: the example models
+        find their steps (our own algorithms) only then."""
+        if provider_id == self.id():
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._registered)
+            self.refreshAlgorithms()
 
     def unload(self) -> None:
         ProcessingConfig.removeSetting(MODELS_FOLDER_SETTING)
@@ -44,6 +53,8 @@ class SarDespeckleProvider(QgsProcessingProvider):
         self.addAlgorithm(DecorrelateAlgorithm())
         self.addAlgorithm(ChangeDetectionAlgorithm())
         self.addAlgorithm(MultitemporalAlgorithm())
+        for model in example_models():
+            self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):
         return ["tif"]
