@@ -48,12 +48,12 @@ def test_tiled_network_matches_whole_image_in_log_domain(speckled_tif, tmp_path,
     assert np.abs(np.log(tiled[valid]) - np.log(whole[valid])).max() < 1e-3
 
 
-def test_self_ensemble_is_on_by_default_and_recorded(speckled_tif, tmp_path, model_card):
+def test_self_ensemble_is_off_by_default_and_recorded(speckled_tif, tmp_path, model_card):
     default = despeckle(speckled_tif, tmp_path / "default.tif", model_card)
-    single = despeckle(speckled_tif, tmp_path / "single.tif", model_card, self_ensemble=False)
+    mirrored = despeckle(speckled_tif, tmp_path / "mirrored.tif", model_card, self_ensemble=True)
     valid = default > 0
-    assert np.abs(np.log(default[valid]) - np.log(single[valid])).max() > 1e-3
-    for name, expected in (("default.tif", True), ("single.tif", False)):
+    assert np.abs(np.log(default[valid]) - np.log(mirrored[valid])).max() > 1e-3
+    for name, expected in (("default.tif", False), ("mirrored.tif", True)):
         parameters = json.loads(raster_info(str(tmp_path / name)).metadata["SAR_DESPECKLE_PARAMETERS"])
         assert parameters["self_ensemble"] is expected
 

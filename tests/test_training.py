@@ -423,12 +423,12 @@ def test_export_then_load_and_evaluate(tmp_path, capsys):
     results = evaluate(card_path, [str(tmp_path / "ref.npy")], "amplitude", 1.0, seed=0, rows="0:40")
     assert results[0]["size"] == [40, 64] and results[0]["psnr"] > results[0]["psnr_input"]
     assert main(["evaluate", "--model", card_path, "--references", str(tmp_path / "ref.npy"),
-                 "--no-self-ensemble", "--json", str(tmp_path / "eval.json")]) == 0
+                 "--json", str(tmp_path / "eval.json")]) == 0
     assert "PSNR / SSIM on amplitude" in capsys.readouterr().out
     single = json.load(open(tmp_path / "eval.json"))[0]
     assert single["ssim"] <= 1.0
     assert main(["evaluate", "--model", card_path, "--references", str(tmp_path / "ref.npy"),
-                 "--json", str(tmp_path / "eval.json")]) == 0
+                 "--self-ensemble", "--json", str(tmp_path / "eval.json")]) == 0
     ensemble = json.load(open(tmp_path / "eval.json"))[0]
     assert ensemble["psnr_input"] == single["psnr_input"] and ensemble["psnr"] != single["psnr"]
 

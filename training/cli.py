@@ -194,9 +194,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--write-card", action="store_true",
                    help="with --protocol: record the means as the card's metrics (weights untouched)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction, default=False,
                    help="also despeckle the mirrored image and average, as the plugin's SELF_ENSEMBLE "
-                        "does by default (--no-self-ensemble: single pass)")
+                        "does when ticked (default: a single pass, as the plugin runs by default)")
     p.add_argument("--json", default="", help="also write the results here")
     p.set_defaults(run=_evaluate)
 

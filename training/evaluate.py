@@ -35,12 +35,12 @@ def parse_span(text: str) -> list:
 
 
 def evaluate(card: str, references: list, units: str, looks: float, seed: int, rows: str = "",
-             cols: str = "", device: str = "cpu", self_ensemble: bool = True,
+             cols: str = "", device: str = "cpu", self_ensemble: bool = False,
              seeds: list | None = None) -> list[dict]:
     """One record per seed and reference: name, seed, size, psnr/ssim of the model and of the
     noisy input. ``seeds``: several speckle draws (default: ``seed`` alone).
     ``self_ensemble``: average in the mirrored image's estimate, as the plugin's SELF_ENSEMBLE
-    does by default (False: the network's single pass)."""
+    does when ticked (False: the network's single pass, the plugin's default)."""
     load_model(card, device)  # refuses a card that is not a despeckler before any work
     results = []
     for draw in seeds or [seed]:
@@ -75,7 +75,7 @@ def write_card_metrics(card: str, results: list[dict], looks: float, self_ensemb
     metrics.update(
         measured_on=f"benchmark protocol (training/benchmark.py): {'; '.join(references)}; "
                     f"{looks:g}-look speckle, seeds {', '.join(map(str, seeds))}; "
-                    + ("SELF_ENSEMBLE on (the plugin's default)" if self_ensemble else "single pass"),
+                    + ("SELF_ENSEMBLE on" if self_ensemble else "single pass (the plugin's default)"),
         definition=DEFINITION + ("; loss = the training's validation loss" if "loss" in metrics else ""),
     )
     record["metrics"] = metrics

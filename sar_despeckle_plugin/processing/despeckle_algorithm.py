@@ -143,25 +143,25 @@ class DespeckleAlgorithm(SarAlgorithm):
         self.add_device_parameter()
         self.addParameter(with_help(
             QgsProcessingParameterBoolean(
-                "SELF_ENSEMBLE", "Average with the mirrored image (networks)", defaultValue=True
+                "SELF_ENSEMBLE", "Average with the mirrored image (networks)", defaultValue=False
             ),
             "Networks only: also despeckle the left-right mirror of the image and keep the "
-            "geometric mean of the two estimates. Lowers the error (+0.05 dB PSNR for the "
-            "default network on the benchmark references) and doubles the time: untick it "
-            "for speed.",
+            "geometric mean of the two estimates. Lowers the error a little (+0.04 dB PSNR for "
+            "the default network on the benchmark references) and doubles the time: worth it "
+            "on a GPU, or when time does not matter.",
             advanced=True,
         ))
         self.addParameter(with_help(
             QgsProcessingParameterBoolean(
                 "POINT_TARGETS", "Keep point targets (networks)", defaultValue=True
             ),
-            "Networks only: pixels far brighter than their surroundings for the speckle of "
-            "their looks (corner reflectors, ships, pylons: more than the speckle exceeds once "
-            "per million pixels, about 11 dB over the local background for one look) and "
-            "their bright 3 x 3 response are kept as measured, as the improved Lee sigma filter "
-            "does, instead of being spread over their neighbours (the default network keeps 64 % "
-            "of a corner reflector's peak without this, 100 % with it). Untick for bright, "
-            "speckled distributed targets, which are then smoothed too.",
+            "Networks only: dominant scatterers (corner reflectors, ships, pylons: pixels more "
+            "than 20 dB brighter than the ring 2-4 pixels around them) and their bright 3 x 3 "
+            "response are kept as measured, as the improved Lee sigma filter keeps point "
+            "targets, instead of being spread over their neighbours: the default network keeps "
+            "100 % of a corner reflector's peak with this, 64 % without. Untick to smooth them "
+            "like everything else (on simulated speckle, where even such scatterers are "
+            "speckled, that scores higher).",
             advanced=True,
         ))
         self.addParameter(with_help(

@@ -37,11 +37,11 @@ class DespeckleSettings:
         window: odd window side in pixels.
         device: ``auto``, ``cpu`` or ``cuda``.
         self_ensemble: networks only: also despeckle the left-right mirror image and keep the
-            geometric mean of the two estimates (less error, twice the time; on by default, off
-            for speed).
-        keep_point_targets: networks only: pixels far brighter than their surroundings for
-            the speckle of their looks (corner reflectors, ships) are kept as measured instead of
-            being spread over their neighbours (:mod:`.point_targets`).
+            geometric mean of the two estimates (+0.04 dB PSNR for twice the time; off by
+            default, which keeps the default network under 2 s per megapixel on two CPU cores).
+        keep_point_targets: networks only: dominant scatterers (20 dB over their surroundings:
+            corner reflectors, ships) are kept as measured instead of being spread over their
+            neighbours (:mod:`.point_targets`).
         zeros_as_nodata: exact zeros that form the border fill (Sentinel-1 swath borders: zero
             runs of ``speckle.FILL_RUN``+ pixels or reaching the image edge or nodata) count as
             nodata; isolated zeros, and every zero of 8-bit bands, stay data.
@@ -58,7 +58,7 @@ class DespeckleSettings:
     looks: float | None = None
     window: int = 7
     device: str = "auto"
-    self_ensemble: bool = True
+    self_ensemble: bool = False
     keep_point_targets: bool = True
     zeros_as_nodata: bool = True
     frost_damping: float = 2.0
