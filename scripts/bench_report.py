@@ -1,12 +1,13 @@
 """`make bench` (last step): assemble docs/benchmarks.md from the results the benchmarks wrote.
 
-Reads what the five benchmark scripts leave in ``--bench`` (default build/bench):
+Reads what the six benchmark scripts leave in ``--bench`` (default build/bench):
 
 * ``filters.json``                      scripts/bench_filters.py
 * ``networks/networks.json``            scripts/bench_networks.py
 * ``decorrelation/decorrelation.md``    scripts/bench_decorrelation.py (its own Markdown tables)
 * ``change/change.json``                scripts/bench_change.py
 * ``multilook/multilook.md``            scripts/bench_multilook.py (its own Markdown tables)
+* ``multitemporal/multitemporal.md``    scripts/bench_multitemporal.py (its own Markdown tables)
 
 and writes one Markdown page whose header says when, at which commit and on what machine it
 was generated. A family whose results are absent gets a line saying so. Standard library only:
@@ -206,6 +207,12 @@ def multilook_section(bench: str) -> list[str]:
                             "Every seed's table and image's figures in `multilook.json` beside it; pictures there too.")
 
 
+def multitemporal_section(bench: str) -> list[str]:
+    return fragment_section(bench, os.path.join("multitemporal", "multitemporal.md"), "Multitemporal despeckling",
+                            "scripts/bench_multitemporal.py",
+                            "Every reference's and seed's scores in `multitemporal.json` beside it.")
+
+
 def change_rows(rows: dict) -> list[list[str]]:
     return [[label, r["setting"], f"{r['oa']:.4f}", f"{r['kappa']:.3f}", f"{r['f1']:.3f}",
              f"{r['false_alarms']} ({100 * r['false_alarm_rate']:.2f} %)",
@@ -281,8 +288,9 @@ def report(bench: str, today: str | None = None) -> str:
              f"`{os.path.relpath(bench, ROOT)}`).", "",
              "How each benchmark works, and what its figures mean, is on the family pages: "
              "[despeckling](despeckle.md), [decorrelation](decorrelation.md), "
-             "[change detection](change_detection.md).", ""]
-    for section in (filters_section, networks_section, multilook_section, decorrelation_section, change_section):
+             "[change detection](change_detection.md), [multitemporal despeckling](multitemporal.md).", ""]
+    for section in (filters_section, networks_section, multilook_section, decorrelation_section, change_section,
+                    multitemporal_section):
         lines += section(bench)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -55,6 +55,9 @@ def fake_results(bench):
     os.makedirs(os.path.join(bench, "decorrelation"))
     with open(os.path.join(bench, "decorrelation", "decorrelation.md"), "w", encoding="utf-8") as stream:
         stream.write("## Synthetic SLC\n\n| case | lag1 |\n|---|---|\n| Hamming | 0.013 |\n")
+    os.makedirs(os.path.join(bench, "multitemporal"))
+    with open(os.path.join(bench, "multitemporal", "multitemporal.md"), "w", encoding="utf-8") as stream:
+        stream.write("## Synthetic stacks\n\n| L | dates | method |\n|---|---|---|\n| 1 | 3 | rabasar |\n")
     write_json(os.path.join(bench, "change", "change.json"), {
         "cpu_count": 2, "load_average": [0.5, 0.5, 0.5],
         "real": {"San Francisco": {"baseline log-ratio + Otsu": scores(0.703)}},
@@ -94,10 +97,11 @@ def test_report_from_fake_results(tmp_path):
     assert "| single | 2 | 1 | 1.010 | 0.980 | 1.100 |" in text
     assert "| omnibus | single | 1 | 0.130 (0.010) |" in text
     assert "| omnibus | 1 | 1 | 10.80 | 1.6 |" in text
+    assert "## Multitemporal despeckling" in text and "### Synthetic stacks" in text and "| 1 | 3 | rabasar |" in text
 
 
 def test_report_says_what_is_missing(tmp_path):
     text = load_report_module().report(str(tmp_path))
-    assert text.count("No results") == 5
-    assert "scripts/bench_multilook.py" in text
+    assert text.count("No results") == 6
+    assert "scripts/bench_multilook.py" in text and "scripts/bench_multitemporal.py" in text
     assert "scripts/bench_change.py" in text
