@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from osgeo import gdal
 
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.models.weights import load_model
@@ -443,3 +444,48 @@ def test_psnr_and_ssim_on_amplitude():
     assert psnr_amplitude(estimate, reference) == pytest.approx(20.0, abs=1e-9)
     noisy = torch.from_numpy(speckle(reference.numpy(), 1.0, 3))
     assert 0 < ssim_amplitude(noisy, reference) < 0.9
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching real validation images (training/watch.py)
+
+
+class ScaledTruth(torch.nn.Module):
+    """A stand-in despeckler that returns the true reflectivity times ``gain``."""
+
+    def __init__(self, clean, gain):
+        super().__init__()
+        self.clean, self.gain = clean, gain
+
+    def despeckle(self, intensity, reference, looks=None):
+        return self.clean * self.gain
+
+
+def test_watch_measures_a_too_bright_model_on_a_real_image():
+    from training.watch import RealImageWatch
+
+    clean = torch.from_numpy(piecewise_scene(200, 200, 3))[None, None]
+    noisy = torch.from_numpy(speckle(clean[0, 0].numpy(), 2.0, 4))[None, None]
+    watch = RealImageWatch([("real", noisy, float(noisy.median()))])
+    assert watch.looks[0] == pytest.approx(2.0, rel=0.15)
+    exact = watch.measure(ScaledTruth(clean, 1.0), torch.device("cpu"))
+    assert exact["real_ratio_mean"] == pytest.approx(1.0, abs=0.02)
+    assert exact["real_ratio_enl_share"] == pytest.approx(1.0, rel=0.15)
+    assert exact["real_ratio_autocorrelation_gap"] < 0.1
+    bright = watch.measure(ScaledTruth(clean, 1.25), torch.device("cpu"))
+    assert bright["real_ratio_mean"] == pytest.approx(0.8, abs=0.02)  # what the loss did not show
+
+
+def test_training_logs_and_draws_real_validation_images(tmp_path):
+    tif, _ = write_speckled_geotiff(tmp_path / "real.tif", 80, 80)
+    raw = tiny(**{"data.validation": [{"synthetic": 1, "side": 64, "seed": 2},
+                                      {"path": tif, "kind": "single_look", "rows": [10, 80]}]})
+    train(config(raw), str(tmp_path / "run"), log=silent)
+    rows = [r for r in json.load(open(tmp_path / "run" / "metrics.json"))["rows"] if r["split"] == "validation"]
+    assert len(rows) == 2
+    for row in rows:
+        assert 0.3 < row["real_ratio_mean"] < 3 and row["real_ratio_enl_share"] > 0
+        assert 0 <= row["real_ratio_autocorrelation_gap"] < 1 and np.isfinite(row["psnr"])
+    pictures = sorted(os.listdir(tmp_path / "run" / "watch"))
+    assert "history.png" in pictures and sum(name.endswith("_epoch002.png") for name in pictures) == 1
+    assert gdal.Open(str(tmp_path / "run" / "watch" / "history.png")).RasterCount == 3

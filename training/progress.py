@@ -10,7 +10,10 @@ import sys
 import time
 
 #: Columns of metrics.csv, in order.
-COLUMNS = ("epoch", "step", "split", "loss", "psnr", "ssim", "psnr_input", "learning_rate", "seconds")
+COLUMNS = ("epoch", "step", "split", "loss", "psnr", "ssim", "psnr_input",
+           # no-reference measures on real validation images (training/watch.py)
+           "real_ratio_mean", "real_ratio_enl_share", "real_ratio_autocorrelation_gap",
+           "learning_rate", "seconds")
 
 
 class ProgressBar:

@@ -28,13 +28,20 @@ def load_source(source: SourceConfig) -> ImageSet:
     return load_image_source(source)
 
 
+#: What each mode's validation also takes besides what it learns from: real images, which
+#: supervised training cannot score but watches (:mod:`training.watch`).
+WATCHED_KINDS = {"supervised": ("single_look",)}
+
+
 def load_sources(sources: list, mode: str, split: str) -> list[ImageSet]:
-    """Load every source of a split, refusing kinds the mode cannot learn from."""
+    """Load every source of a split, refusing kinds the mode cannot learn from (or, for the
+    validation split, watch)."""
     sets = [load_source(source) for source in sources]
+    accepted = MODE_KINDS[mode] + (WATCHED_KINDS.get(mode, ()) if split == "validation" else ())
     for image_set in sets:
-        if image_set.kind not in MODE_KINDS[mode]:
+        if image_set.kind not in accepted:
             raise ConfigError(
                 f"[data].{split}: {image_set.description} is {image_set.kind} data, which {mode} "
-                f"training cannot use (it takes {', '.join(MODE_KINDS[mode])})."
+                f"training cannot use (it takes {', '.join(accepted)})."
             )
     return sets

@@ -41,6 +41,7 @@ from .metrics import change_scores, psnr_amplitude, ssim_amplitude
 from .scenes import POINT_SCATTERER_LN
 from .sources import load_sources
 from .speckle_model import true_statistics
+from .watch import RealImageWatch
 
 
 def _he_initialise(module: nn.Module) -> None:
@@ -125,6 +126,10 @@ class Task:
     def validate(self, model: nn.Module, device: torch.device) -> dict:
         raise NotImplementedError
 
+    def after_validation(self, folder: str, epoch: int, history: list[dict]) -> None:
+        """Pictures of the last validation into ``folder`` (``history``: the metrics rows so
+        far); nothing by default."""
+
     def data_description(self) -> dict:
         data = self.config.data
         model = speckle_model_of(data)
@@ -145,13 +150,18 @@ class Task:
 
 
 class DespeckleTask(Task):
-    """Shared by supervised and blind-spot: validation on whole images."""
+    """Shared by supervised and blind-spot: validation on whole images; real ones (no clean
+    reference) are also watched (:mod:`training.watch`)."""
+
+    #: Whether the loss needs no clean reference (then real validation images count in it).
+    learns_without_reference = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         model = speckle_model_of(config.data)
         looks = model.looks if model.white and not isinstance(model.looks, tuple) else model
         self.examples = validation_images(self.validation_sets, looks, config.train.seed)
+        self.watch = RealImageWatch([(e.name, e.noisy, e.reference) for e in self.examples if e.clean is None])
 
     @property
     def selection(self) -> str:
@@ -172,17 +182,25 @@ class DespeckleTask(Task):
                 reference = torch.tensor([example.reference], device=device)
                 clean = example.clean.to(device) if example.clean is not None else None
                 looks = example.looks if getattr(model, "conditioned", False) else None
-                totals["loss"].append(float(self.example_loss(model, noisy, clean, reference, looks)))
+                if clean is not None or self.learns_without_reference:
+                    totals["loss"].append(float(self.example_loss(model, noisy, clean, reference, looks)))
                 if clean is not None:
                     estimate = model.despeckle(noisy, reference, looks)
                     totals["psnr"].append(psnr_amplitude(estimate, clean))
                     totals["ssim"].append(ssim_amplitude(estimate, clean))
                     totals["psnr_input"].append(psnr_amplitude(noisy, clean))
+            real = self.watch.measure(model, device) if self.watch else {}
         model.train()
-        return {key: sum(values) / len(values) for key, values in totals.items() if values}
+        return {**{key: sum(values) / len(values) for key, values in totals.items() if values}, **real}
+
+    def after_validation(self, folder: str, epoch: int, history: list[dict]) -> None:
+        if self.watch:
+            self.watch.draw(folder, epoch, history)
 
 
 class SupervisedTask(DespeckleTask):
+    learns_without_reference = False
+
     @property
     def selection(self) -> str:
         return "psnr"

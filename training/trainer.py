@@ -348,6 +348,7 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
         metrics_log.append({"epoch": state.epoch + (1 if state.epoch_step else 0), "step": state.step,
                             "split": "validation", **metrics, "learning_rate": rate, "seconds": seconds()})
         say("  validation: " + ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
+        task.after_validation(os.path.join(output, "watch"), metrics_log.rows[-1]["epoch"], metrics_log.rows)
         return metrics
 
     stopped = False  # by the time budget
