@@ -476,7 +476,7 @@ BAD_INPUTS = {
     "NaN not declared as nodata": (lambda d: all_nan(d, declared=False), {}, "NaN or infinite values"),
     "zeros everywhere": (zeros_everywhere, {}, "ZEROS_AS_NODATA"),
     "single-look C2": (lambda d: write_dates(d, layout="c2", looks=1, gains=(1.0, 1.0)),
-                       {"BAND_LAYOUT": 2, "LOOKS": 1}, "WINDOW to 3"),
+                       {"BAND_LAYOUT": 2, "LOOKS": 1}, r"Averaging window \(WINDOW\) to 3"),
     "C2 in dB": (lambda d: write_dates(d, layout="c2", gains=(1.0, 1.0)), {"BAND_LAYOUT": 2, "INPUT_UNITS": 2},
                  "must be linear"),
     "missing file": (lambda d: [str(d / "nowhere.tif"), str(d / "nowhere2.tif")], {}, "does not exist"),

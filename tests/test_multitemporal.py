@@ -420,8 +420,8 @@ BAD_INPUTS = {
     "a date full of nodata": (nodata_date, {}, "Date 2 .* has no valid pixel"),
     "dates in mixed units": (mixed_units, {}, "Date 1 .* the image looks linear"),
     "complex input": (complex_date, {}, "is complex"),
-    "target beyond the dates": (lambda d: write_stack(d, clean_dates(2)), {"TARGET": "3"}, "TARGET names date 3"),
-    "even window": (lambda d: write_stack(d, clean_dates(2)), {"WINDOW": 6}, "WINDOW must be odd"),
+    "target beyond the dates": (lambda d: write_stack(d, clean_dates(2)), {"TARGET": "3"}, r"\(TARGET\) names date 3"),
+    "even window": (lambda d: write_stack(d, clean_dates(2)), {"WINDOW": 6}, r"Window \(WINDOW\) must be odd"),
 }
 
 

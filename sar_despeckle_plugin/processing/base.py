@@ -22,6 +22,7 @@ from ..core.choices import DEVICES
 from ..core.errors import SarDespeckleError
 from ..core.speckle import UNITS
 from . import resources
+from .messages import labelled
 
 TORCH_MISSING = (
     "PyTorch is not installed in QGIS's Python. Install it with "
@@ -110,23 +111,54 @@ class SarAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def summary(self) -> str:
-        """One paragraph on what the algorithm does; subclasses override."""
+        """The help's first paragraph, for a newcomer: what the algorithm does and what to
+        choose; subclasses override."""
         raise NotImplementedError
+
+    def details(self) -> str:
+        """The help's second paragraph, for experts (methods, references, edge cases)."""
+        return ""
 
     def shortHelpString(self) -> str:
         items = "".join(
             f"<li><b>{p.description()}</b> (<code>{p.name()}</code>): {p.help()}</li>"
             for p in self.parameterDefinitions()
         )
-        return f"<p>{self.summary()}</p><ul>{items}</ul>"
+        details = f"<p>{self.details()}</p>" if self.details() else ""
+        return f"<p>{self.summary()}</p>{details}<ul>{items}</ul>"
 
     def checkParameterValues(self, parameters, context):
-        """QGIS's checks, with an out-of-range number named by its label, range and value
-        (QGIS itself only says "Incorrect parameter value for WINDOW")."""
-        problem = self.out_of_range_number(parameters)
+        """Our checks (:meth:`parameter_problem`, numbers out of range), then QGIS's; every
+        message names parameters by their labels, ids after them (QGIS itself only says
+        "Incorrect parameter value for WINDOW")."""
+        problem = self.parameter_problem(parameters, context) or self.out_of_range_number(parameters)
         if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
+            return False, self.labelled(problem)
+        ok, message = super().checkParameterValues(parameters, context)
+        return ok, self.labelled(message)
+
+    def parameter_problem(self, parameters, context) -> str | None:
+        """The algorithm's own check of the parameters: a message naming them by id, or None."""
+        return None
+
+    def labelled(self, message: str) -> str:
+        """``message`` with this algorithm's parameter ids written 'Label (ID)'."""
+        return labelled(message, self.parameterDefinitions())
+
+    def odd_window_problem(self, parameters, context, name: str = "WINDOW") -> str | None:
+        """A message when the window parameter ``name`` is even."""
+        window = self.parameterAsInt(parameters, name, context)
+        return f"{name} must be odd; got {window}. Try {window + 1}." if window % 2 == 0 else None
+
+    def input_paths_problem(self, parameters, name: str = "INPUTS") -> str | None:
+        """A message for the first path given in the multiple-raster parameter ``name`` that
+        cannot be an input raster."""
+        raw = parameters.get(name)
+        for value in raw if isinstance(raw, (list, tuple)) else ([raw] if raw else []):
+            problem = self.input_path_problem(value) if isinstance(value, str) else None
+            if problem:
+                return problem
+        return None
 
     def out_of_range_number(self, parameters) -> str | None:
         """A user-facing message for the first number parameter given outside its range."""
@@ -146,8 +178,7 @@ class SarAlgorithm(QgsProcessingAlgorithm):
                 bounds = f"at most {high:g}"
             else:
                 bounds = f"between {low:g} and {high:g}"
-            return (f"{parameter.description()} ({parameter.name()}) must be {bounds}; "
-                    f"{value:g} was given.")
+            return f"{parameter.name()} must be {bounds}; {value:g} was given."
         return None
 
     # parameter helpers -------------------------------------------------------------------
@@ -199,25 +230,25 @@ class SarAlgorithm(QgsProcessingAlgorithm):
 
     # running the core ----------------------------------------------------------------------
 
-    @staticmethod
-    def core_feedback(feedback):
-        """A core Feedback that reports to a QgsProcessingFeedback (progress in percent)."""
+    def core_feedback(self, feedback):
+        """A core Feedback that reports to a QgsProcessingFeedback (progress in percent,
+        messages with parameter labels)."""
         from ..core.feedback import Feedback
 
         return Feedback(
             progress=lambda fraction: feedback.setProgress(100.0 * fraction),
             is_cancelled=feedback.isCanceled,
-            info=feedback.pushInfo,
-            warn=feedback.pushWarning,
+            info=lambda message: feedback.pushInfo(self.labelled(message)),
+            warn=lambda message: feedback.pushWarning(self.labelled(message)),
         )
 
-    @staticmethod
-    def run_core(function, *args, **kwargs):
-        """Call a core function; its user-facing errors become QgsProcessingException."""
+    def run_core(self, function, *args, **kwargs):
+        """Call a core function; its user-facing errors become QgsProcessingException (with
+        parameter labels)."""
         try:
             return function(*args, **kwargs)
         except SarDespeckleError as error:
-            raise QgsProcessingException(str(error)) from None
+            raise QgsProcessingException(self.labelled(str(error))) from None
         except MemoryError:
             raise QgsProcessingException(
                 "Ran out of memory: choose a smaller tile size or close other programs."

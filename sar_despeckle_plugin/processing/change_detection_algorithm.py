@@ -57,7 +57,17 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
     def summary(self) -> str:
         return (
             "Finds where the radar backscatter changed between two or more co-registered SAR "
-            "acquisitions (floods, harvest, construction, ice break-up). The omnibus test "
+            "acquisitions (floods, harvest, construction, ice break-up). New to it? Give the dates "
+            "oldest first, set Band layout to what their bands are (one band, VV and VH, or C2) "
+            "and keep the omnibus test: a pixel is flagged when a difference that large would "
+            "occur by chance less often than Significance (1 %). For single-look data raise "
+            "Averaging window (e.g. 5) to find weaker changes; on despeckled dates choose a "
+            "log-ratio method, whose threshold suits them."
+        )
+
+    def details(self) -> str:
+        return (
+            "The omnibus test "
             "(Conradsen et al. 2016) compares all dates at once with a known false-alarm rate "
             "(SIGNIFICANCE) for single-pol intensities, dual-pol intensities or the dual-pol "
             "covariance C2, and dates the first change of each pixel; the log-ratio methods "
@@ -201,35 +211,26 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "dates, their first change date (field 'date').",
         ))
 
-    def checkParameterValues(self, parameters, context):
-        raw = parameters.get("INPUTS")
-        raw = raw if isinstance(raw, (list, tuple)) else ([raw] if raw else [])
-        for value in raw:
-            if isinstance(value, str):
-                problem = self.input_path_problem(value)
-                if problem:
-                    return False, problem
+    def parameter_problem(self, parameters, context):
+        problem = self.input_paths_problem(parameters)
+        if problem:
+            return problem
         layers = self.parameterAsLayerList(parameters, "INPUTS", context)
         if len(layers) < 2:
-            return False, (
-                f"Change detection needs at least two dates in INPUTS; got {len(layers)}. Give the "
-                "co-registered acquisitions in date order."
-            )
-        window = self.parameterAsInt(parameters, "WINDOW", context)
-        if window % 2 == 0:
-            return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
+            return (f"Change detection needs at least two dates in INPUTS; got {len(layers)}. Give the "
+                    "co-registered acquisitions in date order.")
+        problem = self.odd_window_problem(parameters, context)
+        if problem:
+            return problem
         try:
             looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
         except ValueError as error:
-            return False, str(error)
+            return str(error)
         if looks is not None and len(looks) != len(layers):
-            return False, f"LOOKS_PER_DATE has {len(looks)} value(s) but INPUTS has {len(layers)} dates."
+            return f"LOOKS_PER_DATE has {len(looks)} value(s) but INPUTS has {len(layers)} dates."
         if not any(is_given(parameters, name) for name in OUTPUTS):
-            return False, "Choose at least one output: CHANGE_MAP, CHANGE_MASK, CHANGE_DATE or CHANGE_POLYGONS."
-        problem = model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
+            return "Choose at least one output: CHANGE_MAP, CHANGE_MASK, CHANGE_DATE or CHANGE_POLYGONS."
+        return model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
 
     def processAlgorithm(self, parameters, context, feedback):
         with torch_required():

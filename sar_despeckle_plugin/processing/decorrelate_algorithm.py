@@ -39,9 +39,17 @@ class DecorrelateAlgorithm(SarAlgorithm):
     def summary(self) -> str:
         return (
             "Makes the speckle of a single-look complex (SLC) image spatially white, as blind-spot "
-            "despeckling networks (Speckle2Void) need. It follows the blind method of Lapini et "
-            "al. (IEEE TGRS 2014): point targets are set aside, the spectral centroid (Doppler) and "
-            "the system response of azimuth (rows) and range (columns) are estimated from the "
+            "despeckling networks (Speckle2Void) need. New to it? Choose the SLC and keep the "
+            "defaults: the Decorrelated intensity output is ready for Despeckle SAR image, and the "
+            "report shows how far the neighbour correlation fell. Tick Resample to remove the "
+            "oversampling correlation too (the output is then smaller)."
+        )
+
+    def details(self) -> str:
+        return (
+            "The method is the blind one of Lapini et al. (IEEE TGRS 2014): point targets are "
+            "set aside, the spectral centroid (Doppler) and the system response of azimuth (rows) "
+            "and range (columns) are estimated from the "
             "averaged periodogram, and each axis is whitened in band, out-of-band frequencies "
             "zeroed. Whitening alone leaves the oversampling correlation; Resample removes it "
             "too. The output keeps the band layout, georeference (scaled when resampling), nodata "
@@ -179,17 +187,15 @@ class DecorrelateAlgorithm(SarAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("AZIMUTH_LAG1_AFTER", "|lag-1| azimuth after (first channel)"))
         self.addOutput(QgsProcessingOutputNumber("RANGE_LAG1_AFTER", "|lag-1| range after (first channel)"))
 
-    def checkParameterValues(self, parameters, context):
-        ok, message = super().checkParameterValues(parameters, context)
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if layer is None:
+    def parameter_problem(self, parameters, context):
+        if self.parameterAsRasterLayer(parameters, "INPUT", context) is None:
             raw = parameters.get("INPUT")
-            return False, self.input_path_problem(str(raw)) or f"Cannot open input raster '{raw}'."
+            return self.input_path_problem(str(raw)) or f"Cannot open input raster '{raw}'."
         window = self.parameterAsInt(parameters, "ESTIMATION_WINDOW", context)
         if window and self.parameterAsBoolean(parameters, "RESAMPLE", context):
-            return False, ("RESAMPLE needs one estimate for the whole image: set ESTIMATION_WINDOW "
-                           "to 0, or turn RESAMPLE off.")
-        return ok, message
+            return ("RESAMPLE needs one estimate for the whole image: set ESTIMATION_WINDOW to 0, "
+                    "or turn RESAMPLE off.")
+        return None
 
     def processAlgorithm(self, parameters, context, feedback):
         with torch_required():

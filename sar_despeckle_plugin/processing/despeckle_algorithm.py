@@ -72,6 +72,16 @@ class DespeckleAlgorithm(SarAlgorithm):
     def summary(self) -> str:
         return (
             "Removes speckle from a SAR image given as intensity, amplitude or dB, band by band. "
+            "New to it? Choose the image and keep the defaults: Method Automatic measures the "
+            "units, the number of looks and the speckle's correlation, then runs the network or "
+            "filter made for them, and the log says which and why. Pick a classical filter (Lee, "
+            "refined Lee, Frost, ...) only when you need that very filter: Window size applies to "
+            "classical filters alone. Tick Ratio image or Quality report to judge the result "
+            "without a reference. Complex SLC images go through Decorrelate SLC speckle first."
+        )
+
+    def details(self) -> str:
+        return (
             "Classical filters run in PyTorch, on a GPU when there is one. The output keeps the "
             "input's georeference, size, units, nodata and band descriptions, and records the "
             "method and parameters in its metadata. Exact zeros that form a border fill "
@@ -125,11 +135,12 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
-                "WINDOW", "Window size (pixels, odd)", QgsProcessingParameterNumber.Integer,
-                defaultValue=7, minValue=3, maxValue=101,
+                "WINDOW", "Window size, classical filters only (pixels, odd)",
+                QgsProcessingParameterNumber.Integer, defaultValue=7, minValue=3, maxValue=101,
             ),
-            "Side of the moving window in pixels; odd, at least 3 (5 for refined Lee). Larger "
-            "windows smooth more and blur more.",
+            "Side of the moving window of the classical filter chosen in Method; odd, at least 3 "
+            "(5 for refined Lee). Larger windows smooth more and blur more. Networks ignore it, "
+            "and Automatic picks its own window.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber(
@@ -203,19 +214,12 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
 
-    def checkParameterValues(self, parameters, context):
-        ok, message = super().checkParameterValues(parameters, context)
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if layer is None:
+    def parameter_problem(self, parameters, context):
+        if self.parameterAsRasterLayer(parameters, "INPUT", context) is None:
             raw = parameters.get("INPUT")
-            return False, self.input_path_problem(str(raw)) or f"Cannot open input raster '{raw}'."
-        window = self.parameterAsInt(parameters, "WINDOW", context)
-        if window % 2 == 0:
-            return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
-        problem = model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
-        if problem:
-            return False, problem
-        return ok, message
+            return self.input_path_problem(str(raw)) or f"Cannot open input raster '{raw}'."
+        return (self.odd_window_problem(parameters, context)
+                or model_card_problem(self.parameterAsFile(parameters, "MODEL", context)))
 
     def processAlgorithm(self, parameters, context, feedback):
         with torch_required():

@@ -40,6 +40,9 @@ def parse_targets(text: str) -> tuple[int, ...] | None:
 class MultitemporalAlgorithm(SarAlgorithm):
     """Multitemporal despeckling: Quegan's filter and a RABASAR-style ratio method."""
 
+    search_tags = ("multitemporal", "multi-temporal", "time series", "stack", "despeckle", "speckle filter",
+                   "quegan", "rabasar", "ratio", "dual-pol", "covariance", "c2")
+
     def name(self) -> str:
         return "despeckle_multitemporal"
 
@@ -132,30 +135,24 @@ class MultitemporalAlgorithm(SarAlgorithm):
             "a pixel that is nodata in a date is nodata in that date's bands.",
         ))
 
-    def checkParameterValues(self, parameters, context):
-        raw = parameters.get("INPUTS")
-        raw = raw if isinstance(raw, (list, tuple)) else ([raw] if raw else [])
-        for value in raw:
-            if isinstance(value, str):
-                problem = self.input_path_problem(value)
-                if problem:
-                    return False, problem
+    def parameter_problem(self, parameters, context):
+        problem = self.input_paths_problem(parameters)
+        if problem:
+            return problem
         layers = self.parameterAsLayerList(parameters, "INPUTS", context)
         if len(layers) < 2:
-            return False, (
-                f"Multitemporal despeckling needs at least two dates in INPUTS; got {len(layers)}. Give "
-                "the co-registered acquisitions in date order, or use sar_despeckle:despeckle for one date."
-            )
-        window = self.parameterAsInt(parameters, "WINDOW", context)
-        if window % 2 == 0:
-            return False, f"WINDOW must be odd; got {window}. Try {window + 1}."
+            return (f"Multitemporal despeckling needs at least two dates in INPUTS; got {len(layers)}. Give "
+                    "the co-registered acquisitions in date order, or use sar_despeckle:despeckle for one date.")
+        problem = self.odd_window_problem(parameters, context)
+        if problem:
+            return problem
         try:
             targets = parse_targets(self.parameterAsString(parameters, "TARGET", context))
         except ValueError as error:
-            return False, str(error)
+            return str(error)
         if targets is not None and max(targets) > len(layers):
-            return False, f"TARGET names date {max(targets)} but INPUTS has {len(layers)} dates."
-        return super().checkParameterValues(parameters, context)
+            return f"TARGET names date {max(targets)} but INPUTS has {len(layers)} dates."
+        return None
 
     def processAlgorithm(self, parameters, context, feedback):
         with torch_required():
