@@ -87,3 +87,39 @@ def test_help_starts_with_what_a_newcomer_should_choose(qgis_processing):
     despeckle = QgsApplication.processingRegistry().algorithmById("sar_despeckle:despeckle")
     window = despeckle.parameterDefinition("WINDOW")
     assert "classical filters only" in window.description() and "Networks ignore it" in window.help()
+
+
+def test_complex_input_hint_gives_a_gdal_command_that_works(tmp_path):
+    """The hint once suggested QGIS 3.22's Raster Calculator, which gives NaN on complex bands."""
+    import shlex
+    import subprocess
+
+    import numpy as np
+    from osgeo import gdal
+
+    from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+    from sar_despeckle_plugin.core.errors import SarDespeckleError
+
+    from .synthetic import read_geotiff
+
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(16, 16)) + 1j * rng.normal(size=(16, 16))).astype(np.complex64)
+    slc = write_geotiff(str(tmp_path / "slc.tif"), z, data_type=gdal.GDT_CFloat32)
+    with pytest.raises(SarDespeckleError) as refused:
+        despeckle_raster(slc, str(tmp_path / "out.tif"))
+    message = str(refused.value)
+    assert "sar_despeckle:decorrelate" in message and "Raster Calculator gives NaN" in message
+    command = re.search(r"(gdal_calc\.py .*?--type=Float32)", message).group(1)
+    arguments = [argument.replace("slc.tif", slc).replace("intensity.tif", str(tmp_path / "intensity.tif"))
+                 for argument in shlex.split(command)]
+    subprocess.run(arguments, check=True, capture_output=True, cwd=tmp_path)
+    np.testing.assert_allclose(read_geotiff(str(tmp_path / "intensity.tif"))[0], np.abs(z) ** 2, rtol=1e-5)
+
+
+def test_missing_torch_message_gives_steps_for_each_platform(qgis_processing):
+    from sar_despeckle_plugin.processing.base import TORCH_MISSING
+
+    for step in ("Debian, Ubuntu", "--break-system-packages", "OSGeo4W Shell", "python -m pip install torch",
+                 "QGIS.app/Contents/MacOS/bin/python3", "help page"):
+        assert step in TORCH_MISSING, step
+    assert "README" not in TORCH_MISSING  # the zip holds no README

@@ -25,9 +25,13 @@ from . import resources
 from .messages import labelled
 
 TORCH_MISSING = (
-    "PyTorch is not installed in QGIS's Python. Install it with "
-    "`python3 -m pip install torch` using the Python that QGIS runs (on Windows: the OSGeo4W "
-    "Shell), then restart QGIS. See the plugin README for details."
+    "PyTorch is not installed in the Python that QGIS runs. Install it, then restart QGIS. "
+    "Debian, Ubuntu: `python3 -m pip install --user --break-system-packages torch --index-url "
+    "https://download.pytorch.org/whl/cpu` (the system pip refuses without the flag; drop the "
+    "index for the CUDA build). Windows (OSGeo4W or standalone installer): in the OSGeo4W Shell "
+    "from the QGIS Start-menu folder, `python -m pip install torch`. macOS: "
+    "`/Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user torch`. The "
+    "plugin's help page (the Help button of this dialog) has the details."
 )
 
 

@@ -93,7 +93,8 @@ class DespeckleAlgorithm(SarAlgorithm):
         self.addParameter(with_help(
             QgsProcessingParameterRasterLayer("INPUT", "Input SAR raster"),
             "A calibrated SAR image (GeoTIFF or any GDAL raster) in intensity, amplitude or dB. "
-            "Complex SLC data must be detected (|z|^2) first.",
+            "Complex SLC data must be detected first: the Decorrelated intensity output of "
+            "Decorrelate SLC speckle, or |z|^2 from GDAL (the plugin's help page gives the command).",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterBand(

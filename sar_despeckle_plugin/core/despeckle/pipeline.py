@@ -125,8 +125,11 @@ def despeckle_raster(
     if info.is_complex:
         raise SarDespeckleError(
             f"'{input_path}' is complex ({', '.join(sorted(set(info.data_types)))}): despeckle "
-            "takes intensity, amplitude or dB. Compute the intensity |z|^2 first (for example "
-            "with the Raster Calculator), or decorrelate the SLC with sar_despeckle:decorrelate."
+            "takes intensity, amplitude or dB. Decorrelate the SLC with sar_despeckle:decorrelate "
+            "and despeckle its OUTPUT_INTENSITY (its speckle is then white, as the networks "
+            "expect), or compute the intensity |z|^2 with GDAL: gdal_calc.py -A slc.tif "
+            "--outfile=intensity.tif --calc=\"numpy.abs(A)**2\" --type=Float32 (QGIS 3.22's "
+            "Raster Calculator gives NaN on complex bands)."
         )
     if info.width < MIN_SIDE or info.height < MIN_SIDE:
         raise SarDespeckleError(
