@@ -53,7 +53,7 @@ from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.multitemporal.pipeline import despeckle_stack
 from sar_despeckle_plugin.core.multitemporal.settings import MultitemporalSettings
 from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
-from training.benchmark import despeckle_array, load_reference, reference_paths
+from training.benchmark import despeckle_array, load_reference, reference_paths, write_tif
 from training.data import speckled
 
 METHODS = list(MULTITEMPORAL_METHOD_LABELS)
@@ -64,17 +64,6 @@ TARGET_CHANGE = (slice(40, 90), slice(60, 160), 6.0)
 OTHER_CHANGE = ((110, 350), 40, 0.2)
 #: Pixels around a change left out of the "unchanged" score.
 MARGIN = 6
-
-
-def write_tif(path: str, bands: np.ndarray) -> str:
-    bands = bands[None] if bands.ndim == 2 else bands
-    dataset = gdal.GetDriverByName("GTiff").Create(path, bands.shape[2], bands.shape[1], bands.shape[0],
-                                                   gdal.GDT_Float32)
-    dataset.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
-    for index, band in enumerate(bands):
-        dataset.GetRasterBand(index + 1).WriteArray(band.astype(np.float32))
-    dataset = None
-    return path
 
 
 def read_tif(path: str) -> np.ndarray:

@@ -86,8 +86,12 @@ def held_out_pairs(paths, seed: int, looks: float = LOOKS, rows=HELD_OUT_ROWS, c
 
 
 def write_tif(path: str, intensity: np.ndarray) -> str:
-    dataset = gdal.GetDriverByName("GTiff").Create(path, intensity.shape[1], intensity.shape[0], 1, gdal.GDT_Float32)
-    dataset.GetRasterBand(1).WriteArray(intensity.astype(np.float32))
+    """A float32 GeoTIFF of ``intensity`` (rows, cols) or (bands, rows, cols)."""
+    bands = intensity[None] if intensity.ndim == 2 else intensity
+    dataset = gdal.GetDriverByName("GTiff").Create(path, bands.shape[2], bands.shape[1], bands.shape[0],
+                                                   gdal.GDT_Float32)
+    for index, band in enumerate(bands):
+        dataset.GetRasterBand(index + 1).WriteArray(band.astype(np.float32))
     dataset = None
     return path
 

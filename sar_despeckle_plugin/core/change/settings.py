@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .. import speckle
-from ..choices import CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, LAYOUT_BANDS
+from ..choices import CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
+from ..dates import check_stack_settings
 from ..errors import SarDespeckleError
 from .regions import vector_driver
 
@@ -97,20 +97,8 @@ class ChangeReport:
 
 def check_settings(settings: ChangeSettings, dates: int) -> None:
     """Refuse settings that no stack of ``dates`` dates could make sense of, with the parameter's name."""
-    if settings.method not in CHANGE_METHOD_LABELS:
-        raise SarDespeckleError(
-            f"Unknown change-detection method '{settings.method}'; choose one of "
-            f"{', '.join(CHANGE_METHOD_LABELS)}."
-        )
-    if settings.layout not in LAYOUT_BANDS:
-        raise SarDespeckleError(
-            f"Unknown band layout '{settings.layout}'; choose one of {', '.join(LAYOUT_BANDS)}."
-        )
-    if dates < 2:
-        raise SarDespeckleError(
-            f"Change detection needs at least two dates; got {dates}. Give the co-registered "
-            "acquisitions in INPUTS, in date order."
-        )
+    check_stack_settings("change-detection", settings.method, CHANGE_METHOD_LABELS, settings.layout,
+                         settings.units, settings.looks, dates)
     if dates >= MASK_NODATA:
         raise SarDespeckleError(f"At most {MASK_NODATA - 1} dates are supported; got {dates}.")
     if not 0 < settings.significance < 1:
@@ -122,19 +110,6 @@ def check_settings(settings: ChangeSettings, dates: int) -> None:
                                 f"{', '.join(PVALUE_APPROXIMATIONS)}.")
     if settings.min_area < 0:
         raise SarDespeckleError(f"MIN_AREA must be >= 0; got {settings.min_area}.")
-    if settings.units is not None and settings.units not in speckle.UNITS:
-        raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
-    if settings.layout == "c2" and settings.units not in (None, "intensity"):
-        raise SarDespeckleError(
-            "C2 covariance bands must be linear (power): set INPUT_UNITS to intensity or leave it empty."
-        )
-    if settings.looks is not None:
-        if len(settings.looks) not in (1, dates):
-            raise SarDespeckleError(
-                f"Give one number of looks for all dates or one per date ({dates}); got {len(settings.looks)}."
-            )
-        if not all(value > 0 for value in settings.looks):
-            raise SarDespeckleError(f"LOOKS must be positive; got {list(settings.looks)}.")
 
 
 def check_outputs(outputs: ChangeOutputs) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .. import speckle
-from ..choices import DEFAULT_MULTITEMPORAL_METHOD, LAYOUT_BANDS, MULTITEMPORAL_METHOD_LABELS
+from ..choices import DEFAULT_MULTITEMPORAL_METHOD, MULTITEMPORAL_METHOD_LABELS
+from ..dates import check_stack_settings
 from ..errors import SarDespeckleError
 from ..raster import band_of, dated_band
 
@@ -80,21 +80,8 @@ def target_dates(settings: MultitemporalSettings, dates: int) -> tuple[int, ...]
 
 def check_settings(settings: MultitemporalSettings, dates: int) -> None:
     """Refuse settings that no stack of ``dates`` dates could make sense of, with the parameter's name."""
-    if settings.method not in MULTITEMPORAL_METHOD_LABELS:
-        raise SarDespeckleError(
-            f"Unknown multitemporal method '{settings.method}'; choose one of "
-            f"{', '.join(MULTITEMPORAL_METHOD_LABELS)}."
-        )
-    if settings.layout not in LAYOUT_BANDS:
-        raise SarDespeckleError(
-            f"Unknown band layout '{settings.layout}'; choose one of {', '.join(LAYOUT_BANDS)}."
-        )
-    if dates < 2:
-        raise SarDespeckleError(
-            f"Multitemporal despeckling needs at least two dates in INPUTS; got {dates}. Give the "
-            "co-registered acquisitions in date order, or despeckle a single date with "
-            "sar_despeckle:despeckle."
-        )
+    check_stack_settings("multitemporal despeckling", settings.method, MULTITEMPORAL_METHOD_LABELS,
+                         settings.layout, settings.units, settings.looks, dates)
     if settings.targets is not None:
         outside = [t for t in settings.targets if not 1 <= t <= dates]
         if outside or not settings.targets:
@@ -104,19 +91,6 @@ def check_settings(settings: MultitemporalSettings, dates: int) -> None:
             )
     if settings.window < 3 or settings.window % 2 == 0:
         raise SarDespeckleError(f"WINDOW must be an odd number >= 3; got {settings.window}.")
-    if settings.units is not None and settings.units not in speckle.UNITS:
-        raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
-    if settings.layout == "c2" and settings.units not in (None, "intensity"):
-        raise SarDespeckleError(
-            "C2 covariance bands must be linear (power): set INPUT_UNITS to intensity or leave it empty."
-        )
-    if settings.looks is not None:
-        if len(settings.looks) not in (1, dates):
-            raise SarDespeckleError(
-                f"Give one number of looks for all dates or one per date ({dates}); got {len(settings.looks)}."
-            )
-        if not all(value > 0 for value in settings.looks):
-            raise SarDespeckleError(f"LOOKS must be positive; got {list(settings.looks)}.")
 
 
 def check_output(path: str) -> None:
