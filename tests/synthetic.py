@@ -79,3 +79,16 @@ def assert_refused_without_output(processing, algorithm: str, parameters: dict, 
     with pytest.raises(QgsProcessingException, match=message):
         processing.run(algorithm, parameters)
     assert files() == before
+
+
+def documented_algorithm(algorithm_id: str):
+    """The registered algorithm ``algorithm_id``, after checking that every parameter has help
+    and that the algorithm's help page shows it (needs a started QGIS with our provider)."""
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(algorithm_id)
+    assert algorithm is not None, algorithm_id
+    for parameter in algorithm.parameterDefinitions():
+        assert len(parameter.help()) > 30, parameter.name()
+        assert parameter.name() in algorithm.shortHelpString()
+    return algorithm

@@ -20,7 +20,7 @@ from sar_despeckle_plugin.core.raster import raster_info
 
 from . import slc_data
 from .slc_data import Axis, synthetic_slc
-from .synthetic import GEOTRANSFORM, assert_refused_without_output, write_geotiff
+from .synthetic import GEOTRANSFORM, assert_refused_without_output, documented_algorithm, write_geotiff
 
 CPU = {"device": "cpu"}
 
@@ -254,16 +254,10 @@ def test_hdf5_subdataset_runs_from_file(tmp_path):
 
 
 def test_provider_lists_decorrelate_with_help_for_every_parameter(qgis_processing):
-    from qgis.core import QgsApplication
-
-    algorithm = QgsApplication.processingRegistry().algorithmById("sar_despeckle:decorrelate")
-    assert algorithm is not None
+    algorithm = documented_algorithm("sar_despeckle:decorrelate")
     names = {p.name() for p in algorithm.parameterDefinitions()}
     assert {"INPUT", "OUTPUT", "REPORT", "RESAMPLE", "POINT_TARGET_FACTOR", "BAND_LAYOUT",
             "AZIMUTH_CENTROID", "RANGE_BANDWIDTH", "OUTPUT_INTENSITY", "DEVICE"} <= names
-    for parameter in algorithm.parameterDefinitions():
-        assert len(parameter.help()) > 30, parameter.name()
-        assert parameter.name() in algorithm.shortHelpString()
 
 
 def test_processing_run_writes_outputs_and_report(qgis_processing, slc_tif, tmp_path):

@@ -24,7 +24,9 @@ from sar_despeckle_plugin.core.multitemporal.settings import MultitemporalSettin
 from sar_despeckle_plugin.core.raster import raster_info
 
 from .conftest import shared_data
-from .synthetic import GEOTRANSFORM, assert_refused_without_output, piecewise_scene, read_geotiff, write_geotiff
+from .synthetic import (
+    GEOTRANSFORM, assert_refused_without_output, documented_algorithm, piecewise_scene, read_geotiff, write_geotiff,
+)
 
 QUIET = Feedback(warn=lambda message: None)
 SHAPE = (64, 64)
@@ -279,13 +281,7 @@ def test_real_two_date_dual_pol_patch_keeps_covariances_valid_and_ratio_mean_one
 
 
 def test_algorithm_has_help_for_every_parameter(qgis_processing):
-    from qgis.core import QgsApplication
-
-    algorithm = QgsApplication.processingRegistry().algorithmById("sar_despeckle:despeckle_multitemporal")
-    assert algorithm is not None
-    for parameter in algorithm.parameterDefinitions():
-        assert len(parameter.help()) > 30, parameter.name()
-        assert parameter.name() in algorithm.shortHelpString()
+    algorithm = documented_algorithm("sar_despeckle:despeckle_multitemporal")
     names = {p.name() for p in algorithm.parameterDefinitions()}
     assert {"INPUTS", "BAND_LAYOUT", "INPUT_UNITS", "LOOKS", "TARGET", "METHOD", "WINDOW", "DEVICE", "OUTPUT"} <= names
     assert [o.name() for o in algorithm.outputDefinitions()] == ["OUTPUT"]
