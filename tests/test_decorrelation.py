@@ -388,3 +388,27 @@ def test_channels_with_different_bandwidths_share_one_output_grid():
     assert out.shape == (2, report["output_size"][0], report["output_size"][1])
     assert report["output_size"][0] == pytest.approx(256 * widths[0], abs=2)
     assert report["channels"][0]["correlation_after"]["azimuth"]["lag1"] < 0.05
+
+
+def test_report_page_for_the_results_viewer(qgis_processing, slc_tif, tmp_path):
+    """The JSON report and the spectra reach the user as an HTML output (issue 18, item 8)."""
+    import re
+
+    from qgis.core import QgsApplication, QgsProcessingOutputHtml
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("sar_despeckle:decorrelate")
+    assert isinstance(algorithm.outputDefinition("REPORT_HTML"), QgsProcessingOutputHtml)  # the Results Viewer's kind
+    path, _, _ = slc_tif
+    report = str(tmp_path / "run.json")
+    result = qgis_processing.run("sar_despeckle:decorrelate", {"INPUT": path, "OUTPUT": str(tmp_path / "white.tif"),
+                                                              "REPORT": report})
+    assert result["REPORT_HTML"] == str(tmp_path / "run.html")
+    with open(result["REPORT_HTML"], encoding="utf-8") as page, open(report, encoding="utf-8") as stream:
+        text, recorded = page.read(), json.load(stream)
+    channel = recorded["channels"][0]
+    assert recorded["html"] == result["REPORT_HTML"]
+    after = channel["correlation_after"]
+    assert f"→ {after['azimuth']['lag1']:.3f}</td><td>" in text and f"→ {after['range']['lag1']:.3f}</td>" in text
+    assert f"{channel['point_targets']:,} point targets" in text
+    image = re.search(r'<img src="([^"]+)"', text).group(1)
+    assert image == "run.png" and os.path.isfile(tmp_path / image) and result["SPECTRA_PNG"] == str(tmp_path / image)

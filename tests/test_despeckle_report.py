@@ -205,7 +205,7 @@ def test_qgis_process_writes_ratio_and_report(qgis_process, tmp_path):
 
 
 @pytest.mark.parametrize("where, message", [
-    ("unwritable", "Cannot write REPORT"),
+    ("unwritable", "Cannot write Quality report (REPORT)"),
     ("output", "same file"),
 ])
 def test_qgis_process_refuses_a_bad_report_before_any_work(qgis_process, tmp_path, where, message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingOutputFile,
+    QgsProcessingOutputHtml,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -55,7 +56,8 @@ class DecorrelateAlgorithm(SarAlgorithm):
             "too. The output keeps the band layout, georeference (scaled when resampling), nodata "
             "and band descriptions; point targets keep their exact values when not resampling. "
             "The report (JSON) gives the estimated centroids, cut-offs, point-target count and "
-            "lag-1/lag-2 correlations before and after; a PNG of the spectra goes beside it."
+            "lag-1/lag-2 correlations before and after; a PNG of the spectra and a page of both, "
+            "shown in the Results Viewer, go beside it."
         )
 
     def initAlgorithm(self, config=None) -> None:
@@ -180,8 +182,10 @@ class DecorrelateAlgorithm(SarAlgorithm):
             "cut-offs and bandwidths, fitted responses, point-target count, and |lag-1| and "
             "|lag-2| complex correlation per axis before and after. A PNG of the average "
             "azimuth and range spectra before and after, with the fit and cut-offs, is written "
-            "beside it (same name, .png).",
+            "beside it (same name, .png), and a page of both (.html) that opens in the Results "
+            "Viewer.",
         ))
+        self.addOutput(QgsProcessingOutputHtml("REPORT_HTML", "Decorrelation report"))
         self.addOutput(QgsProcessingOutputFile("SPECTRA_PNG", "Spectra picture (PNG)"))
         self.addOutput(QgsProcessingOutputNumber("POINT_TARGETS", "Point targets (first channel)"))
         self.addOutput(QgsProcessingOutputNumber("AZIMUTH_LAG1_AFTER", "|lag-1| azimuth after (first channel)"))
@@ -227,6 +231,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
         results = {
             "OUTPUT": output,
             "REPORT": report_path,
+            "REPORT_HTML": report.get("html"),
             "SPECTRA_PNG": report.get("spectra_png"),
             "POINT_TARGETS": first["point_targets"],
             "AZIMUTH_LAG1_AFTER": first["correlation_after"]["azimuth"]["lag1"],

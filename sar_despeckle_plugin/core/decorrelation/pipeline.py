@@ -22,6 +22,7 @@ from ..raster import RasterInfo, RasterWriter, bounded_gdal_cache
 from ..version import plugin_version
 from .estimation import ChannelEstimate, estimate
 from .plots import spectra_png
+from .report_page import write_html
 from .settings import check_settings, DecorrelationOutputs, DecorrelationSettings, IN_MEMORY_LIMIT, MIN_SIDE
 from .sources import ArraySink, ArraySource, ComplexSource, RasterStore
 from .spectra import shift_spectrum, Statistics, wrap_frequency
@@ -182,7 +183,8 @@ def decorrelate_raster(
 
     The output has the input's band layout (complex bands as CFloat32, I/Q pairs as float32),
     CRS, georeference (scaled when resampling), nodata and band descriptions. ``outputs.report``
-    (JSON) gets the report, with a PNG of the spectra beside it (same name, ``.png``);
+    (JSON) gets the report, with a PNG of the spectra and an HTML page of both for QGIS's Results
+    Viewer beside it (same name, ``.png`` and ``.html``);
     ``outputs.intensity`` an intensity GeoTIFF (|z|^2, one band per channel). On error or cancel
     no output is left. Returns the report dict.
     """
@@ -198,7 +200,8 @@ def decorrelate_raster(
     check_destinations(
         {"INPUT": input_path},
         {"OUTPUT": output_path, "OUTPUT_INTENSITY": intensity_path, "REPORT": report_path,
-         "REPORT picture": os.path.splitext(report_path)[0] + ".png" if report_path else None},
+         "REPORT picture": os.path.splitext(report_path)[0] + ".png" if report_path else None,
+         "REPORT page": os.path.splitext(report_path)[0] + ".html" if report_path else None},
         {"OUTPUT": 2 * source.channels * pixel_bytes, "OUTPUT_INTENSITY": source.channels * pixel_bytes},
         feedback.info,
     )
@@ -272,6 +275,9 @@ def decorrelate_raster(
                 with staged_file(picture, outputs) as partial:
                     spectra_png(spectra_for_plot(estimates, after, settings.restore_centroid), partial)
                 report["spectra_png"] = picture
+                report["html"] = os.path.splitext(report_path)[0] + ".html"
+                with staged_file(report["html"], outputs) as partial:
+                    write_html(report, partial)
                 with staged_file(report_path, outputs) as partial:
                     write_report(report, partial)
     feedback.progress(1.0)

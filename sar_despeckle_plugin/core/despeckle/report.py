@@ -30,12 +30,12 @@ import json
 import math
 import os
 from typing import Callable, Sequence
-from urllib.parse import quote
 
 import numpy as np
 
 from .. import speckle
 from ..errors import SarDespeckleError
+from ..html_page import image_paragraph, key_value_table, write_page
 from ..pictures import Canvas, save_rgb_png, text_width
 from ..quality import HOMOGENEOUS_SHARE, MIN_WINDOWS, measure_speckle, ratio_statistics
 from ..quality import WINDOW as QUALITY_WINDOW
@@ -395,28 +395,16 @@ def write_html(report: dict, path: str) -> None:
             f"<h2>Band {band['band']}{(' ' + e(band['description'])) if band['description'] else ''}</h2>"
             f"<table><tr><th>measure</th><th>this run</th><th>reference</th><th>reading</th></tr>{cells}</table>"
         )
-    picture = quote(os.path.basename(report["quicklook"]))
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Despeckling report: {e(os.path.basename(report['output']))}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1em; }}
-table {{ border-collapse: collapse; margin-bottom: 1em; }}
-th, td {{ border: 1px solid #bbb; padding: 2px 6px; text-align: left; vertical-align: top; }}
-td.n {{ color: #555; font-size: 90%; }}
-</style></head><body>
-<h1>Despeckling report</h1>
-<table>{''.join(f'<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>' for k, v in run)}</table>
+    body = f"""<h1>Despeckling report</h1>
+{key_value_table(run)}
 <p>No reference needed: the ratio image I / I_hat (in intensity, whatever the input's units)
 of a good despeckler is pure speckle, with mean 1, the input's looks and the input speckle's own
 autocorrelation, and shows no structure of the scene.</p>
 {''.join(rows)}
 <h2>Quick-look</h2>
 <p>Input and output in dB with the input's 2-98 % stretch, ratio from 0 to 2; pale blue is nodata.</p>
-<p><img src="{picture}" alt="input, output and ratio quick-look"></p>
-</body></html>
-"""
-    with open(path, "w", encoding="utf-8") as stream:
-        stream.write(page)
+{image_paragraph(report["quicklook"], "input, output and ratio quick-look")}"""
+    write_page(path, f"Despeckling report: {os.path.basename(report['output'])}", body)
 
 
 # -- assembling ---------------------------------------------------------------------------------
