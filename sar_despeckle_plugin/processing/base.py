@@ -219,18 +219,27 @@ class SarAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         ))
 
-    def optional_enum(self, parameters, name: str, context, options) -> str | None:
-        """The chosen option's name, or None when an optional enum was left empty."""
-        if parameters.get(name) is None:
-            return None
-        return options[self.parameterAsEnum(parameters, name, context)]
-
-    def optional_number(self, parameters, name: str, context) -> float | None:
-        """The number given, or None when an optional number was left empty (for the core to
-        estimate or derive)."""
-        if not is_given(parameters, name):
-            return None
-        return self.parameterAsDouble(parameters, name, context)
+    def parameter_values(self, parameters, context, specs) -> dict:
+        """The value of each non-input, non-destination parameter of ``specs`` (a family's
+        ``core.<family>.parameters.PARAMETERS``), read as ``core.parameters`` describes for its
+        kind: what the family's ``settings_from_parameters`` takes. An enum or number without a
+        default that is left empty is None."""
+        readers = {
+            "enum": self.parameterAsEnum,
+            "boolean": self.parameterAsBoolean,
+            "integer": self.parameterAsInt,
+            "number": self.parameterAsDouble,
+            "string": self.parameterAsString,
+            "file": self.parameterAsFile,
+            "bands": lambda *args: tuple(self.parameterAsInts(*args)),
+        }
+        values = {}
+        for spec in specs:
+            if spec.kind not in readers:
+                continue
+            empty = spec.default is None and not is_given(parameters, spec.name)
+            values[spec.name] = None if empty else readers[spec.kind](parameters, spec.name, context)
+        return values
 
     # running the core ----------------------------------------------------------------------
 

@@ -14,30 +14,16 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.change.settings import ChangeOutputs, ChangeSettings
-from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
+from ..core.change.parameters import METHODS, PARAMETERS, parse_looks, settings_from_parameters
+from ..core.change.settings import ChangeOutputs
+from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
+from ..core.errors import SarDespeckleError
 from ..core.speckle import UNITS
 from . import styles
 from .base import SarAlgorithm, is_given, torch_required, with_help
 from .user_models import model_card_problem
 
-METHODS = list(CHANGE_METHOD_LABELS)
-LAYOUTS = list(BAND_LAYOUT_LABELS)
 OUTPUTS = ("CHANGE_MAP", "CHANGE_MASK", "CHANGE_DATE", "CHANGE_POLYGONS")
-
-
-def parse_looks(text: str) -> tuple[float, ...] | None:
-    """'4, 1' -> (4.0, 1.0); '' -> None; ValueError with a message otherwise."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        values = tuple(float(part) for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"LOOKS_PER_DATE must be numbers separated by commas, e.g. '4, 1'; got '{text}'.") from None
-    if not values or not all(value > 0 for value in values):
-        raise ValueError(f"LOOKS_PER_DATE must hold positive numbers; got '{text}'.")
-    return values
 
 
 class ChangeDetectionAlgorithm(SarAlgorithm):
@@ -224,7 +210,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             return problem
         try:
             looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
-        except ValueError as error:
+        except SarDespeckleError as error:
             return str(error)
         if looks is not None and len(looks) != len(layers):
             return f"LOOKS_PER_DATE has {len(looks)} value(s) but INPUTS has {len(layers)} dates."
@@ -238,23 +224,7 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
 
         layers = self.parameterAsLayerList(parameters, "INPUTS", context)
         sources = [layer.source() for layer in layers]
-        looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
-        single = self.optional_number(parameters, "LOOKS", context)
-        if looks is None and single is not None:
-            looks = (single,)
-        settings = ChangeSettings(
-            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
-            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
-            units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
-            looks=looks,
-            significance=self.parameterAsDouble(parameters, "SIGNIFICANCE", context),
-            window=self.parameterAsInt(parameters, "WINDOW", context),
-            min_area=self.parameterAsInt(parameters, "MIN_AREA", context),
-            normalise=self.parameterAsBoolean(parameters, "NORMALISE", context),
-            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            model=self.parameterAsFile(parameters, "MODEL", context) or None,
-        )
+        settings = settings_from_parameters(self.parameter_values(parameters, context, PARAMETERS))
         paths = {
             name: (self.parameterAsOutputLayer(parameters, name, context) or None)
             if is_given(parameters, name) else None

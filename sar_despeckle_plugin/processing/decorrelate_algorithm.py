@@ -14,14 +14,11 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.choices import DECORRELATION_LAYOUT_LABELS, DEVICES, RESAMPLE_MODE_LABELS
-from ..core.decorrelation.settings import DEFAULT_POINT_TARGET_FACTOR, DecorrelationOutputs, DecorrelationSettings
+from ..core.choices import DECORRELATION_LAYOUT_LABELS, RESAMPLE_MODE_LABELS
+from ..core.decorrelation.parameters import PARAMETERS, settings_from_parameters
+from ..core.decorrelation.settings import DEFAULT_POINT_TARGET_FACTOR, DecorrelationOutputs
 from . import styles
 from .base import SarAlgorithm, torch_required, with_help
-
-LAYOUTS = list(DECORRELATION_LAYOUT_LABELS)
-RESAMPLE_MODES = list(RESAMPLE_MODE_LABELS)
-
 
 class DecorrelateAlgorithm(SarAlgorithm):
     """Whitens the speckle of single-look complex images (Lapini et al. 2014)."""
@@ -206,20 +203,7 @@ class DecorrelateAlgorithm(SarAlgorithm):
             from ..core.decorrelation.pipeline import decorrelate_raster
 
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        settings = DecorrelationSettings(
-            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
-            point_target_factor=self.parameterAsDouble(parameters, "POINT_TARGET_FACTOR", context),
-            resample=self.parameterAsBoolean(parameters, "RESAMPLE", context),
-            resample_mode=RESAMPLE_MODES[self.parameterAsEnum(parameters, "RESAMPLE_MODE", context)],
-            restore_centroid=self.parameterAsBoolean(parameters, "RESTORE_CENTROID", context),
-            estimation_window=self.parameterAsInt(parameters, "ESTIMATION_WINDOW", context),
-            azimuth_centroid=self.optional_number(parameters, "AZIMUTH_CENTROID", context),
-            azimuth_bandwidth=self.optional_number(parameters, "AZIMUTH_BANDWIDTH", context),
-            range_centroid=self.optional_number(parameters, "RANGE_CENTROID", context),
-            range_bandwidth=self.optional_number(parameters, "RANGE_BANDWIDTH", context),
-            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-        )
+        settings = settings_from_parameters(self.parameter_values(parameters, context, PARAMETERS))
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         intensity = self.parameterAsOutputLayer(parameters, "OUTPUT_INTENSITY", context) or None
         report_path = self.parameterAsFileOutput(parameters, "REPORT", context) or None

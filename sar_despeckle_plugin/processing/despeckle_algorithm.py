@@ -16,43 +16,11 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.choices import (
-    AUTOMATIC_METHOD, AUTOMATIC_METHOD_LABEL, CLASSICAL_METHOD_LABELS, DEFAULT_NETWORK, DEVICES, SHIPPED_WEIGHTS,
-)
-from ..core.despeckle.settings import DespeckleSettings
-from ..core.speckle import UNITS
+from ..core.choices import DEFAULT_NETWORK
+from ..core.despeckle.parameters import AUTOMATIC_INDEX, PARAMETERS, available_methods, settings_from_parameters
 from . import styles
 from .base import SarAlgorithm, torch_required, with_help
-from .user_models import model_card_problem, model_cards, user_models_folder
-
-CLASSICAL = list(CLASSICAL_METHOD_LABELS)
-#: METHOD index of the automatic choice (right after the classical filters; the default).
-AUTOMATIC_INDEX = len(CLASSICAL)
-
-
-def available_methods() -> list[tuple[str, str | None]]:
-    """(label, model card path or None) for every METHOD option, in enum order: the classical
-    filters first (their indices never change), then Automatic (index 7), then the shipped
-    networks, then the user's.
-
-    Never raises: damaged cards are left out with a warning in the message log. Networks
-    sharing a name are told apart by their card's file name."""
-    networks, seen = [], set()
-    for folder, origin in ((SHIPPED_WEIGHTS, "network"), (user_models_folder(), "user network")):
-        for path, card in model_cards(folder, "intensity"):
-            if os.path.realpath(path) not in seen:  # the user folder may be set to weights/
-                seen.add(os.path.realpath(path))
-                networks.append((path, card, origin))
-    names = [card.name for _, card, _ in networks]
-    methods = [(label, None) for label in CLASSICAL_METHOD_LABELS.values()]
-    methods.append((AUTOMATIC_METHOD_LABEL, None))
-    for path, card, origin in networks:
-        shared = f", {os.path.basename(path)}" if names.count(card.name) > 1 else ""
-        low, high = card.looks_range
-        looks = f"{low:g} look(s)" if low == high else f"{low:g}-{high:g} looks"
-        speckle = "" if card.white else f", {card.speckle_model} speckle"
-        methods.append((f"{card.name} ({origin}, {looks}{speckle}{shared})", path))
-    return methods
+from .user_models import model_card_problem, user_models_folder, warn_once
 
 
 class DespeckleAlgorithm(SarAlgorithm):
@@ -105,7 +73,7 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.add_units_parameter()
         self.add_looks_parameter()
-        self.methods = available_methods()
+        self.methods = available_methods(user_models_folder(), warn_once)
         self.addParameter(with_help(
             QgsProcessingParameterEnum(
                 "METHOD", "Method", options=[label for label, _ in self.methods],
@@ -227,22 +195,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             from ..core.despeckle.pipeline import despeckle_raster
 
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        choice = self.parameterAsEnum(parameters, "METHOD", context)
-        model_card = self.parameterAsFile(parameters, "MODEL", context) or self.methods[choice][1]
-        settings = DespeckleSettings(
-            method=CLASSICAL[choice] if choice < len(CLASSICAL) else AUTOMATIC_METHOD,
-            model_card=model_card or None,
-            networks=tuple(path for _, path in self.methods if path),
-            bands=tuple(self.parameterAsInts(parameters, "BANDS", context)) or None,
-            units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
-            looks=self.optional_number(parameters, "LOOKS", context),
-            window=self.parameterAsInt(parameters, "WINDOW", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            self_ensemble=self.parameterAsBoolean(parameters, "SELF_ENSEMBLE", context),
-            keep_point_targets=self.parameterAsBoolean(parameters, "POINT_TARGETS", context),
-            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
-            frost_damping=self.parameterAsDouble(parameters, "FROST_DAMPING", context),
-        )
+        settings = settings_from_parameters(self.parameter_values(parameters, context, PARAMETERS), self.methods)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         ratio = self.parameterAsOutputLayer(parameters, "RATIO", context) or None
         report = self.parameterAsFileOutput(parameters, "REPORT", context) or None

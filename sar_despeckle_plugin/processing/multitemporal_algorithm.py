@@ -13,28 +13,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.choices import BAND_LAYOUT_LABELS, DEFAULT_MULTITEMPORAL_METHOD, DEVICES, MULTITEMPORAL_METHOD_LABELS
-from ..core.multitemporal.settings import MultitemporalSettings
+from ..core.choices import BAND_LAYOUT_LABELS, DEFAULT_MULTITEMPORAL_METHOD, MULTITEMPORAL_METHOD_LABELS
+from ..core.errors import SarDespeckleError
+from ..core.multitemporal.parameters import METHODS, PARAMETERS, parse_targets, settings_from_parameters
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, torch_required, with_help
-
-METHODS = list(MULTITEMPORAL_METHOD_LABELS)
-LAYOUTS = list(BAND_LAYOUT_LABELS)
-
-
-def parse_targets(text: str) -> tuple[int, ...] | None:
-    """'2' or '1, 3' -> date positions (1-based); '' -> None (every date); ValueError with a
-    message otherwise."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        values = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"TARGET must be date positions separated by commas, e.g. '2' or '1, 3'; got '{text}'.") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"TARGET must hold date positions from 1 on; got '{text}'.")
-    return values
 
 
 class MultitemporalAlgorithm(SarAlgorithm):
@@ -148,7 +131,7 @@ class MultitemporalAlgorithm(SarAlgorithm):
             return problem
         try:
             targets = parse_targets(self.parameterAsString(parameters, "TARGET", context))
-        except ValueError as error:
+        except SarDespeckleError as error:
             return str(error)
         if targets is not None and max(targets) > len(layers):
             return f"TARGET names date {max(targets)} but INPUTS has {len(layers)} dates."
@@ -159,17 +142,7 @@ class MultitemporalAlgorithm(SarAlgorithm):
             from ..core.multitemporal.pipeline import despeckle_stack
 
         sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
-        looks = self.optional_number(parameters, "LOOKS", context)
-        settings = MultitemporalSettings(
-            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
-            layout=LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)],
-            units=self.optional_enum(parameters, "INPUT_UNITS", context, UNITS),
-            looks=None if looks is None else (looks,),
-            targets=parse_targets(self.parameterAsString(parameters, "TARGET", context)),
-            window=self.parameterAsInt(parameters, "WINDOW", context),
-            zeros_as_nodata=self.parameterAsBoolean(parameters, "ZEROS_AS_NODATA", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-        )
+        settings = settings_from_parameters(self.parameter_values(parameters, context, PARAMETERS))
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         report = self.run_core(despeckle_stack, sources, output, settings, self.core_feedback(feedback))
         feedback.pushInfo(f"Wrote date(s) {', '.join(map(str, report.targets))} to {output}.")

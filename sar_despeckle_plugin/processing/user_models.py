@@ -1,5 +1,5 @@
 """The user models folder: the provider's Processing setting that holds it (Settings > Options >
-Processing > Providers) and its default, and the listing of the cards in it."""
+Processing > Providers) and its default; the plugin's warnings about model cards."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog
 
 from ..core import user_models
 from ..core.errors import SarDespeckleError
-from ..core.models.card import ModelCard, read_card, read_model_cards
+from ..core.models.card import read_card
 
 #: Processing setting holding the folder of the user's own model cards.
 MODELS_FOLDER_SETTING = "SAR_DESPECKLE_MODELS_FOLDER"
@@ -40,12 +40,6 @@ def warn_once(message: str) -> None:
     application = QgsApplication.instance()
     if application is None or application.platform() != "desktop":
         print(f"Warning ({LOG_TAG}): {message}", file=sys.stderr)
-
-
-def model_cards(folder: str, input_kind: str) -> list[tuple[str, ModelCard]]:
-    """(path, card) of the usable cards in ``folder`` reading ``input_kind``; never raises:
-    damaged cards are skipped with a warning naming the file and the field."""
-    return read_model_cards(folder, input_kind=input_kind, warn=warn_once)
 
 
 def model_card_problem(path: str) -> str | None:

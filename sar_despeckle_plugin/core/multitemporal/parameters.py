@@ -1,0 +1,59 @@
+"""``sar_despeckle:despeckle_multitemporal``'s parameters (``core.parameters``) and their
+settings: what both the Processing algorithm and the batch runner map the parameter values
+through. Torch-free."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..choices import BAND_LAYOUT_LABELS, DEFAULT_MULTITEMPORAL_METHOD, DEVICES, MULTITEMPORAL_METHOD_LABELS
+from ..errors import SarDespeckleError
+from ..parameters import Parameter, option
+from ..speckle import UNITS
+from .settings import MultitemporalSettings
+
+METHODS = tuple(MULTITEMPORAL_METHOD_LABELS)
+LAYOUTS = tuple(BAND_LAYOUT_LABELS)
+
+PARAMETERS = (
+    Parameter("INPUTS", "rasters"),
+    Parameter("BAND_LAYOUT", "enum", 0, LAYOUTS),
+    Parameter("INPUT_UNITS", "enum", None, UNITS),
+    Parameter("LOOKS", "number"),
+    Parameter("TARGET", "string", ""),
+    Parameter("METHOD", "enum", METHODS.index(DEFAULT_MULTITEMPORAL_METHOD), METHODS),
+    Parameter("WINDOW", "integer", 7),
+    Parameter("ZEROS_AS_NODATA", "boolean", True),
+    Parameter("DEVICE", "enum", 0, DEVICES),
+    Parameter("OUTPUT", "destination", True),
+)
+
+
+def parse_targets(text: str) -> tuple[int, ...] | None:
+    """TARGET: '2' or '1, 3' -> date positions (1-based); '' -> None (every date);
+    SarDespeckleError with a message otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        values = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise SarDespeckleError(
+            f"TARGET must be date positions separated by commas, e.g. '2' or '1, 3'; got '{text}'.") from None
+    if not values or min(values) < 1:
+        raise SarDespeckleError(f"TARGET must hold date positions from 1 on; got '{text}'.")
+    return values
+
+
+def settings_from_parameters(values: Mapping[str, object]) -> MultitemporalSettings:
+    """The settings of a run given the parameter values (``core.parameters``)."""
+    return MultitemporalSettings(
+        method=option(values, "METHOD", METHODS),
+        layout=option(values, "BAND_LAYOUT", LAYOUTS),
+        units=option(values, "INPUT_UNITS", UNITS),
+        looks=None if values["LOOKS"] is None else (values["LOOKS"],),
+        targets=parse_targets(values["TARGET"]),
+        window=values["WINDOW"],
+        zeros_as_nodata=values["ZEROS_AS_NODATA"],
+        device=option(values, "DEVICE", DEVICES),
+    )
