@@ -136,6 +136,35 @@ def test_config_selects_a_preset_and_checks_the_network_looks(tmp_path):
     assert custom.rows.window == "kaiser" and custom.cols.looks == 3
 
 
+def test_a_list_of_models_is_a_mixture_drawn_per_patch(tmp_path):
+    from training.data import speckle_with_looks
+    from training.export import speckle_fields
+
+    presets = ["sentinel1_iw_grdh", "sentinel1_iw_grdh_ee"]
+    config = config_from_dict(_raw(presets, network_looks=4.4), str(tmp_path), "t")
+    mixture = config.data.speckle_model
+    assert isinstance(mixture, sm.SpeckleMixture) and not mixture.white
+    assert [c.name for c in mixture.components] == presets
+    spans = [sm.looks_interval(sm.PRESETS[name]) for name in presets]
+    assert sm.looks_interval(mixture) == (min(s[0] for s in spans), max(s[1] for s in spans))
+    # Each patch takes one component: both are drawn, about equally often.
+    rng = np.random.default_rng(0)
+    picked = [mixture.pick(rng).name for _ in range(400)]
+    assert 150 < picked.count(presets[0]) < 250
+    clean = np.ones((64, 64), np.float32)
+    noisy, looks = speckle_with_looks(mixture, clean, np.random.default_rng(1))
+    assert noisy.shape == clean.shape and 4 < looks < 5
+    # The card states the larger correlation of the two (Earth Engine's columns: 0.815).
+    record = {"data": {"speckle": presets}}
+    fields = speckle_fields(record)
+    ee = sm.true_statistics(sm.PRESETS[presets[1]])
+    assert fields["max_correlation"] == pytest.approx(max(ee["rows"][0], ee["cols"][0]), abs=1e-3)
+    assert fields["speckle_model"] == " + ".join(presets)
+    TrainingPatches("supervised", [_scene_set()], config.data, 0)[0]  # draws through the mixture
+    with pytest.raises(Exception, match="two or more models"):
+        config_from_dict(_raw(["sentinel1_iw_grdh"], network_looks=4.4), str(tmp_path), "t")
+
+
 def _scene_set():
     from training.data import ImageSet
     from training.scenes import SCENES

@@ -104,7 +104,8 @@ class DataConfig:
             there is ignored (the model keeps its multilook factors).
         speckle: the speckle model (:mod:`training.speckle_model`): "" (white Gamma speckle of
             ``looks``, as always), a preset name (``slc_single_look``, ``sentinel1_iw_grdh``,
-            ``sentinel1_iw_grdh_ee``) or a ``[data.speckle]`` table (``preset``, ``looks``,
+            ``sentinel1_iw_grdh_ee``), a list of names or tables (a mixture: one model drawn
+            per patch) or a ``[data.speckle]`` table (``preset``, ``looks``,
             ``rows``, ``cols``, ``resampling``, ``regrid``; ``python -m training speckle --fit
             IMAGE`` prints one fitted to your product). The resolved model is
             ``DataConfig.speckle_model``.
@@ -121,7 +122,7 @@ class DataConfig:
     train: list = field(default_factory=list)
     validation: list = field(default_factory=list)
     looks: float | list = 1.0
-    speckle: str | dict = ""
+    speckle: str | dict | list = ""
     patch: int = 64
     reference_jitter: float = 1.0
     samples_per_epoch: int = 1024
@@ -234,8 +235,10 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if annotation == "float | list":
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _check_type(
             value, "list", where)
-    if annotation == "str | dict":
-        return value if isinstance(value, str) else _check_type(value, "dict", where)
+    if annotation == "str | dict | list":
+        if isinstance(value, (str, list)):
+            return value
+        return _check_type(value, "dict", where)
     expected = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}[annotation]
     if isinstance(value, bool) and annotation in ("int", "float"):
         raise ConfigError(f"{where} must be a number, not {value!r}.")

@@ -26,7 +26,7 @@ from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
 from .scenes import SCENES, point_scatterers
-from .speckle_model import SpeckleModel, model_from_config, true_statistics
+from .speckle_model import SpeckleMixture, SpeckleModel, model_from_config, true_statistics
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
@@ -268,7 +268,10 @@ def speckle_with_looks(model: SpeckleModel, clean: np.ndarray, rng: np.random.Ge
     """``clean`` times one speckle draw of ``model`` (the very draw ``model.apply`` makes), and
     the equivalent number of looks of that draw: what a network conditioned on the looks reads
     (white models: the L drawn; product models: the exact ENL of the nominal looks drawn,
-    :func:`training.speckle_model.true_statistics`, at 0.01-look steps)."""
+    :func:`training.speckle_model.true_statistics`, at 0.01-look steps; mixtures: of the
+    component drawn for this patch)."""
+    if isinstance(model, SpeckleMixture):
+        model = model.pick(rng)
     bounds = model.looks_range
     if bounds is not None and bounds[0] != bounds[1]:  # draw L as SpeckleModel.draw does, then fix it
         model = dataclasses.replace(model, looks=math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
@@ -398,7 +401,7 @@ class ValidationImage:
     looks: float | None = None
 
 
-def validation_images(sets: list, looks: float | SpeckleModel, seed: int) -> list[ValidationImage]:
+def validation_images(sets: list, looks: float | SpeckleModel | SpeckleMixture, seed: int) -> list[ValidationImage]:
     """Whole validation images with fixed speckle (clean sources) or as they are (real);
     ``looks``: white Gamma speckle of that many looks, or a speckle model."""
     examples = []
@@ -408,7 +411,7 @@ def validation_images(sets: list, looks: float | SpeckleModel, seed: int) -> lis
             drawn = None
             if image_set.kind == "clean":
                 rng = np.random.default_rng([seed, 0, s, i])
-                if isinstance(looks, SpeckleModel):
+                if isinstance(looks, (SpeckleModel, SpeckleMixture)):
                     noisy, drawn = speckle_with_looks(looks, image, rng)
                 else:
                     noisy, drawn = speckled(image, looks, rng), float(looks)

@@ -40,7 +40,7 @@ def speckle_fields(config: dict) -> dict:
     preset name. ``save_model`` keeps ``looks_range`` for conditioned networks only."""
     import dataclasses
 
-    from .speckle_model import looks_interval, model_from_config, true_statistics
+    from .speckle_model import SpeckleMixture, looks_interval, model_from_config, true_statistics
 
     data = config.get("data", {})
     model = model_from_config(data.get("speckle", ""), data.get("looks", 1.0), "looks" in data)
@@ -48,7 +48,9 @@ def speckle_fields(config: dict) -> dict:
     if model.white:
         correlation = WHITE_CORRELATION
     else:
-        ends = [model] if model.looks is None else [dataclasses.replace(model, looks=v) for v in model.looks_range]
+        components = model.components if isinstance(model, SpeckleMixture) else (model,)
+        ends = [end for m in components
+                for end in ([m] if m.looks is None else [dataclasses.replace(m, looks=v) for v in m.looks_range])]
         correlation = max(max(true_statistics(m)["rows"][0], true_statistics(m)["cols"][0]) for m in ends)
         correlation = round(max(correlation, WHITE_CORRELATION), 3)
     return {"looks_range": [round(low, 3), round(high, 3)], "max_correlation": correlation,

@@ -485,7 +485,12 @@ def axis_statistics(axis: AxisResponse | None, regrid: list, resampling: str = "
 
 def true_statistics(model: SpeckleModel, lags: int = 2) -> dict:
     """The model's exact ENL (mean^2 / variance of the intensity) and autocorrelation at lags
-    1..``lags`` per axis (white models: L and zeros; looks ranges: at the geometric middle)."""
+    1..``lags`` per axis (white models: L and zeros; looks ranges: at the geometric middle;
+    mixtures: the components' geometric mean looks and largest autocorrelations)."""
+    if isinstance(model, SpeckleMixture):
+        parts = [true_statistics(c, lags) for c in model.components]
+        return {"looks": math.exp(float(np.mean([math.log(p["looks"]) for p in parts]))),
+                **{axis: tuple(max(p[axis][k] for p in parts) for k in range(lags)) for axis in ("rows", "cols")}}
     if model.white:
         return {"looks": model.nominal_looks, "rows": (0.0,) * lags, "cols": (0.0,) * lags}
     looks = None if model.looks is None else math.sqrt(model.looks_range[0] * model.looks_range[1])
@@ -493,6 +498,36 @@ def true_statistics(model: SpeckleModel, lags: int = 2) -> dict:
     v_r, c_r = axis_statistics(rows, [(r.resampling, r.rows) for r in model.regrid], model.resampling, lags)
     v_c, c_c = axis_statistics(cols, [(r.resampling, r.cols) for r in model.regrid], model.resampling, lags)
     return {"looks": 1.0 / (v_r * v_c), "rows": c_r, "cols": c_c}
+
+
+@dataclass(frozen=True)
+class SpeckleMixture:
+    """Several product speckle models, one drawn (uniformly) per patch: for a product whose
+    processors differ, e.g. Sentinel-1 GRDH from ESA's processor and after Earth Engine's
+    terrain correction (``speckle = ["sentinel1_iw_grdh", "sentinel1_iw_grdh_ee"]``).
+
+    It answers what the training reads of a model (``white``, ``looks``, ``describe``,
+    ``apply``); :func:`true_statistics` and :func:`looks_interval` take the components'
+    largest correlation and their looks' span, and :meth:`pick` gives the component one patch
+    is drawn with.
+    """
+
+    components: tuple[SpeckleModel, ...]
+    white = False
+    looks = None
+
+    @property
+    def name(self) -> str:
+        return " + ".join(c.name or "custom" for c in self.components)
+
+    def pick(self, rng: np.random.Generator) -> SpeckleModel:
+        return self.components[int(rng.integers(len(self.components)))]
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.pick(rng).apply(clean, rng)
+
+    def describe(self) -> str:
+        return "one per patch of: " + "; ".join(c.describe() for c in self.components)
 
 
 # -- presets and configs ------------------------------------------------------------------------
@@ -577,15 +612,22 @@ def _looks_value(value, where: str):
     raise SarDespeckleError(f"{where} must be a number or [min, max]; got {value!r}.")
 
 
-def model_from_config(speckle, looks=1.0, looks_given: bool = False, where: str = "[data]") -> SpeckleModel:
+def model_from_config(speckle, looks=1.0, looks_given: bool = False,
+                      where: str = "[data]") -> SpeckleModel | SpeckleMixture:
     """The speckle model of a config's ``[data]`` table: ``speckle`` is "" (white speckle of
-    ``looks``, as before speckle models existed), a preset name, or a ``[data.speckle]`` table
+    ``looks``, as before speckle models existed), a preset name, a list of names or tables (a
+    :class:`SpeckleMixture`: one drawn per patch), or a ``[data.speckle]`` table
     (``preset`` and/or ``looks``, ``rows``, ``cols``, ``resampling``, ``regrid``; fields given
     override the preset's). ``looks`` (a number or [min, max]) applies to white models, and to
     product models when ``looks_given`` (the ``[data].looks`` key was written) and it is a
     range (a single number there is the old white-speckle setting: a product model keeps its
     own multilook factors unless ``[data.speckle].looks`` says otherwise)."""
     looks = _looks_value(looks, f"{where}.looks")
+    if isinstance(speckle, list):
+        if len(speckle) < 2:
+            raise SarDespeckleError(f"{where}.speckle: a list mixes two or more models; give one model as a name or table.")
+        return SpeckleMixture(tuple(model_from_config(item, looks, looks_given, f"{where}.speckle[{index}]")
+                                    for index, item in enumerate(speckle)))
     if speckle == "" or speckle is None:
         return SpeckleModel(looks=looks).check(f"{where}.looks")
     if isinstance(speckle, str):
@@ -623,7 +665,11 @@ def model_from_config(speckle, looks=1.0, looks_given: bool = False, where: str 
 
 
 def looks_interval(model: SpeckleModel) -> tuple[float, float]:
-    """The true ENL the model's draws span (white: its looks; product: computed)."""
+    """The true ENL the model's draws span (white: its looks; product: computed; mixture: the
+    span of its components')."""
+    if isinstance(model, SpeckleMixture):
+        spans = [looks_interval(c) for c in model.components]
+        return min(low for low, _ in spans), max(high for _, high in spans)
     if model.white:
         return model.looks_range
     if model.looks is None:
