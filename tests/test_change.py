@@ -24,7 +24,9 @@ from sar_despeckle_plugin.core.change.statistics import (
 from sar_despeckle_plugin.core.change.thresholds import (
     THRESHOLD_METHODS, automatic_threshold, kittler_illingworth_threshold,
 )
-from sar_despeckle_plugin.core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, LAYOUT_BANDS
+from sar_despeckle_plugin.core.choices import (
+    AUTOMATIC_CHANGE_METHOD, BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, LAYOUT_BANDS,
+)
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.raster import raster_info
@@ -32,6 +34,9 @@ from sar_despeckle_plugin.core.raster import raster_info
 from .synthetic import GEOTRANSFORM, assert_refused_without_output, documented_algorithm, read_geotiff, write_geotiff
 
 QUIET = Feedback(warn=lambda message: None)
+#: The pixel-level decision on the dates as given (no prefilter, no sieve): what the statistical
+#: tests' own checks need.
+AS_GIVEN = dict(prefilter=False, min_area=0)
 C2_COVARIANCE = np.array([[1.0, 0.3 + 0.2j], [0.3 - 0.2j, 0.25]])
 
 
@@ -69,7 +74,7 @@ def looks_of(k, looks):
 
 
 def test_catalog_lists_exactly_the_detectors():
-    assert list(CHANGE_METHOD_LABELS) == list(DETECTORS)
+    assert [m for m in CHANGE_METHOD_LABELS if m != AUTOMATIC_CHANGE_METHOD] == list(DETECTORS)
     assert list(BAND_LAYOUT_LABELS) == list(LAYOUT_BANDS) == list(BLOCKS)
 
 
@@ -264,7 +269,7 @@ def truth_of(shape=(64, 72), region=(slice(16, 40), slice(20, 52))):
 def test_each_method_finds_an_inserted_change(tmp_path, method, layout):
     paths = write_dates(tmp_path, layout, looks=4, gains=(1.0, 2.0), seed=1)
     outputs = ChangeOutputs(str(tmp_path / "map.tif"), str(tmp_path / "mask.tif"))
-    settings = ChangeSettings(method=method, layout=layout, looks=(4.0,), window=3)
+    settings = ChangeSettings(method=method, layout=layout, looks=(4.0,), window=3, **AS_GIVEN)
     report = detect_changes(paths, outputs, settings, QUIET)
     mask = read_geotiff(outputs.change_mask)[0]
     p = read_geotiff(outputs.change_map)[0]
@@ -286,7 +291,7 @@ def test_outputs_keep_georeference_nodata_and_record_the_run(tmp_path):
     data[0, 60:, 70:] = 0.0      # exact zeros are nodata too
     write_geotiff(paths[1], data, nodata=np.nan)
     outputs = ChangeOutputs(*(str(tmp_path / f"{n}.tif") for n in ("map", "mask", "date")))
-    detect_changes(paths, outputs, ChangeSettings(looks=(4.0,), window=3), QUIET)
+    detect_changes(paths, outputs, ChangeSettings(method="omnibus", looks=(4.0,), window=3, **AS_GIVEN), QUIET)
     for path, nodata in ((outputs.change_map, -1.0), (outputs.change_mask, 255), (outputs.change_date, 255)):
         info = raster_info(path)
         assert info.geotransform == GEOTRANSFORM and info.crs_wkt and info.nodata == (nodata,)
@@ -309,7 +314,7 @@ def test_estimated_looks_differ_per_date(tmp_path):
     paths = [write_geotiff(str(tmp_path / f"d{n}.tif"), date(rng, "single", n, (128, 128)).astype(np.float32))
              for n in (4, 1)]
     report = detect_changes(paths, ChangeOutputs(change_mask=str(tmp_path / "m.tif")),
-                            ChangeSettings(units="intensity"), QUIET)
+                            ChangeSettings(method="omnibus", units="intensity", **AS_GIVEN), QUIET)
     assert report.looks[0] == pytest.approx(4, rel=0.25) and report.looks[1] == pytest.approx(1, rel=0.25)
     mask = read_geotiff(str(tmp_path / "m.tif"))[0]
     assert mask.mean() == pytest.approx(0.01, abs=0.008)
@@ -322,7 +327,7 @@ def test_amplitude_and_db_inputs_give_the_intensity_answer(tmp_path):
         folder.mkdir()
         paths = write_dates(folder, looks=4, gains=(1.0, 2.0), seed=4, units=units)
         out = str(folder / "map.tif")
-        detect_changes(paths, ChangeOutputs(change_map=out), ChangeSettings(looks=(4.0,), units=units), QUIET)
+        detect_changes(paths, ChangeOutputs(change_map=out), ChangeSettings(method="omnibus", looks=(4.0,), units=units, **AS_GIVEN), QUIET)
         results.append(read_geotiff(out)[0])
     np.testing.assert_allclose(results[1], results[0], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(results[2], results[0], rtol=1e-3, atol=1e-6)
@@ -332,7 +337,7 @@ def test_min_area_sieve_and_polygons_with_area_and_date(tmp_path):
     paths = write_dates(tmp_path, looks=4, gains=(1.0, 1.0, 2.0), seed=5, shape=(64, 72))
     outputs = ChangeOutputs(str(tmp_path / "map.tif"), str(tmp_path / "mask.tif"), str(tmp_path / "date.tif"),
                             str(tmp_path / "changes.gpkg"))
-    report = detect_changes(paths, outputs, ChangeSettings(looks=(4.0,), window=3, min_area=30), QUIET)
+    report = detect_changes(paths, outputs, ChangeSettings(method="omnibus", looks=(4.0,), window=3, min_area=30), QUIET)
     mask = read_geotiff(outputs.change_mask)[0]
     dates = read_geotiff(outputs.change_date)[0]
     near = np.zeros_like(mask, bool)
@@ -377,7 +382,8 @@ def test_processing_run_matches_core(qgis_processing, tmp_path):
     paths = write_dates(tmp_path, layout="dual", looks=4, gains=(1.0, 1.0, 2.0), seed=6,
                         descriptions=("VV", "VH"))
     result = qgis_processing.run("sar_despeckle:change_detection", {
-        "INPUTS": paths, "BAND_LAYOUT": 1, "LOOKS_PER_DATE": "4, 4, 4", "INPUT_UNITS": 0, "WINDOW": 3,
+        "INPUTS": paths, "BAND_LAYOUT": 1, "LOOKS_PER_DATE": "4, 4, 4", "INPUT_UNITS": 0, "WINDOW": 3, "METHOD": 0,
+        "PREFILTER": False, "MIN_AREA": 0,
         "SIGNIFICANCE": 0.001, "CHANGE_MAP": str(tmp_path / "map.tif"), "CHANGE_MASK": str(tmp_path / "mask.tif"),
         "CHANGE_DATE": str(tmp_path / "date.tif"), "CHANGE_POLYGONS": str(tmp_path / "changes.gpkg"),
     })
@@ -385,8 +391,8 @@ def test_processing_run_matches_core(qgis_processing, tmp_path):
     reference = tmp_path / "reference"
     reference.mkdir()
     detect_changes(paths, ChangeOutputs(str(reference / "map.tif"), str(reference / "mask.tif")),
-                   ChangeSettings(layout="dual", looks=(4.0, 4.0, 4.0), units="intensity", window=3,
-                                  significance=0.001), QUIET)
+                   ChangeSettings(method="omnibus", layout="dual", looks=(4.0, 4.0, 4.0), units="intensity",
+                                  window=3, significance=0.001, **AS_GIVEN), QUIET)
     np.testing.assert_array_equal(read_geotiff(result["CHANGE_MAP"]), read_geotiff(str(reference / "map.tif")))
     np.testing.assert_array_equal(read_geotiff(result["CHANGE_MASK"]), read_geotiff(str(reference / "mask.tif")))
     assert ogr.Open(result["CHANGE_POLYGONS"]).GetLayer(0).GetFeatureCount() >= 1
@@ -396,13 +402,14 @@ def test_qgis_process_json_run(qgis_process, tmp_path):
     paths = write_dates(tmp_path, looks=4, gains=(1.0, 2.0), seed=7)
     mask = str(tmp_path / "cli_mask.tif")
     done = qgis_process("run", "sar_despeckle:change_detection", "--json", *(f"--INPUTS={p}" for p in paths),
-                        "--LOOKS=4", "--INPUT_UNITS=0", "--METHOD=0", f"--CHANGE_MASK={mask}",
+                        "--LOOKS=4", "--INPUT_UNITS=0", "--METHOD=0", "--PREFILTER=false", "--MIN_AREA=0",
+                        f"--CHANGE_MASK={mask}",
                         f"--CHANGE_MAP={tmp_path / 'cli_map.tif'}")
     result = json.loads(done.stdout[done.stdout.index("{"):])
     assert result["results"]["CHANGE_MASK"] == mask
     reference = str(tmp_path / "reference.tif")
-    detect_changes(paths, ChangeOutputs(change_mask=reference), ChangeSettings(looks=(4.0,), units="intensity"),
-                   QUIET)
+    detect_changes(paths, ChangeOutputs(change_mask=reference),
+                   ChangeSettings(method="omnibus", looks=(4.0,), units="intensity", **AS_GIVEN), QUIET)
     np.testing.assert_array_equal(read_geotiff(mask), read_geotiff(reference))
 
 
@@ -470,7 +477,8 @@ BAD_INPUTS = {
     "NaN not declared as nodata": (lambda d: all_nan(d, declared=False), {}, "NaN or infinite values"),
     "zeros everywhere": (zeros_everywhere, {}, "ZEROS_AS_NODATA"),
     "single-look C2": (lambda d: write_dates(d, layout="c2", looks=1, gains=(1.0, 1.0)),
-                       {"BAND_LAYOUT": 2, "LOOKS": 1}, r"Averaging window \(WINDOW\) to 3"),
+                       {"BAND_LAYOUT": 2, "LOOKS": 1, "METHOD": 0, "PREFILTER": False},
+                       r"Averaging window \(WINDOW\) to 3"),
     "C2 in dB": (lambda d: write_dates(d, layout="c2", gains=(1.0, 1.0)), {"BAND_LAYOUT": 2, "INPUT_UNITS": 2},
                  "must be linear"),
     "missing file": (lambda d: [str(d / "nowhere.tif"), str(d / "nowhere2.tif")], {}, "does not exist"),

@@ -51,9 +51,15 @@ CHANGE_METHOD_LABELS = {
     "log_ratio_ki_gamma": "Log-ratio, Kittler-Illingworth threshold (Gamma classes)",
     "log_ratio_otsu": "Log-ratio, Otsu threshold",
     "learned": "Learned detector (CNN with global attention after MTDN; dual-pol, change probability)",
+    "unsupervised": "Unsupervised learned detector: a small CNN trained on the pair itself from confident "
+                    "log-ratio pseudo-labels (change probability)",
+    "automatic": "Automatic: the learned detector where its card fits (dual-pol), else log-ratio + Otsu "
+                 "on despeckled dates",
 }
 
-DEFAULT_CHANGE_METHOD = "omnibus"
+#: METHOD = Automatic (``core.change.automatic``): the default.
+AUTOMATIC_CHANGE_METHOD = "automatic"
+DEFAULT_CHANGE_METHOD = AUTOMATIC_CHANGE_METHOD
 #: The shipped learned detector (card and weights in the plugin's weights folder).
 DEFAULT_CHANGE_MODEL = "change_default"
 

@@ -45,20 +45,28 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "Finds where the radar backscatter changed between two or more co-registered SAR "
             "acquisitions (floods, harvest, construction, ice break-up). New to it? Give the dates "
             "oldest first, set Band layout to what their bands are (one band, VV and VH, or C2) "
-            "and keep the omnibus test: a pixel is flagged when a difference that large would "
-            "occur by chance less often than Significance (1 %). For single-look data raise "
-            "Averaging window (e.g. 5) to find weaker changes; on despeckled dates choose a "
-            "log-ratio method, whose threshold suits them."
+            "and press Run: the defaults handle speckle before deciding and choose the method and "
+            "the minimum mapping unit from the images, and the log says what they chose and why. "
+            "Choose the omnibus test (without Prefilter) where a known false-alarm rate matters."
         )
 
     def details(self) -> str:
         return (
-            "The omnibus test "
+            "The defaults: METHOD automatic runs the learned detector on dual-pol pairs of the looks "
+            "it was trained on (1-8), else the log-ratio with Otsu's threshold on despeckled dates; "
+            "PREFILTER despeckles each date on its own, at its own looks (a 4-look and a single-look "
+            "date get different filters), with the plugin's automatic despeckling (the network whose "
+            "model card fits the looks, else the best classical filter); MIN_AREA left empty merges "
+            "regions smaller than four independent samples of the log-ratio's error (its correlation "
+            "area, measured on the image: larger for coarse resolution cells and for the prefilter's "
+            "footprint) into their surroundings. The omnibus test "
             "(Conradsen et al. 2016) compares all dates at once with a known false-alarm rate "
             "(SIGNIFICANCE) for single-pol intensities, dual-pol intensities or the dual-pol "
             "covariance C2, and dates the first change of each pixel; the log-ratio methods "
             "threshold the standardised log-ratio automatically (Kittler-Illingworth or Otsu); "
-            "the learned detector (after MTDN) maps the probability of change between dual-pol dates. "
+            "the learned detector (after MTDN) maps the probability of change between dual-pol dates; "
+            "the unsupervised detector trains a small network on the pair itself from the clear cases "
+            "of a log-ratio pre-classification and maps the probability of change. "
             "Outputs keep the inputs' grid and georeference. Pixels that are nodata or exactly zero on "
             "any date are nodata in every output; NaN is refused unless declared as nodata."
         )
@@ -111,10 +119,14 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             ),
             "How changes are found: " + "; ".join(
                 f"{index} = {label}" for index, label in enumerate(CHANGE_METHOD_LABELS.values())
-            ) + ". The omnibus test controls false alarms through SIGNIFICANCE and gives first "
-            "change dates; the log-ratio methods pick their threshold from the image histogram; "
-            "the learned detector (dual-pol layouts only) is a network trained on labelled "
-            "Sentinel-1 pairs and synthetic changes, and maps the probability of change.",
+            ) + ". Automatic (the default): the learned detector for dual-pol dates of 1-8 looks "
+            "(what it was trained on), else log-ratio + Otsu on dates PREFILTER despeckled; the log "
+            "names the choice. The omnibus test controls false alarms through SIGNIFICANCE and gives "
+            "first change dates; the log-ratio methods pick their threshold from the image "
+            "histogram; the learned detector (dual-pol layouts only) is a network trained on "
+            "labelled Sentinel-1 pairs and synthetic changes, and maps the probability of change; "
+            "the unsupervised detector needs no labels: it trains a small network (seconds on a CPU) "
+            "on the pixels a log-ratio pre-classification is sure of, then maps every pixel.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterFile("MODEL", "Change model card (learned method)", extension="json",
@@ -142,12 +154,25 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "blurring their outlines. Needed for single-look C2.",
         ))
         self.addParameter(with_help(
+            QgsProcessingParameterBoolean("PREFILTER", "Handle speckle before deciding", defaultValue=True),
+            "On (default): speckle is reduced before the decision. For the log-ratio methods and the "
+            "unsupervised detector each date is despeckled on its own, at its own number of looks, "
+            "by the plugin's automatic despeckling (the network whose model card fits the date's "
+            "looks and speckle correlation, else the best classical filter for them), so a 4-look "
+            "and a single-look date are each treated for what they are. For the omnibus test and C2 "
+            "it is a boxcar (when WINDOW is 1) just large enough to give every date 9 looks, which "
+            "the test accounts for. The learned detector reads speckled dates and ignores it. Off: "
+            "the decision is made pixel by pixel on the dates as given.",
+        ))
+        self.addParameter(with_help(
             QgsProcessingParameterNumber("MIN_AREA", "Minimum region size (pixels)",
-                                         QgsProcessingParameterNumber.Integer, defaultValue=0,
-                                         minValue=0),
+                                         QgsProcessingParameterNumber.Integer, optional=True, minValue=0),
             "Changed and unchanged regions (4-connected) smaller than this many pixels are merged "
             "into their surroundings in the mask, the dates and the polygons (GDAL sieve): a "
-            "minimum mapping unit. 0 keeps every pixel's own decision.",
+            "minimum mapping unit. Empty (default): measured on the image, four times the area over "
+            "which the log-ratio's error is correlated (about the resolution cell, or the prefilter's "
+            "footprint; typically 10-130 pixels), the smallest region that holds four independent "
+            "samples; the log gives it. 0 keeps every pixel's own decision.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterBoolean("NORMALISE", "Normalise radiometry to the first date",

@@ -75,6 +75,21 @@ class ChangeDetector:
         return {}
 
 
+def first_pair_over(probabilities: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(map, changed, date) from the change probability of each consecutive pair ((B, H, W),
+    date order): the highest probability; changed where any passes 0.5; the date of the first
+    pair that does (the most probable pair where none does)."""
+    probability = changed = date = None
+    for pair, p in enumerate(probabilities):
+        over = p > 0.5
+        if probability is None:
+            probability, changed, date = p, over, torch.full_like(p, 2, dtype=torch.long)
+            continue
+        date = torch.where(changed, date, torch.where(over | (p > probability), pair + 2, date))
+        probability, changed = torch.maximum(probability, p), changed | over
+    return probability, changed, date
+
+
 class OmnibusDetector(ChangeDetector):
     """The omnibus Wishart test, with the sequential R_j tests for the first change date."""
 
@@ -216,19 +231,12 @@ class LearnedDetector(ChangeDetector):
                       + "; ".join(", ".join(f"{v:.4g}" for v in row) for row in self.references.tolist()))
 
     def detect(self, stack):
-        probability = changed = date = None
+        probabilities = []
         with torch.no_grad():
             for j in range(1, stack.cov.shape[1]):
                 z1, z2 = self._pair(stack, j)
-                p = torch.sigmoid(self.model(z1.float(), z2.float(), self.contexts[j - 1]))[:, 0]
-                over = p > 0.5
-                if probability is None:
-                    probability, changed = p, over
-                    date = torch.full_like(p, 2, dtype=torch.long)
-                    continue
-                date = torch.where(changed, date, torch.where(over | (p > probability), j + 1, date))
-                probability, changed = torch.maximum(probability, p), changed | over
-        return probability, changed, date
+                probabilities.append(torch.sigmoid(self.model(z1.float(), z2.float(), self.contexts[j - 1]))[:, 0])
+        return first_pair_over(probabilities)
 
     def record(self):
         return {"model": self.card.name, "model_sha256": self.card.sha256,
@@ -242,10 +250,18 @@ def shipped_change_model() -> str:
 
 #: METHOD id -> factory taking the run's settings, in the enum order of
 #: ``choices.CHANGE_METHOD_LABELS`` (a test checks): ``log_ratio_<threshold>`` for each
-#: of :data:`~.thresholds.THRESHOLD_METHODS`.
+#: of :data:`~.thresholds.THRESHOLD_METHODS`. ``automatic`` is not a detector: the pipeline
+#: resolves it to one of these first (``automatic.choose_change_method``).
 DETECTORS: dict[str, Callable[[ChangeSettings], ChangeDetector]] = {
     "omnibus": lambda settings: OmnibusDetector(settings.significance, settings.approximation),
     **{f"log_ratio_{threshold}": (lambda settings, threshold=threshold: LogRatioDetector(threshold))
        for threshold in THRESHOLD_METHODS},
     "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model(), settings.layout),
+    "unsupervised": lambda settings: _unsupervised(),
 }
+
+
+def _unsupervised() -> ChangeDetector:
+    from .unsupervised import UnsupervisedDetector  # it builds on this module
+
+    return UnsupervisedDetector()

@@ -1,17 +1,22 @@
 """Whole change-detection runs, file to file: :func:`detect_changes` (what
 ``sar_despeckle:change_detection`` runs).
 
-The dates are checked to share one grid and band layout, sampled once (units, values, looks,
-speckle correlation, gains: the :class:`_Plan`; the detector's ``fit``), then read window by
-window through the tiling engine: raw (B, k * bands, H, W) -> linear covariance
-(B, k, C, H, W), boxcar-averaged with per-pixel looks (a :class:`~.detectors.Stack`) -> the
-detector -> (map, changed, date) strips written to the requested rasters; the mask is then
-sieved and polygonised with GDAL (:mod:`.regions`).
+The dates are checked to share one grid and band layout, sampled (units, values, looks,
+speckle correlation, gains, and what METHOD automatic and PREFILTER decide from them: the
+:class:`_Plan`). Where the decision reads despeckled dates (:mod:`.prefilter`), each date is
+despeckled into a scratch file and the run starts again on those. Then the sample, read with
+the detector's context, goes to the detector's ``fit`` and sets the minimum mapping unit
+(:mod:`.mapping_unit`, MIN_AREA empty), and the dates are read window by window through the
+tiling engine: raw (B, k * bands, H, W) -> linear covariance (B, k, C, H, W), boxcar-averaged
+with per-pixel looks (a :class:`~.detectors.Stack`) -> the detector -> (map, changed, date)
+strips written to the requested rasters; the mask is then sieved and polygonised with GDAL
+(:mod:`.regions`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -24,7 +29,7 @@ import torch
 from osgeo import gdal
 
 from .. import speckle, stack
-from ..choices import INTENSITY_BANDS
+from ..choices import AUTOMATIC_CHANGE_METHOD, INTENSITY_BANDS
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
@@ -32,9 +37,11 @@ from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
-from . import regions
-from .detectors import DETECTORS, Stack
+from . import prefilter, regions
+from .automatic import choose_change_method
+from .detectors import DETECTORS, Stack, shipped_change_model
 from .looks import averaging_factor, radiometric_gains
+from .mapping_unit import INDEPENDENT_SAMPLES, correlation_area, minimum_mapping_unit
 from .settings import (
     BLOCKS, MAP_NODATA, MASK_NODATA, MIN_LOOKS_MARGIN, MIN_SIDE, SAMPLE_PIXELS,
     ChangeOutputs, ChangeReport, ChangeSettings, check_outputs, check_settings,
@@ -52,6 +59,8 @@ class _Plan:
     gains: tuple[tuple[float, ...], ...]
     window: int
     floors: tuple[tuple[float, ...], ...]
+    method: str
+    prefilter: str
 
 
 def _linear(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,17 +93,19 @@ def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
     return Stack(cov, looks, joint, plan.layout)
 
 
-def _plan(settings, readers, raw, fills, halo, feedback) -> _Plan:
-    """Units, value checks, zero report, looks, averaging factor and gains, from the sampled
-    windows (``fills``: the zero rule's fill masks of ``raw``)."""
+def _plan(settings, readers, raw, fills, feedback) -> _Plan:
+    """Units, value checks, zero report, looks, the method (METHOD automatic) and how speckle is
+    handled before it (PREFILTER: despeckled dates, or the window), averaging factor and gains,
+    from the sampled windows (``fills``: the zero rule's fill masks of ``raw``)."""
     k = len(readers)
-    windows = [(stack.inner(v, halo), stack.inner(ok, halo), stack.inner(f, halo)) for (v, ok), f in zip(raw, fills)]
+    windows = [(v, ok, f) for (v, ok), f in zip(raw, fills)]
     samples = stack.date_samples(settings.layout, k, windows)
     units = stack.check_dates(settings.layout, settings.units, settings.zeros_as_nodata, readers, samples,
                               SAMPLE_PIXELS, feedback)
     diagonal = INTENSITY_BANDS[settings.layout]
     floors = stack.floors(samples, settings.layout, units)
-    plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1, floors)
+    plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1, floors,
+                 settings.method, "none")
     linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok, _ in windows]
     covs = [c[0].numpy() for c, _ in linear]  # (k, C, H, W)
     joints = [j[0].numpy() for _, j in linear]
@@ -105,14 +116,29 @@ def _plan(settings, readers, raw, fills, halo, feedback) -> _Plan:
         )
     looks = stack.stack_looks(settings.layout, settings.looks, covs, [np.broadcast_to(j, (k, *j.shape)) for j in joints],
                               feedback)
-    kappa = 1.0
-    if settings.window > 1:
-        kappa = float(np.mean([
-            averaging_factor([c[d, b] for c in covs], joints, looks[d], settings.window)
-            for d in range(k) for b in diagonal
+    method = settings.method
+    if method == AUTOMATIC_CHANGE_METHOD:
+        method, reason = choose_change_method(settings.layout, looks, settings.model or shipped_change_model())
+        feedback.info(reason)
+
+    def kappa_of(window: int) -> float:
+        return 1.0 if window <= 1 else float(np.mean([
+            averaging_factor([c[d, b] for c in covs], joints, looks[d], window) for d in range(k) for b in diagonal
         ]))
-        feedback.info(f"A {settings.window} x {settings.window} boxcar multiplies the looks by "
-                      f"{settings.window ** 2 / kappa:.1f} (speckle correlation factor {kappa:.2f}).")
+
+    window, handled = settings.window, "none"
+    if settings.prefilter and method != "learned":
+        if method in prefilter.DESPECKLED_METHODS and settings.layout != "c2":
+            handled = "despeckled"
+        elif window == 1:
+            window = prefilter.adaptive_window(looks, kappa_of)
+            handled = f"window {window}"
+            feedback.info(f"PREFILTER: a {window} x {window} boxcar, the smallest that gives every date "
+                          f"{prefilter.TARGET_LOOKS:g} looks or more ({method} reads Wishart speckle).")
+    kappa = kappa_of(window)
+    if window > 1:
+        feedback.info(f"A {window} x {window} boxcar multiplies the looks by "
+                      f"{window ** 2 / kappa:.1f} (speckle correlation factor {kappa:.2f}).")
     gains = ((1.0,) * len(diagonal),) * k
     if settings.normalise:
         intensities = np.concatenate([c[:, list(diagonal)].reshape(k, len(diagonal), -1) for c in covs], -1)
@@ -120,21 +146,26 @@ def _plan(settings, readers, raw, fills, halo, feedback) -> _Plan:
         gains = tuple(tuple(float(g) for g in row) for row in radiometric_gains(intensities, valid, looks))
         feedback.info("Radiometric gains per date: " + "; ".join(
             ", ".join(f"{g:.3f}" for g in row) for row in gains) + ".")
-    return _Plan(settings.layout, units, looks, kappa, gains, settings.window, floors)
+    return _Plan(settings.layout, units, looks, kappa, gains, window, floors, method, handled)
 
 
 class _SplitSink:
-    """Receives (3, rows, cols) strips of (map, changed, date), NaN = nodata, and writes each."""
+    """Receives (4, rows, cols) strips of (map, changed, date, invalid on some input date), NaN =
+    nodata, writes the first three and counts the pixels: changed, valid, and nodata by cause."""
 
     def __init__(self, map_writer, mask_writer, date_writer, candidate_dates: bool) -> None:
         self.writers = (map_writer, mask_writer, date_writer)
         self.candidate_dates = candidate_dates
         self.changed = 0
         self.valid = 0
+        self.invalid_input = 0
+        self.nodata = 0
 
     def write(self, values, row, col):
         nodata = np.isnan(values[0])
         self.valid += int((~nodata).sum())
+        self.nodata += int(nodata.sum())
+        self.invalid_input += int((nodata & (values[3] == 1)).sum())
         self.changed += int((values[1] == 1).sum())
         map_writer, mask_writer, date_writer = self.writers
         if map_writer is not None:
@@ -154,18 +185,29 @@ def detect_changes(
 ) -> ChangeReport:
     """Detect changes across the co-registered rasters ``inputs`` (in date order).
 
-    Writes the requested outputs: CHANGE_MAP (float32 p-value of no change, nodata -1),
-    CHANGE_MASK (uint8, 1 = changed, 0 = unchanged, 255 = nodata), CHANGE_DATE (uint8, index of
-    the first date after the first change, 0 = none, 255 = nodata) and CHANGE_POLYGONS (changed
-    regions with their area and first change date). Rasters keep date 1's size, CRS and
-    geotransform. Pixels that are nodata, NaN or (with ``zeros_as_nodata``) zero fill
-    (:func:`core.speckle.fill_mask`) on any date are nodata; other zeros are dark data. Bad input raises :class:`SarDespeckleError` before anything is written; on any error
-    or cancel no output is left.
+    Writes the requested outputs: CHANGE_MAP (float32 p-value of no change, or the change
+    probability of the learned and unsupervised detectors; nodata -1), CHANGE_MASK (uint8, 1 =
+    changed, 0 = unchanged, 255 = nodata), CHANGE_DATE (uint8, index of the first date after the
+    first change, 0 = none, 255 = nodata) and CHANGE_POLYGONS (changed regions with their area
+    and first change date). Rasters keep date 1's size, CRS and geotransform. Pixels that are
+    nodata, NaN or (with ``zeros_as_nodata``) zero fill (:func:`core.speckle.fill_mask`) on any
+    date are nodata; other zeros are dark data. Bad input raises :class:`SarDespeckleError`
+    before anything is written; on any error or cancel no output is left.
     """
     feedback = feedback or Feedback()
     inputs = list(inputs)
     check_settings(settings, len(inputs))
     check_outputs(outputs)
+    scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
+    try:
+        return _detect(inputs, [os.path.basename(path) for path in inputs], outputs, settings, scratch, feedback)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _detect(inputs, names, outputs, settings, scratch, feedback, prefiltered: str | None = None) -> ChangeReport:
+    """One pass of :func:`detect_changes` on ``inputs`` (``names``: the user's dates, for the
+    record); ``prefiltered``: what despeckled ``inputs`` when this is the pass on their output."""
     readers = stack.zero_fill_readers(stack.open_dates(inputs, settings.layout, MIN_SIDE, "change detection"),
                                       settings.layout, settings.zeros_as_nodata)
     pixels = readers[0].info.pixel_count
@@ -177,11 +219,20 @@ def detect_changes(
         feedback.info,
     )
     stack_reader = stack.StackReader(readers)
+    raw, fills = stack.sample_stack(stack_reader, 0, SAMPLE_PIXELS)
+    plan = _plan(settings, readers, raw, fills, feedback)
+    del raw, fills
+    if plan.prefilter == "despeckled":
+        feedback.info(f"PREFILTER: each date is despeckled on its own, at its own looks, before {plan.method} "
+                      "decides (core.despeckle, METHOD automatic).")
+        looks = settings.looks * (len(inputs) if len(settings.looks) == 1 else 1) if settings.looks else None
+        despeckled = prefilter.despeckle_dates(inputs, plan.units, looks, settings.zeros_as_nodata, settings.device,
+                                               scratch, feedback)
+        again = dataclasses.replace(settings, method=plan.method, prefilter=False, looks=None, units=plan.units)
+        return _detect(despeckled, names, outputs, again, scratch, feedback, prefiltered="despeckled")
+    settings = dataclasses.replace(settings, method=plan.method, window=plan.window)
     detector = DETECTORS[settings.method](settings)
-    halo = settings.window // 2 + detector.halo
-    raw, fills = stack.sample_stack(stack_reader, halo, SAMPLE_PIXELS)
-    plan = _plan(settings, readers, raw, fills, halo, feedback)
-    effective = tuple(n * settings.window ** 2 / plan.kappa for n in plan.looks)
+    effective = tuple(n * plan.window ** 2 / plan.kappa for n in plan.looks)
     p, _ = BLOCKS[settings.layout]
     if settings.method == "omnibus" and min(effective) < p - 1 + MIN_LOOKS_MARGIN:
         raise SarDespeckleError(
@@ -189,44 +240,50 @@ def detect_changes(
             f"zero); the dates have {min(effective):.2f}. Set WINDOW to 3 or more, or use BAND_LAYOUT dual."
         )
     device = resolve_device(settings.device, feedback.warn)
+    halo = plan.window // 2 + detector.halo
     samples = []
-    for values, valid in raw:
+    for values, valid in stack.sample_stack(stack_reader, halo, SAMPLE_PIXELS)[0]:
         prepared = _prepare(torch.from_numpy(values)[None].to(device), torch.from_numpy(valid)[None].to(device), plan)
         samples.append(prepared.crop(halo))
     if not any(bool(s.valid.any()) for s in samples):
         raise SarDespeckleError("No pixel is valid on every date after averaging: check the inputs' nodata.")
     detector.fit(samples, feedback)
-    del samples, raw, fills
+    if settings.min_area is None:
+        area = correlation_area([(s.cov[0].cpu(), s.valid[0].cpu()) for s in samples], settings.layout)
+        settings = dataclasses.replace(settings, min_area=minimum_mapping_unit(area))
+        feedback.info(f"MIN_AREA automatic: {settings.min_area} pixels, {_mapping_unit_text(area)}")
+    del samples
     feedback.info(f"Running {detector.name} on {device.type}.")
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         prepared = _prepare(values, valid, plan)
         change_map, changed, date = detector.detect(prepared)
+        input_invalid = ~valid.all(1)
         result = torch.stack([change_map.float(), changed.float(), date.float()], 1)
-        return torch.where(prepared.valid[:, None], result, torch.full_like(result, math.nan))
+        result = torch.where(prepared.valid[:, None], result, torch.full_like(result, math.nan))
+        return torch.cat([result, input_invalid[:, None].float()], 1)
 
+    handled = prefiltered or plan.prefilter
     info = readers[0].info
     record = output_metadata(
         "change_detection", detector.name, settings, plan.units,
-        dates=[os.path.basename(path) for path in inputs],
+        dates=list(names),
         looks=list(plan.looks),
         effective_looks=list(effective),
         averaging_factor=plan.kappa,
         gains=[list(row) for row in plan.gains],
         map=detector.map_kind,
+        speckle_handling=handled,
         **detector.record(),
     )
-    scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
     try:
         with OutputSet() as run:
-            counts, polygons = _run(stack_reader, info, process, plan, settings, detector, outputs, record,
-                                    device, scratch, run, feedback)
+            counts, polygons, nodata = _run(stack_reader, info, process, plan, settings, detector, outputs, record,
+                                            device, scratch, run, feedback)
     except BaseException:
         if outputs.change_polygons and regions.vector_driver(outputs.change_polygons) not in regions.ATOMIC:
             regions.remove_vector(outputs.change_polygons)  # a Shapefile is written in place, last
         raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return ChangeReport(
         outputs={key: path for key, path in asdict(outputs).items() if path},
         units=plan.units,
@@ -238,7 +295,16 @@ def detect_changes(
         changed_fraction=counts[0] / max(counts[1], 1),
         polygons=polygons,
         device=device.type,
+        prefilter=handled,
+        min_area=settings.min_area,
+        nodata_pixels=nodata,
     )
+
+
+def _mapping_unit_text(area: float) -> str:
+    """Why the automatic MIN_AREA is what it is (the log line's end)."""
+    return (f"{INDEPENDENT_SAMPLES} independent samples of the log-ratio error, which is correlated over {area:.1f} pixels "
+            "on this image (its resolution cell and the prefilter's footprint; mapping_unit).")
 
 
 def _scratch_folder(outputs: ChangeOutputs) -> str | None:
@@ -251,11 +317,11 @@ def _scratch_folder(outputs: ChangeOutputs) -> str | None:
 
 
 def _run(stack_reader, info, process, plan, settings, detector, outputs, record, device, scratch,
-         run: OutputSet, feedback) -> tuple[tuple[int, int], int | None]:
+         run: OutputSet, feedback) -> tuple[tuple[int, int], int | None, int]:
     """The tiled pass, then the sieve (in place), the dates it cleared and the polygons, every
     output staged in ``run`` (rasters are sieved in their staged files, before the commit).
 
-    Returns ((changed pixels, valid pixels), polygon count or None).
+    Returns ((changed pixels, valid pixels), polygon count or None, nodata pixels).
     """
     k = len(plan.looks)
     sieve = settings.min_area > 1
@@ -287,10 +353,11 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
         options = TilingOptions(tile, settings.window // 2 + detector.halo, 0, device=device)
         with contextlib.ExitStack() as stack:
             sink = _SplitSink(*(stack.enter_context(w) if w else None for w in writers), sieve and bool(date_path))
-            run_tiled(stack_reader, sink, process, options, 3, feedback=feedback)
+            run_tiled(stack_reader, sink, process, options, 4, feedback=feedback)
         mask_path = run.staged_path(mask_path) if mask_path else None
         date_path = run.staged_path(date_path) if date_path else None
         counts = (sink.changed, sink.valid)
+        _report_nodata(sink, info.pixel_count, feedback)
         if sieve and mask_path:
             feedback.info(f"Merging regions smaller than {settings.min_area} pixels into their surroundings.")
             counts = regions.sieve_in_place(mask_path, settings.min_area, MASK_NODATA)
@@ -303,4 +370,20 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
                 MASK_NODATA, run, feedback.is_cancelled,
             )
             feedback.info(f"Wrote {polygons} change polygon(s) to {outputs.change_polygons}.")
-    return counts, polygons
+    return counts, polygons, sink.nodata
+
+
+def _report_nodata(sink: _SplitSink, pixels: int, feedback) -> None:
+    """Log how many output pixels are nodata, and why."""
+    if not sink.nodata:
+        feedback.info("Nodata: none; every pixel is valid on every date.")
+        return
+    causes = []
+    if sink.invalid_input:
+        causes.append(f"{sink.invalid_input:,} are nodata, NaN or zero fill (ZEROS_AS_NODATA) on at least one date")
+    other = sink.nodata - sink.invalid_input
+    if other:
+        causes.append(f"{other:,} have a non-positive intensity (or C2 diagonal) on at least one date, where "
+                      "no ratio or determinant is defined")
+    feedback.info(f"Nodata: {sink.nodata:,} of {pixels:,} pixels ({100 * sink.nodata / pixels:.2f} %) are nodata in "
+                  "the outputs: " + "; ".join(causes) + ".")

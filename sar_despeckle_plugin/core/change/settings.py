@@ -42,8 +42,14 @@ class ChangeSettings:
             when None.
         significance: level of the omnibus test (the log-ratio methods threshold automatically).
         window: odd side of the boxcar averaging the covariance before the test (1: none).
+        prefilter: handle speckle before the decision (``core.change.prefilter``): each date
+            despeckled on its own, at its own looks, by ``core.despeckle``'s automatic choice
+            for the log-ratio and unsupervised methods; for the omnibus test and C2 a boxcar
+            window chosen from the looks where ``window`` is 1. The learned detector reads
+            speckled dates and ignores it.
         min_area: changed or unchanged regions smaller than this many pixels are merged into
-            their surroundings in the mask (GDAL sieve, 4-connected; 0 or 1: off).
+            their surroundings in the mask (GDAL sieve, 4-connected; 0 or 1: off); None: the
+            minimum mapping unit measured on the image (``core.change.mapping_unit``).
         normalise: scale each date so its median log-ratio to date 1 is zero (uncalibrated data).
         zeros_as_nodata: exact zeros that form the border fill (``speckle.fill_mask``) are
             nodata; isolated zeros, and every zero of 8-bit bands, are dark data.
@@ -60,7 +66,8 @@ class ChangeSettings:
     looks: tuple[float, ...] | None = None
     significance: float = 0.01
     window: int = 1
-    min_area: int = 0
+    prefilter: bool = True
+    min_area: int | None = None
     normalise: bool = False
     zeros_as_nodata: bool = True
     device: str = "auto"
@@ -81,7 +88,8 @@ class ChangeOutputs:
 
 @dataclass(frozen=True)
 class ChangeReport:
-    """What a run did."""
+    """What a run did; ``prefilter`` says how speckle was handled before the decision,
+    ``min_area`` the sieve that ran (pixels), ``nodata_pixels`` how many output pixels are nodata."""
 
     outputs: dict
     units: str
@@ -93,6 +101,9 @@ class ChangeReport:
     changed_fraction: float
     polygons: int | None
     device: str
+    prefilter: str = "none"
+    min_area: int = 0
+    nodata_pixels: int = 0
 
 
 def check_settings(settings: ChangeSettings, dates: int) -> None:
@@ -108,7 +119,7 @@ def check_settings(settings: ChangeSettings, dates: int) -> None:
     if settings.approximation not in PVALUE_APPROXIMATIONS:
         raise SarDespeckleError(f"Unknown p-value approximation '{settings.approximation}'; choose one of "
                                 f"{', '.join(PVALUE_APPROXIMATIONS)}.")
-    if settings.min_area < 0:
+    if settings.min_area is not None and settings.min_area < 0:
         raise SarDespeckleError(f"MIN_AREA must be >= 0; got {settings.min_area}.")
 
 

@@ -198,19 +198,27 @@ def change_dates(sequential: torch.Tensor, significance: float) -> torch.Tensor:
 # Log-ratio
 
 
+def log_ratios(
+    before: torch.Tensor, after: torch.Tensor, looks_before: torch.Tensor, looks_after: torch.Tensor,
+    layout: str,
+) -> torch.Tensor:
+    """Standardised signed log-ratios D_c of the intensity channels between two dates:
+    (B, C, H, W) -> (B, channels, H, W), float64; mean 0 and variance 1 without change."""
+    n_a, n_b = looks_before.double(), looks_after.double()
+    bias = (torch.special.digamma(n_b) - n_b.log()) - (torch.special.digamma(n_a) - n_a.log())
+    scale = (torch.special.polygamma(1, n_a) + torch.special.polygamma(1, n_b)).sqrt()
+    return torch.stack([
+        (after[:, c].double().log() - before[:, c].double().log() - bias) / scale
+        for c in INTENSITY_BANDS[layout]
+    ], 1)
+
+
 def log_ratio_index(
     before: torch.Tensor, after: torch.Tensor, looks_before: torch.Tensor, looks_after: torch.Tensor,
     layout: str,
 ) -> torch.Tensor:
     """Standardised log-ratio change index x >= 0 between two dates: (B, C, H, W) -> (B, H, W)."""
-    n_a, n_b = looks_before.double(), looks_after.double()
-    bias = (torch.special.digamma(n_b) - n_b.log()) - (torch.special.digamma(n_a) - n_a.log())
-    variance = torch.special.polygamma(1, n_a) + torch.special.polygamma(1, n_b)
-    total = torch.zeros_like(bias)
-    for c in INTENSITY_BANDS[layout]:
-        d = after[:, c].double().log() - before[:, c].double().log() - bias
-        total = total + d * d
-    return (total / variance).sqrt()
+    return log_ratios(before, after, looks_before, looks_after, layout).square().sum(1).sqrt()
 
 
 def log_ratio_pvalue(index: torch.Tensor, layout: str) -> torch.Tensor:
