@@ -75,20 +75,31 @@ def polygamma_one(looks: float) -> float:
     return float(torch.special.polygamma(1, torch.tensor(float(looks), dtype=torch.float64)))
 
 
-def compensated_mean(intensity: torch.Tensor, valid: torch.Tensor, means: torch.Tensor, target: int,
-                     looks: Sequence[float], window: int) -> torch.Tensor:
-    """The temporal mean (B, C, H, W) of the dates valid at each pixel, the dates whose local
-    mean ``means`` (B, k, C, H, W) differs from the ``target``'s brought to its level (see the
-    module doc); ``looks`` per date."""
-    reference = means[:, target: target + 1].clamp_min(torch.finfo(means.dtype).tiny)
-    level = means.clamp_min(torch.finfo(means.dtype).tiny)
+def differs(means: torch.Tensor, target: int, looks: Sequence[float], window: int) -> torch.Tensor:
+    """Where each date's local mean (``means`` (B, k, C, H, W) over ``window`` boxes) differs
+    from the ``target``'s by more than :data:`CHANGE_SIGMAS` standard deviations of their
+    log-ratio, sqrt(psi1(w^2 L_i) + psi1(w^2 L_t)) (``looks`` per date): (B, k, C, H, W) bool."""
+    tiny = torch.finfo(means.dtype).tiny
     spread = torch.tensor([
         math.sqrt(polygamma_one(window * window * value) + polygamma_one(window * window * looks[target]))
         for value in looks
-    ], dtype=intensity.dtype, device=intensity.device)[None, :, None, None, None]
-    changed = (level / reference).log().abs() > CHANGE_SIGMAS * spread
-    dates = torch.where(changed, intensity * reference / level, intensity)
+    ], dtype=means.dtype, device=means.device)[None, :, None, None, None]
+    return (means.clamp_min(tiny) / means[:, target: target + 1].clamp_min(tiny)).log().abs() > CHANGE_SIGMAS * spread
+
+
+def compensated_mean(intensity: torch.Tensor, valid: torch.Tensor, means: torch.Tensor, target: int,
+                     looks: Sequence[float], window: int, with_target: bool = True) -> torch.Tensor:
+    """The temporal mean (B, C, H, W) of the dates valid at each pixel (all of them, or all but
+    the ``target`` when not ``with_target``), the dates whose local mean ``means``
+    (B, k, C, H, W) :func:`differs` from the target's brought to its level (see the module doc);
+    ``looks`` per date."""
+    tiny = torch.finfo(means.dtype).tiny
+    reference, level = means[:, target: target + 1].clamp_min(tiny), means.clamp_min(tiny)
+    dates = torch.where(differs(means, target, looks, window), intensity * reference / level, intensity)
     weight = valid[:, :, None].to(intensity.dtype)
+    if not with_target:
+        weight = torch.cat([weight[:, :target], torch.zeros_like(weight[:, target: target + 1]),
+                            weight[:, target + 1:]], 1)
     return (dates * weight).sum(1) / weight.sum(1).clamp_min(1)
 
 

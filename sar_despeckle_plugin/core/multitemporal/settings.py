@@ -38,7 +38,8 @@ class MultitemporalSettings:
         window: odd side of the local-mean window of Quegan's filter, and of the window that
             estimates each date's VV/VH coherence for C2 (both methods).
         self_ensemble: ``rabasar``: the network also despeckles the mirrored images and keeps
-            the geometric mean (less error, twice the time).
+            the geometric mean (twice the time for a few hundredths of a dB; off, as for
+            single-date despeckling).
         zeros_as_nodata: exact zeros that form the border fill (``speckle.fill_mask``) are
             nodata; isolated zeros, and every zero of 8-bit bands, are dark data.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -51,7 +52,7 @@ class MultitemporalSettings:
     looks: tuple[float, ...] | None = None
     targets: tuple[int, ...] | None = None
     window: int = 7
-    self_ensemble: bool = True
+    self_ensemble: bool = False
     zeros_as_nodata: bool = True
     device: str = "auto"
     tile: int | None = None
