@@ -7,6 +7,9 @@ SYSTEM_PYTHON := /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
+# The batch runner's cluster (optional for the plugin: only sar_despeckle_plugin/batch imports it;
+# tests/test_batch.py skips without it).
+DASK_VERSION := 2026.8.0
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin otb-bin python3-venv python3-scipy python3-h5py zip unzip
 SETUP_STAMP := $(VENV)/.setup-done
 PLUGIN := sar_despeckle_plugin
@@ -37,7 +40,7 @@ $(SETUP_STAMP): Makefile
 	fi
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==$(TORCH_VERSION) pytest pytest-timeout
+	$(PY) -m pip install -q torch==$(TORCH_VERSION) pytest pytest-timeout dask==$(DASK_VERSION) distributed==$(DASK_VERSION)
 	$(PY) -c "import torch, qgis.core, osgeo.gdal; print('setup ok: torch', torch.__version__, '| QGIS', qgis.core.Qgis.QGIS_VERSION, '| GDAL', osgeo.gdal.__version__)"
 	@touch $@
 

@@ -8,7 +8,7 @@ error. Exit status: 0 when every scene is done or skipped, 1 when one failed, 2 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import logging
 import os
@@ -25,6 +25,14 @@ from .scenes import input_groups, plan_tasks
 PARAMETER = re.compile(r"^--([A-Z][A-Z0-9_]*)=(.*)$", re.DOTALL)
 DASK_MISSING = ("The batch runner needs Dask: install it into the Python that runs it with "
                 "`python -m pip install dask distributed` (`make setup` does, into the project's venv).")
+
+
+def _require_dask() -> None:
+    """SarDespeckleError naming the install command when Dask cannot be imported."""
+    try:
+        importlib.import_module("distributed")
+    except ImportError:
+        raise SarDespeckleError(DASK_MISSING) from None
 
 
 def default_workers() -> int:
@@ -84,17 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
     try:
+        return _run(arguments, given)
+    finally:
+        LOG.removeHandler(handler)
+
+
+def _run(arguments: argparse.Namespace, given: dict[str, list[str]]) -> int:
+    """``run``: plan the tasks (usage errors: status 2), run them, print the summary."""
+    try:
         chosen = algorithm(arguments.algorithm)
         values = values_from_text(chosen.parameters, given)
         settings = chosen.settings(values)
         output_dir = os.path.abspath(arguments.output_dir)
         tasks = plan_tasks(chosen, input_groups(arguments.inputs, chosen.stack), values, output_dir)
-        if importlib.util.find_spec("distributed") is None:
-            raise SarDespeckleError(DASK_MISSING)
+        _require_dask()
     except SarDespeckleError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
-    os.makedirs(output_dir, exist_ok=True)
     workers = arguments.workers or default_workers()
     threads = arguments.torch_threads or (None if arguments.scheduler else max(1, (os.cpu_count() or 1) // workers))
     LOG.info("%s: %d task(s) into %s", chosen.id, len(tasks), output_dir)

@@ -100,6 +100,8 @@ def run_batch(job: Job, tasks: list[Task], *, scheduler: str | None = None, work
         else:
             todo.append(task)
     address = None
+    for task in todo:
+        os.makedirs(os.path.dirname(task.record), exist_ok=True)
     if todo:
         client, cluster = _start_client(scheduler, workers, retries, processes)
         try:
