@@ -23,7 +23,7 @@ from sar_despeckle_plugin.core.speckle import UNITS
 from .scenes import SCENES
 from .speckle_model import looks_interval, model_from_config
 
-MODES = ("supervised", "blind_spot", "contrastive", "change")
+MODES = ("supervised", "blind_spot", "contrastive", "change", "multitemporal")
 KINDS = ("clean", "single_look", "stack", "change_pair")
 #: The architecture each mode trains, where only one fits.
 MODE_ARCHITECTURE = {"blind_spot": "blind_spot", "change": "change_attention"}
@@ -133,7 +133,9 @@ class DataConfig:
 class TrainConfig:
     """Attributes:
         mode: ``supervised`` (synthetic speckle on clean references), ``blind_spot``
-            (self-supervised on noisy images), ``contrastive`` (encoder pre-training).
+            (self-supervised on noisy images), ``contrastive`` (encoder pre-training),
+            ``change`` (the change detector), ``multitemporal`` (Noise2Noise across the dates of
+            stacks: a ``log_residual`` network with ``auxiliary_channels = 1``, white speckle).
         batch_size: patches per optimiser step, all processes together.
         time_budget_minutes: wall-clock limit of the run, resumes included (0: none). After the
             first epoch the run plans, once, as many epochs as fit (at most ``epochs``) from the
@@ -368,6 +370,12 @@ def _check_values(config: Config) -> None:
                 f"[train].mode '{mode}' trains the '{architecture}' architecture, and that "
                 f"architecture trains in mode '{mode}' only."
             )
+    auxiliary = model.architecture == "log_residual" and model.hyperparameters.get("auxiliary_channels", 0) == 1
+    if (train.mode == "multitemporal") != auxiliary:
+        raise ConfigError("[train].mode 'multitemporal' trains a 'log_residual' network with "
+                          "[model].hyperparameters.auxiliary_channels = 1, and such a network trains in that mode only.")
+    if train.mode == "multitemporal" and not data.speckle_model.white:
+        raise ConfigError("[train].mode 'multitemporal' draws white Gamma speckle per date: leave [data].speckle empty.")
     if not data.train:
         raise ConfigError("[data].train lists no sources: give at least one path or synthetic source.")
     if train.amp not in AMP_CHOICES:

@@ -18,6 +18,7 @@ MODE_KINDS = {
     "blind_spot": ("clean", "single_look", "stack"),
     "contrastive": ("clean", "stack"),
     "change": ("clean", "change_pair"),
+    "multitemporal": ("clean", "stack"),
 }
 
 

@@ -9,6 +9,9 @@
   Fang et al. 2024): two views of one area -- independent speckle draws over one clean patch,
   or two dates of one real area -- must map to nearby embeddings and away from the other
   patches of the batch (InfoNCE). Fine-tune afterwards with ``init_from``.
+* ``multitemporal``: Noise2Noise across dates after MTPI-Net (:mod:`training.stack_data`): a
+  log-residual U-Net with an auxiliary channel reads a target date and the other dates'
+  change-compensated mean, and learns another date's intensity where it agrees with the target.
 * ``change``: the change detector (:class:`ChangeNet`) on labelled dual-pol pairs and on
   synthetic changes inserted into speckled pairs; loss = binary cross-entropy + soft Dice
   (changes are a minority class); validated by Cohen's kappa at probability 0.5.
@@ -32,7 +35,7 @@ from sar_despeckle_plugin.core.models.registry import build_model
 from sar_despeckle_plugin.core.models.base import pad_to_multiple
 from sar_despeckle_plugin.core.models.blind_spot import alpha_from_output, marginal_nll
 from sar_despeckle_plugin.core.models.log_residual import UNetEncoder
-from sar_despeckle_plugin.core.models.logdomain import intensity_to_log
+from sar_despeckle_plugin.core.models.logdomain import intensity_to_log, normalise_log
 
 from .change_data import ChangePatches, validation_pairs
 from .config import Config
@@ -41,6 +44,7 @@ from .metrics import change_scores, psnr_amplitude, ssim_amplitude
 from .scenes import POINT_SCATTERER_LN
 from .sources import load_sources
 from .speckle_model import true_statistics
+from .stack_data import CHANGE_PROBABILITY, CONTRAST, DATES, StackPatches, validation_stacks
 from .watch import RealImageWatch
 
 
@@ -348,8 +352,55 @@ class ChangeTask(Task):
         }
 
 
+class MultitemporalTask(Task):
+    """Noise2Noise across dates after MTPI-Net (:mod:`training.stack_data`): the network reads a
+    target date and the auxiliary image of the other dates, and learns another date's debiased
+    log intensity where that date agrees with the target (change masking)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        low, high = speckle_model_of(config.data).looks_range
+        self.examples = validation_stacks(self.validation_sets, math.sqrt(low * high), config.train.seed)
+
+    def train_dataset(self) -> StackPatches:
+        return StackPatches(self.train_sets, self.config.data, self.config.train.seed)
+
+    @property
+    def selection(self) -> str:
+        return "psnr" if self.examples else "loss"
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """Masked mean squared error, in the normalised log domain, between the estimate of the
+        target and the other date's debiased log intensity."""
+        net = getattr(model, "module", model)
+        reference, looks = batch["reference"], batch["looks"]
+        auxiliary = normalise_log(batch["auxiliary"], reference, batch["auxiliary_looks"], net.log_scale)
+        output = model(net.normalise(batch["target"], reference, looks), looks, auxiliary, batch["auxiliary_looks"])
+        error = (output.float() - normalise_log(batch["other"], reference, looks, net.log_scale)) ** 2
+        return (error * batch["mask"]).sum() / batch["mask"].sum().clamp_min(1)
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict:
+        scores = {"psnr": [], "psnr_input": []}
+        model.eval()
+        with torch.no_grad():
+            for example in self.examples:
+                target, clean = example["target"].to(device), example["clean"].to(device)
+                estimate = model.despeckle(target, example["reference"], example["looks"],
+                                           example["auxiliary"].to(device), example["auxiliary_looks"])
+                scores["psnr"].append(psnr_amplitude(estimate, clean))
+                scores["psnr_input"].append(psnr_amplitude(target, clean))
+        model.train()
+        return {key: sum(values) / len(values) for key, values in scores.items() if values}
+
+    def data_description(self) -> dict:
+        return {**super().data_description(), "stacks": (
+            f"{DATES[0]}-{DATES[1]} dates per stack, independent speckle per date, a change (x 1/{CONTRAST:g} to "
+            f"x {CONTRAST:g}) in each date with probability {CHANGE_PROBABILITY:g}; Noise2Noise target: another date, "
+            "masked where it differs from the target")}
+
+
 TASKS = {"supervised": SupervisedTask, "blind_spot": BlindSpotTask, "contrastive": ContrastiveTask,
-         "change": ChangeTask}
+         "change": ChangeTask, "multitemporal": MultitemporalTask}
 
 
 def make_task(config: Config) -> Task:

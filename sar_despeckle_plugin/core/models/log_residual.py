@@ -19,6 +19,14 @@ network also reads a constant map, per image, of the log-domain speckle standard
 serves a range of looks (trained with L drawn per patch; the card's ``looks_range``), given or
 estimated at inference. ``condition_channels = 0`` (the default) is the unconditioned network,
 with the same parameters and ``state_dict`` keys as before conditioning existed.
+
+**Auxiliary image** (``auxiliary_channels = 1``, multitemporal despeckling after MTPI-Net, Xu et
+al.): the network also reads a second image of the same area, the other dates of a stack
+averaged after bringing those that changed to the target's level
+(``core.multitemporal.methods.compensated_mean``), normalised like ``z`` (same reference, debiased
+with its own looks) and with its own noise-level map: two more input channels. The output is
+still the target date's log reflectivity, a residual on ``z``; the card's input kind is
+``stack``. Whatever the number of dates, the network sees one auxiliary image and its looks.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import torch
 from torch import nn
 
 from .base import DespecklingNet, conv_relu, pad_to_multiple
-from .logdomain import LOG_SCALE, log_to_intensity, looks_statistics
+from .logdomain import LOG_SCALE, log_to_intensity, looks_statistics, normalise_log
 
 
 def _same_width(width: int, count: int) -> list[nn.Module]:
@@ -68,6 +76,8 @@ class LogResidualUNet(DespecklingNet):
         log_scale: see :mod:`.logdomain`.
         condition_channels: 0 (unconditioned) or 1 (reads the looks' noise-level map; ``looks``
             is then the nominal looks, used when none are given).
+        auxiliary_channels: 0 (one date) or 1 (also reads an auxiliary image and its noise-level
+            map, see the module doc).
     """
 
     architecture = "log_residual"
@@ -79,6 +89,7 @@ class LogResidualUNet(DespecklingNet):
         looks: float = 1.0,
         log_scale: float = LOG_SCALE,
         condition_channels: int = 0,
+        auxiliary_channels: int = 0,
     ) -> None:
         super().__init__(looks, log_scale)
         if len(widths) < 1 or min(widths) < 1 or convs_per_level < 1:
@@ -87,9 +98,12 @@ class LogResidualUNet(DespecklingNet):
             raise ValueError(f"condition_channels must be 0 or 1 (the looks' noise level); got {condition_channels}")
         self.widths = [int(w) for w in widths]
         self.convs_per_level = int(convs_per_level)
+        if auxiliary_channels not in (0, 1):
+            raise ValueError(f"auxiliary_channels must be 0 or 1 (one auxiliary image); got {auxiliary_channels}")
         self.condition_channels = int(condition_channels)
+        self.auxiliary_channels = int(auxiliary_channels)
         w = self.widths
-        self.encoder = UNetEncoder(w, self.convs_per_level, 1 + self.condition_channels)
+        self.encoder = UNetEncoder(w, self.convs_per_level, 1 + self.condition_channels + 2 * self.auxiliary_channels)
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, 2) for i in range(len(w) - 1))
         self.decode = nn.ModuleList(
             nn.Sequential(*_same_width(w[i], self.convs_per_level)) for i in range(len(w) - 1)
@@ -106,7 +120,14 @@ class LogResidualUNet(DespecklingNet):
         }
         if self.condition_channels:  # unconditioned cards keep the hyper-parameters they always had
             record["condition_channels"] = self.condition_channels
+        if self.auxiliary_channels:
+            record["auxiliary_channels"] = self.auxiliary_channels
         return record
+
+    @property
+    def input_kind(self) -> str:
+        """``stack`` for a network reading an auxiliary image, else ``intensity``."""
+        return "stack" if self.auxiliary_channels else "intensity"
 
     @property
     def alignment(self) -> int:
@@ -136,23 +157,43 @@ class LogResidualUNet(DespecklingNet):
         std = looks_statistics(self.looks if looks is None else looks, z)[1] / self.log_scale
         return std.expand(z.shape[0], 1, *z.shape[-2:])
 
-    def forward(self, z: torch.Tensor, looks=None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, looks=None, auxiliary: torch.Tensor | None = None,
+                auxiliary_looks=None) -> torch.Tensor:
         """Normalised log intensity (B, 1, H, W) -> normalised log reflectivity (B, 1, H, W).
         Conditioned networks also read ``looks`` (float or (B,); their own when None) as
-        :meth:`condition_map`; the others ignore it."""
+        :meth:`condition_map`; the others ignore it. Networks with an auxiliary channel also
+        read ``auxiliary`` (normalised log, (B, 1, H, W)) and its ``auxiliary_looks``."""
         height, width = z.shape[-2:]
         padded = pad_to_multiple(z, self.alignment)
+        inputs = [padded]
         if self.condition_channels:
-            features = self.encoder(torch.cat([padded, self.condition_map(padded, looks)], 1))
-        else:
-            features = self.encoder(padded)
+            inputs.append(self.condition_map(padded, looks))
+        if self.auxiliary_channels:
+            if auxiliary is None or auxiliary_looks is None:
+                raise ValueError("this network reads an auxiliary image: give auxiliary and auxiliary_looks")
+            other = pad_to_multiple(auxiliary, self.alignment)
+            inputs += [other, self.condition_map(other, auxiliary_looks)]
+        features = self.encoder(torch.cat(inputs, 1) if len(inputs) > 1 else padded)
         x = features[-1]
         for level in range(len(self.widths) - 2, -1, -1):
             x = self.decode[level](self.up[level](x) + features[level])
         return (padded - self.head(x))[..., :height, :width]
 
-    def despeckle(self, intensity: torch.Tensor, reference, looks=None) -> torch.Tensor:
+    def cost_probe(self, side: int) -> None:
+        """Despeckle a ``side`` x ``side`` image (with an auxiliary image when the network reads one)."""
+        if not self.auxiliary_channels:
+            return super().cost_probe(side)
+        parameter = next(self.parameters())
+        ones = torch.ones(1, 1, side, side, dtype=parameter.dtype, device=parameter.device)
+        self.despeckle(ones, 1.0, auxiliary=ones, auxiliary_looks=self.looks)
+        return None
+
+    def despeckle(self, intensity: torch.Tensor, reference, looks=None, auxiliary: torch.Tensor | None = None,
+                  auxiliary_looks=None) -> torch.Tensor:
         """Linear intensity (B, 1, H, W) -> linear intensity: ``exp`` of the log estimate.
-        ``looks`` (float or (B,)) reaches conditioned networks only."""
+        ``looks`` (float or (B,)) reaches conditioned networks only; ``auxiliary`` (linear
+        intensity (B, 1, H, W)) and ``auxiliary_looks`` networks with an auxiliary channel only."""
         looks = self.input_looks(looks)
-        return log_to_intensity(self(self.normalise(intensity, reference, looks), looks), reference, self.log_scale)
+        other = None if auxiliary is None else normalise_log(auxiliary, reference, auxiliary_looks, self.log_scale)
+        estimate = self(self.normalise(intensity, reference, looks), looks, other, auxiliary_looks)
+        return log_to_intensity(estimate, reference, self.log_scale)
