@@ -357,7 +357,7 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
 
     out = str(tmp_path / "white_out.tif")
     log = run_log(qgis_process, f"--INPUT={white_one_look_tif}", f"--OUTPUT={out}")
-    assert "METHOD automatic: input" in log and "using network sarcnn_default: 1 look, white speckle" in log
+    assert "Method (METHOD) automatic: input" in log and "using network sarcnn_default: 1 look, white speckle" in log
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_default"
 
     out = str(tmp_path / "corr_out.tif")
@@ -367,7 +367,7 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
 
     out = str(tmp_path / "corr2_out.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_two_look_tif}", f"--OUTPUT={out}")
-    line = next(line for line in log.splitlines() if "METHOD automatic" in line)
+    line = next(line for line in log.splitlines() if "(METHOD) automatic" in line)
     looks = float(line.split("input ")[1].split(" looks")[0])
     best = best_classical(looks, correlated=True)
     assert "no network's model card covers it" in line and f"using {best.method}, window {best.window}" in line, line
@@ -383,9 +383,9 @@ def test_qgis_process_explicit_methods_still_work(qgis_process, correlated_four_
     assert f"7 = {AUTOMATIC_METHOD_LABEL}" in help_text.replace("\n", " ") or AUTOMATIC_METHOD_LABEL in help_text
     out = str(tmp_path / "lee.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", "--METHOD=1", "--WINDOW=5", f"--OUTPUT={out}")
-    assert "METHOD automatic" not in log
+    assert "(METHOD) automatic" not in log
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "lee"
     out = str(tmp_path / "net.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", "--METHOD=8", "--LOOKS=1", f"--OUTPUT={out}")
-    assert "METHOD automatic" not in log
+    assert "(METHOD) automatic" not in log
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_default"
