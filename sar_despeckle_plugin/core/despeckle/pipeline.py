@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from .. import speckle
+from .. import accelerate, speckle
 from .. import units as units_rule
 from ..device import resolve_device
 from ..errors import SarDespeckleError
@@ -195,8 +195,10 @@ def despeckle_raster(
     with OutputSet() as run:
         while True:
             tile = max(despeckler.alignment, tile - tile % despeckler.alignment)
-            options = TilingOptions(tile, despeckler.halo, despeckler.blend, device=device)
             try:
+                batch = accelerate.batch_for_memory(process, bands, tile + 2 * despeckler.halo,
+                                                    math.ceil(info.width / tile), device)
+                options = TilingOptions(tile, despeckler.halo, despeckler.blend, batch, device)
                 with bounded_gdal_cache(), contextlib.ExitStack() as stack:
                     writer = stack.enter_context(RasterWriter(
                         output_path, info, bands, nodata, descriptions, metadata, outputs=run))
