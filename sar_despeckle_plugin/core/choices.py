@@ -83,11 +83,14 @@ MULTITEMPORAL_METHOD_LABELS = {
     "quegan": "Quegan's multitemporal filter (local mean x the stack's average ratio; as SNAP's)",
     "rabasar": "RABASAR-style ratio: temporal mean despeckled by the network, each date's ratio to it "
                "despeckled, multiplied back",
+    "learned": "Learned multitemporal network (Noise2Noise across dates with change masking, after MTPI-Net)",
 }
 #: The default METHOD: it scored best in scripts/bench_multitemporal.py (docs/multitemporal.md).
 DEFAULT_MULTITEMPORAL_METHOD = "rabasar"
 #: The network RABASAR despeckles the super-image and the ratios with: it covers 1-16 looks.
 MULTITEMPORAL_NETWORK = "sarcnn_looks"
+#: The shipped multitemporal network METHOD learned runs (card input kind ``stack``).
+MULTITEMPORAL_STACK_NETWORK = "sarcnn_stack"
 
 # ------------------------------------------------------------------------------------------
 # sar_despeckle:decorrelate

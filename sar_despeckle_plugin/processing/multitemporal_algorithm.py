@@ -7,6 +7,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -18,6 +19,7 @@ from ..core.errors import SarDespeckleError
 from ..core.multitemporal.parameters import METHODS, PARAMETERS, parse_targets, settings_from_parameters
 from ..core.speckle import UNITS
 from .base import SarAlgorithm, torch_required, with_help
+from .user_models import model_card_problem
 
 
 class MultitemporalAlgorithm(SarAlgorithm):
@@ -92,8 +94,16 @@ class MultitemporalAlgorithm(SarAlgorithm):
             "How the dates are combined: " + "; ".join(
                 f"{index} = {label}" for index, label in enumerate(MULTITEMPORAL_METHOD_LABELS.values())
             ) + ". The ratio method removes much more speckle (see docs/multitemporal.md for the "
-            "measurements) and runs the network 1 + (number of target dates) times per date "
-            "pixel; Quegan's filter is fast and needs no network.",
+            "measurements) and runs the network twice per target date; the learned network (MODEL, "
+            "or the shipped one) once per target date; Quegan's filter is fast and needs no network.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterFile("MODEL", "Multitemporal model card (learned method)", extension="json",
+                                       optional=True),
+            "For the learned method: the model card (.json beside its weights) of a multitemporal "
+            "network exported by `python -m training export` from a run in mode multitemporal; "
+            "empty = the shipped network. Its weights are checked against the card's sha256 before loading.",
+            advanced=True,
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber("WINDOW", "Window (pixels, odd)", QgsProcessingParameterNumber.Integer,
@@ -135,7 +145,7 @@ class MultitemporalAlgorithm(SarAlgorithm):
             return str(error)
         if targets is not None and max(targets) > len(layers):
             return f"TARGET names date {max(targets)} but INPUTS has {len(layers)} dates."
-        return None
+        return model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
 
     def processAlgorithm(self, parameters, context, feedback):
         with torch_required():

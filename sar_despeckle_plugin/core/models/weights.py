@@ -49,7 +49,8 @@ class LoadedModel:
         return self.module.alignment
 
     def despeckle(self, intensity: torch.Tensor, valid: torch.Tensor, fill_value,
-                  self_ensemble: bool = False, looks: float | None = None) -> torch.Tensor:
+                  self_ensemble: bool = False, looks: float | None = None,
+                  auxiliary: torch.Tensor | None = None, auxiliary_looks: float | None = None) -> torch.Tensor:
         """Despeckle a batch of tiles.
 
         Args:
@@ -65,6 +66,9 @@ class LoadedModel:
             looks: the image's equivalent number of looks (given or estimated), read by
                 conditioned networks (card ``conditioning`` "looks") as their noise level;
                 the others ignore it (None: the card's looks).
+            auxiliary, auxiliary_looks: networks of input kind ``stack`` only: the auxiliary
+                image (linear intensity (B, 1, H, W), filled like ``intensity`` where not
+                ``valid``) and its looks (see ``core.models.log_residual``).
         Returns:
             Estimated reflectivity, linear intensity (B, 1, H, W) float32 (meaningless where
             ``valid`` is False).
@@ -73,19 +77,33 @@ class LoadedModel:
         if not (torch.isfinite(fill) and fill > 0):
             raise SarDespeckleError(f"fill_value must be a positive intensity; got {float(fill)}.")
         inputs = torch.where(valid, intensity, fill).contiguous(memory_format=torch.channels_last)
+        other = None if auxiliary is None else torch.where(valid, auxiliary, fill)
+
+        def run(images: torch.Tensor, auxiliary_images: torch.Tensor | None) -> torch.Tensor:
+            if auxiliary_images is None:
+                return self.module.despeckle(images, fill, looks).float()
+            return self.module.despeckle(images, fill, looks, auxiliary=auxiliary_images,
+                                         auxiliary_looks=auxiliary_looks).float()
+
         with torch.no_grad():
-            estimate = self.module.despeckle(inputs, fill, looks).float()
+            estimate = run(inputs, other)
             if self_ensemble:
-                estimate = torch.exp(0.5 * (estimate.log() + self._mirrored_estimate(inputs, fill, looks).log()))
+                estimate = torch.exp(0.5 * (estimate.log() + self._mirrored_estimate(run, inputs, other, fill).log()))
             return estimate.contiguous()
 
-    def _mirrored_estimate(self, inputs: torch.Tensor, fill: torch.Tensor, looks=None) -> torch.Tensor:
-        """The estimate of the left-right mirrored tiles, mirrored back. Their width is first
-        padded (with ``fill``) to a multiple of ``alignment``, so that the mirrored tile sees the
-        pooling grid of the unmirrored one and tiles still add up to the whole image."""
+    def _mirrored_estimate(self, run, inputs: torch.Tensor, other: torch.Tensor | None, fill: torch.Tensor) -> torch.Tensor:
+        """The estimate (by ``run``) of the left-right mirrored tiles (and auxiliary images),
+        mirrored back. Their width is first padded (with ``fill``) to a multiple of
+        ``alignment``, so that the mirrored tile sees the pooling grid of the unmirrored one and
+        tiles still add up to the whole image."""
         width = inputs.shape[-1]
-        padded = F.pad(inputs, (0, -width % self.alignment), value=float(fill))
-        return self.module.despeckle(padded.flip(-1), fill, looks).float().flip(-1)[..., :width]
+
+        def mirrored(images: torch.Tensor | None) -> torch.Tensor | None:
+            if images is None:
+                return None
+            return F.pad(images, (0, -width % self.alignment), value=float(fill)).flip(-1)
+
+        return run(mirrored(inputs), mirrored(other)).flip(-1)[..., :width]
 
 
 def sha256_of(path: str) -> str:

@@ -153,6 +153,46 @@ class Rabasar:
         return torch.stack(outputs, 1)
 
 
+class LearnedStack:
+    """A multitemporal network (card input kind ``stack``: ``python -m training`` in mode
+    ``multitemporal``, after MTPI-Net): each target date despeckled with its auxiliary image, the
+    other dates' mean, those that changed brought to the target's local level
+    (:func:`compensated_mean` without the target); where no other date is valid the target
+    itself stands in.
+
+    Args:
+        model: the checked, loaded network.
+        levels: per intensity channel, the reference level (one for the whole image).
+        looks: per date, its looks (the target's and the auxiliary image's noise levels).
+        window: side of the local means of the change test.
+        self_ensemble: also despeckle the mirrored images (geometric mean of both estimates).
+    """
+
+    def __init__(self, model: LoadedModel, levels: Sequence[float], looks: Sequence[float], window: int,
+                 self_ensemble: bool) -> None:
+        self.model = model
+        self.levels = list(levels)
+        self.looks = list(looks)
+        self.window = window
+        self.self_ensemble = self_ensemble
+
+    def __call__(self, intensity: torch.Tensor, valid: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+        """(B, k, C, H, W) -> (B, T, C, H, W)."""
+        means = local_means(intensity, valid, self.window)
+        outputs = []
+        for t in targets:
+            others = torch.cat([valid[:, :t], valid[:, t + 1:]], 1).any(1, keepdim=True)  # (B, 1, H, W)
+            auxiliary = compensated_mean(intensity, valid, means, t, self.looks, self.window, with_target=False)
+            auxiliary = torch.where(others, auxiliary, intensity[:, t])
+            auxiliary_looks = sum(self.looks) - self.looks[t]
+            outputs.append(torch.cat([
+                self.model.despeckle(intensity[:, t, c: c + 1], valid[:, t, None], level, self.self_ensemble,
+                                     self.looks[t], auxiliary[:, c: c + 1], auxiliary_looks)
+                for c, level in enumerate(self.levels)
+            ], 1))
+        return torch.stack(outputs, 1)
+
+
 def complete_c2(cov: torch.Tensor, valid: torch.Tensor, targets: Sequence[int], intensity: torch.Tensor,
                 window: int) -> torch.Tensor:
     """The C2 bands of the target dates (B, T, 4, H, W) from their despeckled C11, C22

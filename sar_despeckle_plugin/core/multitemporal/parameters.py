@@ -22,6 +22,7 @@ PARAMETERS = (
     Parameter("LOOKS", "number"),
     Parameter("TARGET", "string", ""),
     Parameter("METHOD", "enum", METHODS.index(DEFAULT_MULTITEMPORAL_METHOD), METHODS),
+    Parameter("MODEL", "file", ""),
     Parameter("WINDOW", "integer", 7),
     Parameter("ZEROS_AS_NODATA", "boolean", True),
     Parameter("DEVICE", "enum", 0, DEVICES),
@@ -56,4 +57,5 @@ def settings_from_parameters(values: Mapping[str, object]) -> MultitemporalSetti
         window=values["WINDOW"],
         zeros_as_nodata=values["ZEROS_AS_NODATA"],
         device=option(values, "DEVICE", DEVICES),
+        model=values["MODEL"] or None,
     )

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from .. import speckle, stack
-from ..choices import INTENSITY_BANDS, LAYOUT_BANDS, MULTITEMPORAL_NETWORK, SHIPPED_WEIGHTS
+from ..choices import (
+    INTENSITY_BANDS, LAYOUT_BANDS, MULTITEMPORAL_NETWORK, MULTITEMPORAL_STACK_NETWORK, SHIPPED_WEIGHTS,
+)
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
@@ -30,7 +32,7 @@ from ..outputs import check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
-from .methods import Rabasar, complete_c2, quegan
+from .methods import LearnedStack, Rabasar, complete_c2, quegan
 from .settings import (
     MIN_SIDE, SAMPLE_PIXELS, MultitemporalReport, MultitemporalSettings, band_descriptions, check_output,
     check_settings, target_dates,
@@ -55,35 +57,64 @@ class _Method:
     super_looks: float | None = None
 
 
+def _levels(layout: str, covs, valids) -> list[float]:
+    """Per intensity channel, the reference level (median) of the temporal mean of the sample
+    (``covs``: per window (k, C, H, W); ``valids``: (k, H, W)): one level for the whole image."""
+    levels = []
+    for band in INTENSITY_BANDS[layout]:
+        values = []
+        for cov, valid in zip(covs, valids):
+            count = valid.sum(0)
+            mean = (cov[:, band] * valid).sum(0) / np.maximum(count, 1)
+            values.append(mean[count > 0])
+        levels.append(reference_level(np.concatenate(values)))
+    return levels
+
+
+def _network(name: str, kind: str, device, card: str | None = None):
+    """The network of model card ``card``, else the shipped network ``name`` (card
+    ``input_kind`` ``kind``), checked and loaded."""
+    return load_model(card or os.path.join(SHIPPED_WEIGHTS, name + ".json"), device, kind)
+
+
+def _network_halo(model, reach: int) -> int:
+    """Context for a tiled pass whose reach is ``reach`` pixels, plus the blend, aligned."""
+    return -(-(reach + NETWORK_BLEND) // model.alignment) * model.alignment
+
+
 def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
     """The ratio method with the shipped looks-conditioned network; the super-image's looks
     (the sum of the dates') are kept within the network's range."""
-    model = load_model(os.path.join(SHIPPED_WEIGHTS, MULTITEMPORAL_NETWORK + ".json"), device, "intensity")
+    model = _network(MULTITEMPORAL_NETWORK, "intensity", device)
     low, high = model.card.looks_range
     super_looks = float(min(max(sum(looks), low), high))
     if super_looks < sum(looks):
         feedback.info(f"The temporal mean has about {sum(looks):.1f} looks where nothing changed; network "
                       f"'{model.card.name}' covers {low:g}-{high:g}: it reads {super_looks:g} (a little more smoothing).")
-    diagonal = list(INTENSITY_BANDS[settings.layout])
-    levels = []
-    for band in diagonal:
-        values = []
-        for cov, valid in zip(covs, valids):  # (k, C, H, W), (k, H, W)
-            count = valid.sum(0)
-            mean = (cov[:, band] * valid).sum(0) / np.maximum(count, 1)
-            values.append(mean[count > 0])
-        levels.append(reference_level(np.concatenate(values)))
-    method = Rabasar(model, super_looks, levels, looks, settings.window, settings.self_ensemble)
-    reach = 2 * model.receptive_radius + settings.window // 2
-    halo = -(-(reach + NETWORK_BLEND) // model.alignment) * model.alignment
+    method = Rabasar(model, super_looks, _levels(settings.layout, covs, valids), looks, settings.window,
+                     settings.self_ensemble)
+    halo = _network_halo(model, 2 * model.receptive_radius + settings.window // 2)
     return _Method(method, halo, NETWORK_BLEND, model.alignment, "rabasar", model.card, super_looks)
 
 
-def _quegan(settings) -> _Method:
+def _learned(settings, looks, covs, valids, device, feedback) -> _Method:
+    """The multitemporal network of ``settings.model`` (card input kind ``stack``), else the shipped one."""
+    model = _network(MULTITEMPORAL_STACK_NETWORK, "stack", device, settings.model)
+    method = LearnedStack(model, _levels(settings.layout, covs, valids), looks, settings.window, settings.self_ensemble)
+    halo = _network_halo(model, model.receptive_radius + settings.window // 2)
+    return _Method(method, halo, NETWORK_BLEND, model.alignment, "learned", model.card)
+
+
+def _quegan(settings, *unused) -> _Method:
     def apply(intensity, valid, targets):
         return quegan(intensity, valid, targets, settings.window)
 
     return _Method(apply, settings.window // 2, 0, 1, "quegan")
+
+
+#: METHOD id -> how a run with the settings, the dates' looks, the sample, the device and the
+#: feedback filters (ids of ``choices.MULTITEMPORAL_METHOD_LABELS``).
+METHODS = {"quegan": _quegan, "rabasar": _rabasar, "learned": _learned}
 
 
 def _output_nodata(readers, units: str) -> float:
@@ -142,8 +173,7 @@ def despeckle_stack(
             )
     looks = stack.stack_looks(layout, settings.looks, covs, valids, feedback)
     device = resolve_device(settings.device, feedback.warn)
-    method = (_rabasar(settings, looks, covs, valids, device, feedback) if settings.method == "rabasar"
-              else _quegan(settings))
+    method = METHODS[settings.method](settings, looks, covs, valids, device, feedback)
     del raw, fills, windows, samples, linear, covs, valids
     feedback.info(f"Running {method.name} on {device.type} for date(s) "
                   + ", ".join(str(t + 1) for t in targets) + f" of {k}.")

@@ -43,6 +43,9 @@ class MultitemporalSettings:
         zeros_as_nodata: exact zeros that form the border fill (``speckle.fill_mask``) are
             nodata; isolated zeros, and every zero of 8-bit bands, are dark data.
         device: ``auto``, ``cpu`` or ``cuda``.
+        model: ``learned``: the model card of a multitemporal network (input kind ``stack``,
+            exported by ``python -m training export`` from a run in mode ``multitemporal``);
+            None: the shipped one.
         tile: tile core side for the tiling engine (chosen from the image width when None).
     """
 
@@ -55,6 +58,7 @@ class MultitemporalSettings:
     self_ensemble: bool = False
     zeros_as_nodata: bool = True
     device: str = "auto"
+    model: str | None = None
     tile: int | None = None
 
 
