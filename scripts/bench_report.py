@@ -144,7 +144,7 @@ def networks_section(bench: str) -> list[str]:
         lines += [f"Full reference: held-out rows 300-499 of the Telecom Paris references, 1-look speckle, "
                   f"mean over speckle seeds {', '.join(per_seed)}: PSNR (dB) / SSIM on amplitude (peak = 99th "
                   "percentile of the reference); classical filters 7 x 7, networks as the plugin runs them "
-                  "by default (a single pass, point targets kept) unless the row says otherwise.", ""]
+                  "by default (a single pass, point targets smoothed) unless the row says otherwise.", ""]
         rows = [[label] + [f"{scores[key][0]:.2f} / {scores[key][1]:.3f}" for key in (*images, "mean")]
                 for label, scores in sorted(mean.items(), key=lambda item: item[1]["mean"][0])]
         lines += table(["method", *images, "mean"], rows, "l" + "r" * (len(images) + 1))

@@ -80,8 +80,8 @@ def run(source, out, **settings):
 def test_the_network_keeps_the_peak_and_its_energy_only_when_asked(target_tif, tmp_path):
     source, centre = target_tif
     box = (slice(centre - 1, centre + 2), slice(centre - 1, centre + 2))
-    kept = run(source, tmp_path / "kept.tif")
-    spread = run(source, tmp_path / "spread.tif", keep_point_targets=False)
+    kept = run(source, tmp_path / "kept.tif", keep_point_targets=True)
+    spread = run(source, tmp_path / "spread.tif")  # the default
     assert kept[centre, centre] == pytest.approx(RESPONSE[1, 1], rel=1e-5)
     assert kept[box].sum() == pytest.approx(RESPONSE.sum(), rel=0.02)
     assert spread[centre, centre] < 0.9 * RESPONSE[1, 1]  # what the option is for
@@ -99,8 +99,8 @@ def test_the_network_keeps_the_peak_and_its_energy_only_when_asked(target_tif, t
 
 def test_tiles_keep_the_target_as_the_whole_image_does(target_tif, tmp_path):
     source, _ = target_tif
-    whole = run(source, tmp_path / "whole.tif", self_ensemble=False)
-    tiled = run(source, tmp_path / "tiled.tif", self_ensemble=False, tile=64)
+    whole = run(source, tmp_path / "whole.tif", keep_point_targets=True)
+    tiled = run(source, tmp_path / "tiled.tif", keep_point_targets=True, tile=64)
     assert np.abs(np.log(tiled) - np.log(whole)).max() < 1e-3
 
 
@@ -110,7 +110,7 @@ def test_qgis_process_point_targets_parameter(qgis_process, target_tif, tmp_path
     for value in ("true", "false"):
         out = str(tmp_path / f"cli_{value}.tif")
         qgis_process("run", "sar_despeckle:despeckle", f"--INPUT={source}", "--METHOD=8", "--LOOKS=1",
-                     "--INPUT_UNITS=0", "--SELF_ENSEMBLE=false", f"--POINT_TARGETS={value}", f"--OUTPUT={out}")
+                     "--INPUT_UNITS=0", f"--POINT_TARGETS={value}", f"--OUTPUT={out}")
         outputs[value] = read_geotiff(out)[0][centre, centre]
     assert outputs["true"] == pytest.approx(RESPONSE[1, 1], rel=1e-5)
     assert outputs["false"] < 0.9 * RESPONSE[1, 1]

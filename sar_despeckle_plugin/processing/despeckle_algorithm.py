@@ -133,15 +133,16 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterBoolean(
-                "POINT_TARGETS", "Keep point targets (networks)", defaultValue=True
+                "POINT_TARGETS", "Keep point targets (networks)", defaultValue=False
             ),
             "Networks only: dominant scatterers (corner reflectors, ships, pylons: pixels more "
             "than 20 dB brighter than the ring 2-4 pixels around them) and their bright 3 x 3 "
             "response are kept as measured, as the improved Lee sigma filter keeps point "
             "targets, instead of being spread over their neighbours: the default network keeps "
-            "100 % of a corner reflector's peak with this, 64 % without. Untick to smooth them "
-            "like everything else (on simulated speckle, where even such scatterers are "
-            "speckled, that scores higher).",
+            "100 % of a corner reflector's peak with this, 64 % without (its 3 x 3 energy either "
+            "way). Tick it for calibration and point-target measurements. Off by default: "
+            "bright scatterers that do fluctuate are then smoothed too, which scores 0.3-0.7 dB "
+            "higher on simulated speckle.",
             advanced=True,
         ))
         self.addParameter(with_help(

@@ -28,7 +28,7 @@ PARAMETERS = (
     Parameter("FROST_DAMPING", "number", 2.0),
     Parameter("DEVICE", "enum", 0, DEVICES),
     Parameter("SELF_ENSEMBLE", "boolean", False),
-    Parameter("POINT_TARGETS", "boolean", True),
+    Parameter("POINT_TARGETS", "boolean", False),
     Parameter("ZEROS_AS_NODATA", "boolean", True),
     Parameter("OUTPUT", "destination", True),
     Parameter("RATIO", "destination", False),
