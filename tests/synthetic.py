@@ -53,6 +53,25 @@ def write_geotiff(
     return path
 
 
+def shift_origin(path: str, metres: float = 20.0) -> str:
+    """Move the GeoTIFF at ``path`` east by ``metres`` (in place): another grid."""
+    dataset = gdal.Open(path, gdal.GA_Update)
+    origin, *rest = dataset.GetGeoTransform()
+    dataset.SetGeoTransform((origin + metres, *rest))
+    dataset = None
+    return path
+
+
+def set_crs(path: str, epsg: int = 32632) -> str:
+    """Label the GeoTIFF at ``path`` with another CRS (in place), its grid unchanged."""
+    dataset = gdal.Open(path, gdal.GA_Update)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    dataset.SetProjection(srs.ExportToWkt())
+    dataset = None
+    return path
+
+
 def read_geotiff(path: str) -> np.ndarray:
     """All bands of ``path`` as (bands, rows, cols) float64."""
     dataset = gdal.Open(path)

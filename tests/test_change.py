@@ -31,7 +31,10 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.raster import raster_info
 
-from .synthetic import GEOTRANSFORM, assert_refused_without_output, documented_algorithm, read_geotiff, write_geotiff
+from .synthetic import (
+    GEOTRANSFORM, assert_refused_without_output, documented_algorithm, read_geotiff, set_crs, shift_origin,
+    write_geotiff,
+)
 
 QUIET = Feedback(warn=lambda message: None)
 #: The pixel-level decision on the dates as given (no prefilter, no sieve): what the statistical
@@ -415,19 +418,13 @@ def test_qgis_process_json_run(qgis_process, tmp_path):
 
 def shifted_grid(folder):
     paths = write_dates(folder, gains=(1.0, 1.0))
-    dataset = gdal.Open(paths[1], gdal.GA_Update)
-    dataset.SetGeoTransform((GEOTRANSFORM[0] + 20.0, *GEOTRANSFORM[1:]))
-    dataset = None
+    shift_origin(paths[1])
     return paths
 
 
 def other_crs(folder):
     paths = write_dates(folder, gains=(1.0, 1.0))
-    dataset = gdal.Open(paths[1], gdal.GA_Update)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32632)
-    dataset.SetProjection(srs.ExportToWkt())
-    dataset = None
+    set_crs(paths[1])
     return paths
 
 

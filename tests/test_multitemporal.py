@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
@@ -25,7 +25,8 @@ from sar_despeckle_plugin.core.raster import raster_info
 
 from .conftest import shared_data
 from .synthetic import (
-    GEOTRANSFORM, assert_refused_without_output, documented_algorithm, piecewise_scene, read_geotiff, write_geotiff,
+    GEOTRANSFORM, assert_refused_without_output, documented_algorithm, piecewise_scene, read_geotiff, set_crs,
+    shift_origin, write_geotiff,
 )
 
 QUIET = Feedback(warn=lambda message: None)
@@ -237,9 +238,7 @@ def test_c2_stack_gives_valid_covariances(tmp_path, method):
 
 def test_grid_mismatch_is_refused_before_any_output(tmp_path):
     paths = write_stack(tmp_path, clean_dates(2))
-    dataset = gdal.Open(paths[1], gdal.GA_Update)
-    dataset.SetGeoTransform((GEOTRANSFORM[0] + 20.0, *GEOTRANSFORM[1:]))
-    dataset = None
+    shift_origin(paths[1])
     before = set(os.listdir(tmp_path))
     with pytest.raises(SarDespeckleError, match="different grid"):
         despeckle_stack(paths, str(tmp_path / "out.tif"), MultitemporalSettings(method="quegan"), QUIET)
@@ -378,11 +377,7 @@ def other_layout(folder):
 
 def other_crs(folder):
     paths = write_stack(folder, clean_dates(2))
-    dataset = gdal.Open(paths[1], gdal.GA_Update)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(32632)
-    dataset.SetProjection(srs.ExportToWkt())
-    dataset = None
+    set_crs(paths[1])
     return paths
 
 

@@ -1,9 +1,7 @@
 """The ``multitemporal`` training mode: Noise2Noise across dates after MTPI-Net, with change
 masking (training/stack_data.py), and the log-residual U-Net's auxiliary channel it trains."""
 
-import copy
 import os
-import tomllib
 
 import numpy as np
 import pytest
@@ -15,25 +13,22 @@ from sar_despeckle_plugin.core.multitemporal.pipeline import despeckle_stack
 from sar_despeckle_plugin.core.multitemporal.settings import MultitemporalSettings
 from sar_despeckle_plugin.core.raster import raster_info
 from training.cli import main
-from training.config import ConfigError, config_from_dict
+from training.config import ConfigError
 from training.stack_data import stack_example
 from training.tasks import make_task
 from training.trainer import train
 
 from .conftest import ROOT
 from .synthetic import piecewise_scene, read_geotiff, write_geotiff
+from .test_training import config
+from .test_training import tiny as tiny_raw
 
 TINY = os.path.join(ROOT, "training", "configs", "multitemporal_tiny.toml")
 
 
 def tiny(**changes):
     """The tiny multitemporal config, with ``{"section.key": value}`` changes."""
-    with open(TINY, "rb") as handle:
-        raw = tomllib.load(handle)
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        raw[section][key] = value
-    return config_from_dict(copy.deepcopy(raw), os.path.dirname(TINY), "tiny")
+    return config(tiny_raw(TINY, **changes))
 
 
 def test_the_training_target_stays_out_of_the_inputs_and_its_changes_out_of_the_loss():

@@ -32,9 +32,9 @@ from .synthetic import piecewise_scene, speckle, write_geotiff
 TINY = os.path.join(ROOT, "training", "configs", "tiny_test.toml")
 
 
-def tiny(**changes):
-    """The tiny test config as a dict, with ``{"section.key": value}`` changes."""
-    with open(TINY, "rb") as handle:
+def tiny(path: str = TINY, **changes):
+    """The tiny test config (``path``) as a dict, with ``{"section.key": value}`` changes."""
+    with open(path, "rb") as handle:
         raw = tomllib.load(handle)
     for dotted, value in changes.items():
         section, key = dotted.split(".")
