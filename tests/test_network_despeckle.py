@@ -1,6 +1,7 @@
 """Networks through the plugin: the despeckle pipeline, processing.run, qgis_process, settings."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -126,3 +127,24 @@ def test_foreign_file_as_model_is_refused(qgis_processing, speckled_tif, tmp_pat
         qgis_processing.run("sar_despeckle:despeckle", {"INPUT": speckled_tif, "MODEL": str(foreign),
                                                          "OUTPUT": str(tmp_path / "o.tif")})
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_progress_moves_within_a_tile_and_cancel_stops_there(speckled_tif, tmp_path, model_card):
+    from sar_despeckle_plugin.core.errors import Cancelled
+    from sar_despeckle_plugin.core.feedback import Feedback
+
+    fractions = []
+    despeckle_raster(speckled_tif, str(tmp_path / "one_tile.tif"),
+                     DespeckleSettings(model_card=model_card, looks=1.0, units="intensity", self_ensemble=True),
+                     Feedback(progress=fractions.append))
+    within = [f for f in fractions if 0 < f < 1]
+    assert len(set(within)) >= 5  # one tile (150 x 170), yet the bar moves layer by layer
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+    reports = []
+    cancel = Feedback(progress=reports.append, is_cancelled=lambda: len(reports) >= 2)
+    with pytest.raises(Cancelled):
+        despeckle_raster(speckled_tif, str(tmp_path / "cancelled.tif"),
+                         DespeckleSettings(model_card=model_card, looks=1.0, units="intensity"), cancel)
+    assert max(reports) < 1.0  # stopped inside the only tile
+    assert not any(name.startswith((".cancelled", "cancelled")) for name in os.listdir(tmp_path))

@@ -10,6 +10,9 @@ beyond its core, and neighbouring contributions are mixed with linear ramps that
 Work goes strip by strip (one row of tiles): the engine holds one input strip and one output
 strip, so memory is bounded by ``width x (tile + 2 halo) x bands`` whatever the image height.
 Reading the next strip and writing the previous one overlap with computing the current one.
+Progress moves tile by tile, and within a batch of tiles when the process function reports its
+own progress through :func:`report_within_tile` (a network does, layer by layer); cancelling is
+then honoured there too.
 
 Layouts: numpy arrays are (bands, rows, cols); the process function receives torch tensors
 (batch, bands, rows, cols) on the chosen device and returns (batch, out_bands, rows, cols).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -31,6 +35,18 @@ from .feedback import Feedback
 
 ProcessFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FinishFn = Callable[[np.ndarray], np.ndarray]
+
+#: Where the batch being processed reports the share of its work done (set by run_tiled).
+_within_batch: ContextVar[Callable[[float], None] | None] = ContextVar("within_batch", default=None)
+
+
+def report_within_tile(fraction: float) -> None:
+    """Called by a long process function with the share (0-1) of the current batch of tiles it
+    has done: the run's progress moves within the batch, and a cancel requested meanwhile
+    raises :class:`Cancelled` here. Does nothing outside :func:`run_tiled`."""
+    report = _within_batch.get()
+    if report is not None:
+        report(fraction)
 
 
 class WindowSource(Protocol):
@@ -178,11 +194,22 @@ def run_tiled(
                 span = tile + 2 * halo
                 batch_values = np.stack([values[:, :, c * tile: c * tile + span] for c in columns])
                 batch_valid = np.stack([valid[:, :, c * tile: c * tile + span] for c in columns])
-                with torch.no_grad():
-                    result = process(
-                        torch.from_numpy(batch_values).to(options.device),
-                        torch.from_numpy(batch_valid).to(options.device),
-                    )
+                done_before = strip * tiles_across + first
+
+                def within(fraction: float, done_before=done_before, count=len(columns)) -> None:
+                    if feedback.is_cancelled():
+                        raise Cancelled()
+                    feedback.progress((done_before + min(max(fraction, 0.0), 1.0) * count) / total_tiles)
+
+                token = _within_batch.set(within)
+                try:
+                    with torch.no_grad():
+                        result = process(
+                            torch.from_numpy(batch_values).to(options.device),
+                            torch.from_numpy(batch_valid).to(options.device),
+                        )
+                finally:
+                    _within_batch.reset(token)
                 result = result.float().cpu().numpy()
                 for output, c in zip(result, columns):
                     col0, col1 = c * tile, min((c + 1) * tile, width)

@@ -9,11 +9,15 @@ computed by the pipeline from its sample of the band) and returns linear intensi
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .. import accelerate
 from ..feedback import Feedback
+from ..models.progress import layer_progress
 from ..models.weights import load_model
+from ..tiling import report_within_tile
 from . import point_targets
 from .settings import BandDespeckler, BandStatistics, DespeckleSettings
 
@@ -47,8 +51,14 @@ def network_despeckler(
     if accelerate.maybe_compile(model.module, device):
         feedback.info(f"Model '{card.name}' is compiled (torch.compile) for the GPU.")
 
+    # Progress within tiles on the CPU, where a tile takes seconds (hooks would break compiled
+    # GPU graphs, and a GPU tile takes milliseconds).
+    passes = 2 if settings.self_ensemble else 1
+
     def network(intensity, valid, band):
-        with accelerate.autocast(device, precision):
+        progress = (layer_progress(model.module, report_within_tile, passes) if device.type == "cpu"
+                    else contextlib.nullcontext())
+        with progress, accelerate.autocast(device, precision):
             return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble,
                                    statistics[band].looks)
 
