@@ -1,9 +1,9 @@
 """`make bench` (multi-look): the plugin's default METHOD on multi-look and correlated speckle, on
 real multi-look images, on a corner reflector, and its speed, against the targets it must meet.
 
-The default is what ``sar_despeckle:despeckle`` runs with METHOD left at its default
-(:func:`plugin_default`: read from the algorithm when QGIS is there, else ``DespeckleSettings``'
-default); the output's metadata says what it ran (e.g. what METHOD = Automatic chose).
+The default is what ``sar_despeckle:despeckle`` runs with every parameter left at its default
+(:func:`plugin_default`: the algorithm's parameter defaults mapped as it maps them); the
+output's metadata says what it ran (e.g. what METHOD = Automatic chose).
 
 1. Full reference, the held-out protocol of ``training/benchmark.py`` (the three Telecom Paris
    references, rows 300-499, speckle drawn from ``default_rng([seed, index])``, seeds 0-9 unless
@@ -55,7 +55,9 @@ from bench_networks import DATA, mulog_bm3d, ratio_of, ratio_picture, real_image
 from bench_report import number, table
 from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS
 from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
+from sar_despeckle_plugin.core.despeckle.parameters import PARAMETERS, available_methods, settings_from_parameters
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
+from sar_despeckle_plugin.core.parameters import defaults
 from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
 from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
 from training.benchmark import (
@@ -73,6 +75,8 @@ CORNER_REFLECTOR = os.path.join(DATA, "slc", "calib_RSLC_ALPSRP025826990_RIO_BRA
 #: Block-averaging factors of the multilooked single-look crops.
 MULTILOOK_FACTORS = (2, 3)
 
+#: The DespeckleSettings fields the default run may set (the rest are the run's own: units, looks...).
+FIELDS_COMPARED = ("model_card", "window", "self_ensemble", "keep_point_targets", "zeros_as_nodata", "frost_damping")
 TITLE = "## Multi-look speckle, real multi-look images, point targets"
 #: The targets (issue item 6).
 MARGIN_OVER_MULOG_DB = 0.5
@@ -91,29 +95,15 @@ SECONDS_PER_MPX = 2.0
 
 
 def plugin_default() -> tuple[str, dict]:
-    """(label, DespeckleSettings fields) of ``sar_despeckle:despeckle`` with METHOD left at its
-    default, as the algorithm builds them (its METHOD default, mapped as ``processAlgorithm``
-    maps it); without QGIS, ``DespeckleSettings``' own default method. Networks for an automatic
-    choice: the shipped ones (the user models folder does not count here)."""
-    try:
-        from sar_despeckle_plugin.processing.headless import start_qgis
-
-        start_qgis(processing=False, provider=False)
-        from sar_despeckle_plugin.processing import despeckle_algorithm as module
-
-        algorithm = module.DespeckleAlgorithm()
-        algorithm.initAlgorithm()
-        index = int(algorithm.parameterDefinition("METHOD").defaultValue())
-        card = algorithm.methods[index][1]
-    except ImportError:
-        method = DespeckleSettings().method
-        return method, {"method": method}
-    if card:
-        return read_card(card).name, {"model_card": card}
-    if index < len(module.CLASSICAL):
-        return module.CLASSICAL[index], {"method": module.CLASSICAL[index]}
-    method = getattr(module, "AUTOMATIC_METHOD", DespeckleSettings().method)
-    return method, {"method": method}
+    """(label, DespeckleSettings fields) of ``sar_despeckle:despeckle`` with every parameter at
+    its default, mapped as the algorithm and the batch runner map them
+    (``core/despeckle/parameters.py``): the fields that differ from ``DespeckleSettings()``, and
+    the method. Networks for an automatic choice: the shipped ones (no user models folder)."""
+    settings = settings_from_parameters(defaults(PARAMETERS), available_methods("", print))
+    plain = DespeckleSettings()
+    chosen = {name: getattr(settings, name) for name in FIELDS_COMPARED if getattr(settings, name) != getattr(plain, name)}
+    label = read_card(settings.model_card).name if settings.model_card else settings.method
+    return label, {"method": settings.method, **chosen}
 
 
 def shipped_networks() -> dict[str, str]:
