@@ -11,9 +11,11 @@ intensities VV, VH, or the dual-pol covariance C2 (C11, C22, Re C12, Im C12, lin
 through :mod:`core.stack` (one grid, one band layout, units and looks per date). Speckle is
 multiplicative, I = R * S with S ~ Gamma(L, 1/L), independent between dates.
 
-**Methods** (:mod:`.methods`): Quegan's filter (local mean times the stack's average ratio) and
-a RABASAR-style ratio method (the temporal mean despeckled by the shipped looks-conditioned
-network, each date's ratio to it despeckled, multiplied back). Dual-pol intensities are
+**Methods** (:mod:`.methods`): Quegan's filter (local mean times the stack's average ratio), a
+RABASAR-style ratio method (the temporal mean despeckled by the shipped looks-conditioned
+network, each date's ratio to it despeckled, multiplied back) and a learned multitemporal
+network (after MTPI-Net: the target date and the other dates' change-compensated mean in, the
+target's reflectivity out; trained by ``python -m training`` in mode ``multitemporal``). Dual-pol intensities are
 filtered channel by channel; for C2, C11 and C22 are filtered and the cross term keeps each
 date's own coherence, so the output is a valid covariance matrix at every pixel.
 

@@ -6,20 +6,15 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..choices import BAND_LAYOUT_LABELS, DEFAULT_MULTITEMPORAL_METHOD, DEVICES, MULTITEMPORAL_METHOD_LABELS
+from ..choices import DEFAULT_MULTITEMPORAL_METHOD, DEVICES, MULTITEMPORAL_METHOD_LABELS
 from ..errors import SarDespeckleError
-from ..parameters import Parameter, option
-from ..speckle import UNITS
+from ..parameters import STACK_PARAMETERS, Parameter, option, stack_settings
 from .settings import MultitemporalSettings
 
 METHODS = tuple(MULTITEMPORAL_METHOD_LABELS)
-LAYOUTS = tuple(BAND_LAYOUT_LABELS)
 
 PARAMETERS = (
-    Parameter("INPUTS", "rasters"),
-    Parameter("BAND_LAYOUT", "enum", 0, LAYOUTS),
-    Parameter("INPUT_UNITS", "enum", None, UNITS),
-    Parameter("LOOKS", "number"),
+    *STACK_PARAMETERS,
     Parameter("TARGET", "string", ""),
     Parameter("METHOD", "enum", METHODS.index(DEFAULT_MULTITEMPORAL_METHOD), METHODS),
     Parameter("MODEL", "file", ""),
@@ -49,13 +44,10 @@ def parse_targets(text: str) -> tuple[int, ...] | None:
 def settings_from_parameters(values: Mapping[str, object]) -> MultitemporalSettings:
     """The settings of a run given the parameter values (``core.parameters``)."""
     return MultitemporalSettings(
+        **stack_settings(values),
         method=option(values, "METHOD", METHODS),
-        layout=option(values, "BAND_LAYOUT", LAYOUTS),
-        units=option(values, "INPUT_UNITS", UNITS),
         looks=None if values["LOOKS"] is None else (values["LOOKS"],),
         targets=parse_targets(values["TARGET"]),
         window=values["WINDOW"],
-        zeros_as_nodata=values["ZEROS_AS_NODATA"],
-        device=option(values, "DEVICE", DEVICES),
         model=values["MODEL"] or None,
     )

@@ -26,6 +26,7 @@ from ..choices import (
 from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
+from ..models.card import ModelCard
 from ..models.normalisation import reference_level
 from ..models.weights import load_model
 from ..outputs import check_destinations
@@ -53,7 +54,7 @@ class _Method:
     blend: int
     alignment: int
     name: str
-    card: object | None = None
+    card: ModelCard | None = None
     super_looks: float | None = None
 
 
