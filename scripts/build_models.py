@@ -134,7 +134,8 @@ def despeckle_then_change():
               (120 + 260 * index, 200), {"INPUT": date})
     otsu = list(CHANGE_METHOD_LABELS).index("log_ratio_otsu")
     child(model, "sar_despeckle:change_detection", "change", "Detect changes (log-ratio, Otsu)", (250, 360),
-          {"INPUTS": [("despeckle_before", "OUTPUT"), ("despeckle_after", "OUTPUT")], "METHOD": otsu},
+          {"INPUTS": [("despeckle_before", "OUTPUT"), ("despeckle_after", "OUTPUT")], "METHOD": otsu,
+           "PREFILTER": False},  # the dates are despeckled already
           {"CHANGE_MASK": ("change_mask", "Change mask"), "CHANGE_MAP": ("change_map", "Change map")})
     return model
 

@@ -96,7 +96,7 @@ def test_report_from_fake_results(tmp_path):
     assert "MTDN held-out patches 25-30" in text and "**+0.710** kappa" in text
     assert "| single | 2 | 1 | 1.010 | 0.980 | 1.100 |" in text
     assert "| omnibus | single | 1 | 0.130 (0.010) |" in text
-    assert "| omnibus | 1 | 1 | 10.80 | 1.6 |" in text
+    assert "| omnibus | 1 | 1 | 10.80 | 0.09 | 1.6 |" in text
     assert "## Multitemporal despeckling" in text and "### Synthetic stacks" in text and "| 1 | 3 | rabasar |" in text
 
 

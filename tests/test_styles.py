@@ -107,7 +107,7 @@ def test_change_outputs_mask_p_value_dates_and_polygons(run_and_load, tmp_path):
     outputs = {name: str(tmp_path / f"{name.lower()}.{'gpkg' if name == 'CHANGE_POLYGONS' else 'tif'}")
                for name in ("CHANGE_MAP", "CHANGE_MASK", "CHANGE_DATE", "CHANGE_POLYGONS")}
     layers = run_and_load("sar_despeckle:change_detection",
-                          {"INPUTS": three_dates(tmp_path), "LOOKS": 4, **outputs})
+                          {"INPUTS": three_dates(tmp_path), "LOOKS": 4, "METHOD": 0, "PREFILTER": False, **outputs})
     prefix = "date1 … date3 — omnibus "
     assert set(layers) == {prefix + what for what in
                            ("change p-value", "change mask", "first change date", "change polygons")}

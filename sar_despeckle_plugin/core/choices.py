@@ -53,8 +53,8 @@ CHANGE_METHOD_LABELS = {
     "learned": "Learned detector (CNN with global attention after MTDN; dual-pol, change probability)",
     "unsupervised": "Unsupervised learned detector: a small CNN trained on the pair itself from confident "
                     "log-ratio pseudo-labels (change probability)",
-    "automatic": "Automatic: the learned detector where its card fits (dual-pol), else log-ratio + Otsu "
-                 "on despeckled dates",
+    "automatic": "Automatic: the learned detector where its card fits (dual-pol), else the unsupervised "
+                 "detector on despeckled dates",
 }
 
 #: METHOD = Automatic (``core.change.automatic``): the default.

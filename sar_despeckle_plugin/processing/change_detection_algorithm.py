@@ -24,6 +24,8 @@ from .base import SarAlgorithm, is_given, torch_required, with_help
 from .user_models import model_card_problem
 
 OUTPUTS = ("CHANGE_MAP", "CHANGE_MASK", "CHANGE_DATE", "CHANGE_POLYGONS")
+#: The methods whose CHANGE_MAP is a change probability (the others give a p-value).
+PROBABILITY_METHODS = ("learned", "unsupervised")
 
 
 class ChangeDetectionAlgorithm(SarAlgorithm):
@@ -45,18 +47,19 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "Finds where the radar backscatter changed between two or more co-registered SAR "
             "acquisitions (floods, harvest, construction, ice break-up). New to it? Give the dates "
             "oldest first, set Band layout to what their bands are (one band, VV and VH, or C2) "
-            "and press Run: the defaults handle speckle before deciding and choose the method and "
-            "the minimum mapping unit from the images, and the log says what they chose and why. "
-            "Choose the omnibus test (without Prefilter) where a known false-alarm rate matters."
+            "and keep the defaults: they handle speckle before deciding and choose the method and "
+            "the minimum mapping unit from the images; the log says what they chose and why. "
+            "Choose the omnibus test with Prefilter off where a known false-alarm rate matters."
         )
 
     def details(self) -> str:
         return (
             "The defaults: METHOD automatic runs the learned detector on dual-pol pairs of the looks "
-            "it was trained on (1-8), else the log-ratio with Otsu's threshold on despeckled dates; "
+            "it was trained on (1-8), else the unsupervised detector on despeckled dates; "
             "PREFILTER despeckles each date on its own, at its own looks (a 4-look and a single-look "
-            "date get different filters), with the plugin's automatic despeckling (the network whose "
-            "model card fits the looks, else the best classical filter); MIN_AREA left empty merges "
+            "date are each filtered for their own speckle), with the despeckler the plugin's automatic "
+            "choice makes for the most demanding date (the network whose model card fits its looks, "
+            "else the best classical filter); MIN_AREA left empty merges "
             "regions smaller than four independent samples of the log-ratio's error (its correlation "
             "area, measured on the image: larger for coarse resolution cells and for the prefilter's "
             "footprint) into their surroundings. The omnibus test "
@@ -120,8 +123,8 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "How changes are found: " + "; ".join(
                 f"{index} = {label}" for index, label in enumerate(CHANGE_METHOD_LABELS.values())
             ) + ". Automatic (the default): the learned detector for dual-pol dates of 1-8 looks "
-            "(what it was trained on), else log-ratio + Otsu on dates PREFILTER despeckled; the log "
-            "names the choice. The omnibus test controls false alarms through SIGNIFICANCE and gives "
+            "(what it was trained on), else the unsupervised detector on dates PREFILTER despeckled; "
+            "the log names the choice. The omnibus test controls false alarms through SIGNIFICANCE and gives "
             "first change dates; the log-ratio methods pick their threshold from the image "
             "histogram; the learned detector (dual-pol layouts only) is a network trained on "
             "labelled Sentinel-1 pairs and synthetic changes, and maps the probability of change; "
@@ -261,15 +264,17 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         )
         report = self.run_core(detect_changes, sources, outputs, settings, self.core_feedback(feedback))
         feedback.pushInfo(f"Changed: {100 * report.changed_fraction:.2f} % of the valid pixels.")
-        self.style_outputs(context, paths, f"{layers[0].name()} … {layers[-1].name()}", settings.method, len(layers))
+        self.style_outputs(context, paths, f"{layers[0].name()} … {layers[-1].name()}", report.detector["name"],
+                           len(layers))
         return {name: path for name, path in paths.items() if path}
 
     @staticmethod
     def style_outputs(context, paths: dict, dates_name: str, method: str, dates: int) -> None:
-        """Name and style the outputs QGIS loads (see ``styles``)."""
+        """Name and style the outputs QGIS loads (see ``styles``); ``method``: the one that ran."""
+        probability = method in PROBABILITY_METHODS
         appearance = {
-            "CHANGE_MAP": ("change probability" if method == "learned" else "change p-value",
-                           styles.probability if method == "learned" else styles.p_value),
+            "CHANGE_MAP": ("change probability" if probability else "change p-value",
+                           styles.probability if probability else styles.p_value),
             "CHANGE_MASK": ("change mask", styles.change_mask),
             "CHANGE_DATE": ("first change date", styles.first_change_date(dates)),
             "CHANGE_POLYGONS": ("change polygons", styles.change_polygons),

@@ -22,8 +22,8 @@ from ..models.normalisation import reference_level
 from ..models.weights import load_model
 from ..choices import INTENSITY_BANDS
 from .settings import ChangeSettings
-from .statistics import change_dates, log_ratio_index, log_ratio_pvalue, omnibus_pvalue, sequential_pvalues
-from .thresholds import THRESHOLD_METHODS, automatic_threshold
+from .statistics import change_dates, log_ratio_pvalue, log_ratios, omnibus_pvalue, sequential_pvalues
+from .thresholds import THRESHOLD_METHODS, automatic_threshold, noise_floor
 
 
 @dataclass
@@ -110,35 +110,50 @@ class OmnibusDetector(ChangeDetector):
         return {"significance": self.significance, "pvalue_approximation": self.approximation}
 
 
+def pair_ratios(stack: Stack) -> list[torch.Tensor]:
+    """Signed standardised log-ratios of each pair of consecutive dates: (B, channels, H, W) each."""
+    return [log_ratios(stack.cov[:, j - 1], stack.cov[:, j], stack.looks[:, j - 1], stack.looks[:, j], stack.layout)
+            for j in range(1, stack.cov.shape[1])]
+
+
+def pair_thresholds(samples: list[Stack], method: str, significance: float) -> list[tuple[float, float]]:
+    """Per pair of consecutive dates, (threshold, noise floor) on the change index from the
+    samples: ``method``'s automatic threshold, never below the index unchanged pixels pass more
+    often than ``significance`` (``thresholds.noise_floor``)."""
+    per_pair = [[] for _ in range(samples[0].cov.shape[1] - 1)]
+    for stack in samples:
+        for pair, ratios in enumerate(pair_ratios(stack)):
+            per_pair[pair].append(ratios.movedim(1, -1)[stack.valid].cpu().numpy())  # (pixels, channels)
+    result = []
+    for values in per_pair:
+        values = np.concatenate(values)
+        least = noise_floor(values.T, significance)
+        result.append((automatic_threshold(method, np.sqrt((values ** 2).sum(1)), values.shape[1], least), least))
+    return result
+
+
 class LogRatioDetector(ChangeDetector):
-    """Standardised log-ratio of consecutive dates with an automatic threshold per pair."""
+    """Standardised log-ratio of consecutive dates with an automatic threshold per pair, never
+    below the noise floor that ``significance`` sets."""
 
     map_kind = "p-value of no change (log-ratio, chi-square approximation)"
 
-    def __init__(self, threshold: str) -> None:
+    def __init__(self, threshold: str, significance: float) -> None:
         self.name = f"log_ratio_{threshold}"
         self.threshold_method = threshold
+        self.significance = significance
         self.thresholds: list[float] = []
 
     @staticmethod
     def indices(stack: Stack) -> list[torch.Tensor]:
-        return [
-            log_ratio_index(stack.cov[:, j - 1], stack.cov[:, j], stack.looks[:, j - 1], stack.looks[:, j],
-                            stack.layout)
-            for j in range(1, stack.cov.shape[1])
-        ]
+        return [ratios.square().sum(1).sqrt() for ratios in pair_ratios(stack)]
 
     def fit(self, samples, feedback):
-        per_pair = [[] for _ in range(samples[0].cov.shape[1] - 1)]
-        for stack in samples:
-            for pair, index in enumerate(self.indices(stack)):
-                per_pair[pair].append(index[stack.valid].cpu().numpy())
-        channels = len(INTENSITY_BANDS[samples[0].layout])
-        self.thresholds = [
-            automatic_threshold(self.threshold_method, np.concatenate(v), channels) for v in per_pair
-        ]
-        feedback.info("Log-ratio thresholds (standardised index): "
-                      + ", ".join(f"{t:.3f}" for t in self.thresholds))
+        found = pair_thresholds(samples, self.threshold_method, self.significance)
+        self.thresholds = [threshold for threshold, _ in found]
+        feedback.info("Log-ratio thresholds (standardised index): " + ", ".join(
+            f"{t:.3f}" + (f" (the noise floor at SIGNIFICANCE {self.significance:g})" if t == least else "")
+            for t, least in found))
 
     def detect(self, stack):
         pvalue = changed = date = strongest = None
@@ -157,7 +172,7 @@ class LogRatioDetector(ChangeDetector):
         return pvalue, changed, date
 
     def record(self):
-        return {"thresholds": self.thresholds}
+        return {"thresholds": self.thresholds, "significance": self.significance}
 
 
 class LearnedDetector(ChangeDetector):
@@ -254,14 +269,15 @@ def shipped_change_model() -> str:
 #: resolves it to one of these first (``automatic.choose_change_method``).
 DETECTORS: dict[str, Callable[[ChangeSettings], ChangeDetector]] = {
     "omnibus": lambda settings: OmnibusDetector(settings.significance, settings.approximation),
-    **{f"log_ratio_{threshold}": (lambda settings, threshold=threshold: LogRatioDetector(threshold))
+    **{f"log_ratio_{threshold}": (lambda settings, threshold=threshold: LogRatioDetector(threshold,
+                                                                                       settings.significance))
        for threshold in THRESHOLD_METHODS},
     "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model(), settings.layout),
-    "unsupervised": lambda settings: _unsupervised(),
+    "unsupervised": lambda settings: _unsupervised(settings.significance),
 }
 
 
-def _unsupervised() -> ChangeDetector:
+def _unsupervised(significance: float) -> ChangeDetector:
     from .unsupervised import UnsupervisedDetector  # it builds on this module
 
-    return UnsupervisedDetector()
+    return UnsupervisedDetector(significance)

@@ -93,17 +93,18 @@ def _prepare(values: torch.Tensor, valid: torch.Tensor, plan: _Plan) -> Stack:
     return Stack(cov, looks, joint, plan.layout)
 
 
-def _plan(settings, readers, raw, fills, feedback) -> _Plan:
+def _plan(settings, readers, raw, fills, feedback, floors_=None) -> _Plan:
     """Units, value checks, zero report, looks, the method (METHOD automatic) and how speckle is
     handled before it (PREFILTER: despeckled dates, or the window), averaging factor and gains,
-    from the sampled windows (``fills``: the zero rule's fill masks of ``raw``)."""
+    from the sampled windows (``fills``: the zero rule's fill masks of ``raw``); ``floors_``:
+    the intensity floors of dark data (``stack.floors``) when given, else from the sample."""
     k = len(readers)
     windows = [(v, ok, f) for (v, ok), f in zip(raw, fills)]
     samples = stack.date_samples(settings.layout, k, windows)
     units = stack.check_dates(settings.layout, settings.units, settings.zeros_as_nodata, readers, samples,
                               SAMPLE_PIXELS, feedback)
     diagonal = INTENSITY_BANDS[settings.layout]
-    floors = stack.floors(samples, settings.layout, units)
+    floors = floors_ or stack.floors(samples, settings.layout, units)
     plan = _Plan(settings.layout, units, (1.0,) * k, 1.0, ((1.0,) * len(diagonal),) * k, 1, floors,
                  settings.method, "none")
     linear = [_linear(torch.from_numpy(v)[None], torch.from_numpy(ok)[None], plan) for v, ok, _ in windows]
@@ -198,18 +199,7 @@ def detect_changes(
     inputs = list(inputs)
     check_settings(settings, len(inputs))
     check_outputs(outputs)
-    scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
-    try:
-        return _detect(inputs, [os.path.basename(path) for path in inputs], outputs, settings, scratch, feedback)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _detect(inputs, names, outputs, settings, scratch, feedback, prefiltered: str | None = None) -> ChangeReport:
-    """One pass of :func:`detect_changes` on ``inputs`` (``names``: the user's dates, for the
-    record); ``prefiltered``: what despeckled ``inputs`` when this is the pass on their output."""
-    readers = stack.zero_fill_readers(stack.open_dates(inputs, settings.layout, MIN_SIDE, "change detection"),
-                                      settings.layout, settings.zeros_as_nodata)
+    readers = _open(inputs, settings)
     pixels = readers[0].info.pixel_count
     check_destinations(
         {"INPUTS": inputs},
@@ -218,18 +208,40 @@ def _detect(inputs, names, outputs, settings, scratch, feedback, prefiltered: st
         {"CHANGE_MAP": 4 * pixels, "CHANGE_MASK": pixels, "CHANGE_DATE": pixels},
         feedback.info,
     )
+    scratch = tempfile.mkdtemp(prefix=".change-", dir=_scratch_folder(outputs))
+    try:
+        return _detect(inputs, readers, [os.path.basename(path) for path in inputs], outputs, settings, scratch,
+                       feedback, settings)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _open(inputs: Sequence[str], settings: ChangeSettings):
+    """The dates' readers, checked to share one grid and layout, with the zero rule applied."""
+    return stack.zero_fill_readers(stack.open_dates(inputs, settings.layout, MIN_SIDE, "change detection"),
+                                   settings.layout, settings.zeros_as_nodata)
+
+
+def _detect(inputs, readers, names, outputs, settings, scratch, feedback, asked: ChangeSettings,
+            prefiltered: str | None = None, floors=None) -> ChangeReport:
+    """One pass of :func:`detect_changes` on ``inputs`` (opened as ``readers``; ``names`` and
+    ``asked``: the user's dates and settings, for the record); ``prefiltered``: what despeckled
+    ``inputs`` when this is the pass on their output, ``floors`` then the dates' own floors (a
+    despeckled estimate below the input's quantisation step means nothing)."""
     stack_reader = stack.StackReader(readers)
     raw, fills = stack.sample_stack(stack_reader, 0, SAMPLE_PIXELS)
-    plan = _plan(settings, readers, raw, fills, feedback)
+    plan = _plan(settings, readers, raw, fills, feedback, floors)
     del raw, fills
     if plan.prefilter == "despeckled":
-        feedback.info(f"PREFILTER: each date is despeckled on its own, at its own looks, before {plan.method} "
-                      "decides (core.despeckle, METHOD automatic).")
-        looks = settings.looks * (len(inputs) if len(settings.looks) == 1 else 1) if settings.looks else None
-        despeckled = prefilter.despeckle_dates(inputs, plan.units, looks, settings.zeros_as_nodata, settings.device,
-                                               scratch, feedback)
-        again = dataclasses.replace(settings, method=plan.method, prefilter=False, looks=None, units=plan.units)
-        return _detect(despeckled, names, outputs, again, scratch, feedback, prefiltered="despeckled")
+        feedback.info(f"PREFILTER: each date is despeckled on its own, at its own looks, by one despeckler chosen "
+                      f"for the most demanding date (core.despeckle, METHOD automatic), before {plan.method} decides.")
+        despeckled = prefilter.despeckle_dates(inputs, plan.units, plan.looks, settings.looks is not None,
+                                               settings.zeros_as_nodata, settings.device, scratch, feedback)
+        # the despeckled files tag their nodata; a zero in them is a dark pixel, never border fill
+        again = dataclasses.replace(settings, method=plan.method, prefilter=False, looks=None, units=plan.units,
+                                    zeros_as_nodata=False)
+        return _detect(despeckled, _open(despeckled, again), names, outputs, again, scratch, feedback, asked,
+                       prefiltered="despeckled", floors=plan.floors)
     settings = dataclasses.replace(settings, method=plan.method, window=plan.window)
     detector = DETECTORS[settings.method](settings)
     effective = tuple(n * plan.window ** 2 / plan.kappa for n in plan.looks)
@@ -266,7 +278,7 @@ def _detect(inputs, names, outputs, settings, scratch, feedback, prefiltered: st
     handled = prefiltered or plan.prefilter
     info = readers[0].info
     record = output_metadata(
-        "change_detection", detector.name, settings, plan.units,
+        "change_detection", detector.name, asked, plan.units,
         dates=list(names),
         looks=list(plan.looks),
         effective_looks=list(effective),
@@ -274,6 +286,7 @@ def _detect(inputs, names, outputs, settings, scratch, feedback, prefiltered: st
         gains=[list(row) for row in plan.gains],
         map=detector.map_kind,
         speckle_handling=handled,
+        min_area_used=settings.min_area,
         **detector.record(),
     )
     try:

@@ -3,12 +3,15 @@
 Two ways, chosen by what the decision needs:
 
 - **Despeckling** (:func:`despeckle_dates`), for the log-ratio and unsupervised methods on
-  single-pol and dual-pol intensities: every date goes through ``core.despeckle`` on its own,
-  with METHOD automatic (the network whose model card covers the date's looks and speckle
-  correlation, else the best classical filter measured for them: ``core.despeckle.choice``),
-  at *its own* looks — a 4-look date and a single-look date of one pair get different
-  networks or filters, and neither is smoothed with the other's statistics. The decision then
-  reads the despeckled dates, whose looks are estimated afresh.
+  single-pol and dual-pol intensities: ``core.despeckle``'s automatic choice
+  (``core.despeckle.choice``: the network whose model card covers the looks and speckle
+  correlation, else the best classical filter measured for them) is made once, for the most
+  demanding date (fewest looks, strongest speckle correlation), as it is for the most demanding
+  band of one image; then every date goes through that despeckler on its own, at *its own*
+  looks — a 4-look and a single-look date of one pair are each filtered for their speckle, and
+  neither with the other's statistics. One despeckler for all dates matters: two different ones
+  (say Frost 13 x 13 and a network) leave different resolutions and biases, which the log-ratio
+  reads as change along every edge. The decision then reads the despeckled dates.
 - **An adaptive boxcar** (:func:`adaptive_window`), for the omnibus test (whose statistics need
   untouched Wishart speckle, which a despeckler no longer leaves) and for C2 (whose
   off-diagonal terms no despeckler here reads): the smallest odd window that gives every date at
@@ -19,10 +22,13 @@ The learned detector reads speckled dates (it was trained on them) and takes nei
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Sequence
 
+from .. import speckle
 from ..feedback import Feedback
+from ..raster import RasterReader
 
 #: Looks the adaptive window aims at: what a 3 x 3 boxcar gives single-look white speckle; there
 #: the omnibus test detects a 5 dB change in 99 % of the pixels (scripts/bench_change.py).
@@ -43,14 +49,28 @@ def adaptive_window(looks: Sequence[float], kappa: Callable[[int], float]) -> in
     return window
 
 
-def despeckle_dates(inputs: Sequence[str], units: str, looks: Sequence[float] | None, zeros_as_nodata: bool,
+def despeckle_dates(inputs: Sequence[str], units: str, looks: Sequence[float], given: bool, zeros_as_nodata: bool,
                     device: str, folder: str, feedback: Feedback) -> list[str]:
     """Despeckle each date of ``inputs`` into ``folder`` (GeoTIFF, same units, grid and nodata)
-    with ``core.despeckle``'s automatic choice at the date's own looks (``looks``: the user's,
-    one per date, or None to estimate each); returns the despeckled paths in date order."""
+    with the despeckler ``core.despeckle``'s automatic choice makes for the most demanding date,
+    at each date's own looks (``looks``: one per date; ``given``: the user's, else estimated and
+    estimated again per band by the despeckling); returns the despeckled paths in date order."""
+    from ..despeckle.choice import resolve_automatic
     from ..despeckle.pipeline import despeckle_raster
     from ..despeckle.settings import DespeckleSettings
 
+    samples, band_looks = [], []
+    for path, date_looks in zip(inputs, looks):
+        reader = RasterReader(path)
+        reader = speckle.ZeroFillReader(reader, speckle.zero_rule(
+            zeros_as_nodata, [reader.info.data_types[b - 1] for b in reader.bands]))
+        for sample in speckle.read_sample(reader):
+            samples.append(sample)
+            band_looks.append(date_looks)
+    asked = DespeckleSettings(units=units, looks=looks[0] if given else None, zeros_as_nodata=zeros_as_nodata,
+                              device=device)
+    chosen = resolve_automatic(asked, samples, units, band_looks, Feedback(
+        info=lambda message: feedback.info(f"Prefilter, for every date: {message}"), warn=feedback.warn))
     outputs = []
     for index, path in enumerate(inputs):
         date = index + 1
@@ -62,8 +82,7 @@ def despeckle_dates(inputs: Sequence[str], units: str, looks: Sequence[float] | 
                                  info=lambda message, date=date: feedback.info(f"Prefilter, date {date}: {message}"),
                                  warn=lambda message, date=date: feedback.warn(f"Prefilter, date {date}: {message}"))
         output = os.path.join(folder, f"despeckled_date{date}.tif")
-        despeckle_raster(path, output, DespeckleSettings(
-            units=units, looks=looks[index] if looks else None, zeros_as_nodata=zeros_as_nodata, device=device,
-        ), date_feedback)
+        despeckle_raster(path, output, dataclasses.replace(chosen, looks=looks[index] if given else None),
+                         date_feedback)
         outputs.append(output)
     return outputs

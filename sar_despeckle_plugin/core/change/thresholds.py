@@ -153,7 +153,26 @@ def kittler_illingworth_threshold(
     return float(candidates[int(np.argmin(criterion))])
 
 
-def automatic_threshold(method: str, index: np.ndarray, channels: int) -> float:
+def noise_floor(ratios: np.ndarray, significance: float) -> float:
+    """The least threshold on the change index x = sqrt(sum_c D_c^2) that flags unchanged pixels
+    less often than ``significance``, with the no-change spread measured on the image.
+
+    ``ratios`` (channels, pixels) are the signed standardised log-ratios D_c of a sample. Their
+    no-change spread is 1 when the looks describe the dates' speckle, but not after despeckling
+    (what a despeckler leaves, and the difference between two despecklers' biases, follow no
+    looks) nor for correlated or textured speckle; the changed pixels are a minority. So the
+    spread s_c of each channel is measured robustly (1.4826 x its median absolute deviation) and
+    with s the root mean square of the s_c, x^2 / s^2 is about chi-square with ``channels``
+    degrees of freedom without change: the floor is s times the root of its 1 - significance
+    quantile. Without it a histogram threshold splits even a change-free pair in two.
+    """
+    ratios = np.asarray(ratios, np.float64)
+    deviation = np.abs(ratios - np.median(ratios, axis=1, keepdims=True))
+    spread = float(np.sqrt(np.mean((1.4826 * np.median(deviation, axis=1)) ** 2)))
+    return spread * math.sqrt(_chi2_quantile(ratios.shape[0], 1.0 - significance))
+
+
+def automatic_threshold(method: str, index: np.ndarray, channels: int, least: float = 0.0) -> float:
     """Threshold on the log-ratio change index x (channels: intensity channels combined).
 
     ``ki_gg`` fits generalized Gaussian classes to the Wilson-Hilferty transform
@@ -166,10 +185,10 @@ def automatic_threshold(method: str, index: np.ndarray, channels: int) -> float:
     The search is limited to thresholds above the no-change median of x (x^2 ~ chi2 with one
     degree of freedom per channel): below it, more than half of the unchanged pixels would be
     called changed, which is never the answer, and which is where the criteria fall when
-    the classes overlap heavily.
+    the classes overlap heavily; nor below ``least`` (:func:`noise_floor`).
     """
     index = np.asarray(index, np.float64)
-    floor = _chi_median(channels)
+    floor = max(math.sqrt(_chi2_quantile(channels, 0.5)), least)
     if method == "otsu":
         return max(otsu_threshold(index, floor=floor), floor)
     if method == "ki_gamma":
@@ -181,14 +200,15 @@ def automatic_threshold(method: str, index: np.ndarray, channels: int) -> float:
     raise ValueError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
 
 
-def _chi_median(channels: int) -> float:
-    """Median of sqrt(chi2_channels), by bisection on the regularised incomplete gamma."""
-    low, high = 0.0, 10.0 * channels
+def _chi2_quantile(channels: int, probability: float) -> float:
+    """The ``probability`` quantile of chi2 with ``channels`` degrees of freedom, by bisection on
+    the regularised incomplete gamma."""
+    low, high = 0.0, 10.0 * channels + 100.0
     a = torch.tensor(channels / 2, dtype=torch.float64)
-    for _ in range(60):
+    for _ in range(80):
         middle = 0.5 * (low + high)
-        if float(torch.special.gammainc(a, torch.tensor(middle / 2, dtype=torch.float64))) < 0.5:
+        if float(torch.special.gammainc(a, torch.tensor(middle / 2, dtype=torch.float64))) < probability:
             low = middle
         else:
             high = middle
-    return math.sqrt(0.5 * (low + high))
+    return 0.5 * (low + high)

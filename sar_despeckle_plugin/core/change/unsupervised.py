@@ -6,7 +6,7 @@ For each pair of consecutive dates:
 
 1. **Pre-classification** (:func:`pseudo_labels`): the standardised log-ratio index x
    (``statistics.log_ratio_index``) is split at its Otsu threshold T (on the whole image's
-   sample). A pixel is a *confident* changed (unchanged) example when it is over (under) T and
+   sample; never below the noise floor SIGNIFICANCE sets, ``thresholds.noise_floor``). A pixel is a *confident* changed (unchanged) example when it is over (under) T and
    so are at least :data:`AGREEMENT` of the valid pixels of its :data:`NEIGHBOURHOOD`-pixel
    square: isolated speckle peaks and the edges of changes, where the pre-classification is
    unsure, are left out.
@@ -32,19 +32,17 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..choices import INTENSITY_BANDS
-from .detectors import ChangeDetector, Stack, first_pair_over
+from .detectors import ChangeDetector, Stack, first_pair_over, pair_thresholds
 from .statistics import log_ratio_index, log_ratios
-from .thresholds import automatic_threshold
 
 #: Side of the square whose pre-classification must agree with a pixel's for a confident label.
 NEIGHBOURHOOD = 5
 #: Share of that square's valid pixels that must fall on the pixel's side of the threshold.
-AGREEMENT = 0.9
+AGREEMENT = 0.8
 #: Features of the network's hidden layers.
 WIDTH = 16
 #: Adam steps, crops per step and crop side (pixels) of the training on the pair.
@@ -98,7 +96,8 @@ class UnsupervisedDetector(ChangeDetector):
     halo = PairNet.radius
     map_kind = "change probability (unsupervised detector trained on the pair)"
 
-    def __init__(self) -> None:
+    def __init__(self, significance: float = 0.01) -> None:
+        self.significance = significance
         self.nets: list[PairNet] = []
         self.centres: list[torch.Tensor] = []  # per pair: (2 * channels,) feature centres
         self.scales: list[torch.Tensor] = []
@@ -126,11 +125,11 @@ class UnsupervisedDetector(ChangeDetector):
         start = time.perf_counter()
         channels = len(INTENSITY_BANDS[samples[0].layout])
         self.nets, self.centres, self.scales, self.summary = [], [], [], []
+        thresholds = pair_thresholds(samples, "otsu", self.significance)
         for j in range(1, samples[0].cov.shape[1]):
             indices = [log_ratio_index(s.cov[:, j - 1], s.cov[:, j], s.looks[:, j - 1], s.looks[:, j], s.layout)
                        for s in samples]
-            threshold = automatic_threshold("otsu", np.concatenate(
-                [x[s.valid].cpu().numpy() for x, s in zip(indices, samples)]), channels)
+            threshold = thresholds[j - 1][0]
             labels = [pseudo_labels(x, s.valid, threshold) for x, s in zip(indices, samples)]
             raw = [self.raw_features(s, j) for s in samples]
             values = torch.cat([f.movedim(1, -1)[s.valid] for f, s in zip(raw, samples)])  # (pixels, features)
@@ -173,7 +172,7 @@ class UnsupervisedDetector(ChangeDetector):
         return first_pair_over(probabilities)
 
     def record(self):
-        return {"pairs": self.summary, "steps": STEPS}
+        return {"pairs": self.summary, "steps": STEPS, "significance": self.significance}
 
 
 def train_pair(features: list[torch.Tensor], labels: list[torch.Tensor], channels: int,

@@ -1,0 +1,236 @@
+"""Change detection with nothing set but the inputs (issue 17): METHOD automatic, PREFILTER,
+the measured minimum mapping unit, the unsupervised detector's pseudo-labels, the nodata log.
+
+Synthetic pairs: one reflectivity, independent Gamma speckle per date (looks per date as given),
+a block whose reflectivity changes where the answer is known.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sar_despeckle_plugin.core.change.automatic import FALLBACK, choose_change_method
+from sar_despeckle_plugin.core.change.detectors import shipped_change_model
+from sar_despeckle_plugin.core.change.mapping_unit import correlation_area, minimum_mapping_unit
+from sar_despeckle_plugin.core.change.pipeline import detect_changes
+from sar_despeckle_plugin.core.change.prefilter import TARGET_LOOKS, adaptive_window
+from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings
+from sar_despeckle_plugin.core.change.statistics import log_ratio_index
+from sar_despeckle_plugin.core.change.thresholds import automatic_threshold
+from sar_despeckle_plugin.core.change.unsupervised import pseudo_labels
+from sar_despeckle_plugin.core.feedback import Feedback
+
+from .synthetic import read_geotiff, write_geotiff
+
+SHAPE = (96, 96)
+BLOCK = (slice(30, 62), slice(24, 64))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def truth():
+    mask = np.zeros(SHAPE, bool)
+    mask[BLOCK] = True
+    return mask
+
+
+def pair(folder, looks=(1, 1), contrast_db=6.0, seed=0):
+    """Two speckled dates (intensity, float32) of a textured scene; the block brightens by
+    ``contrast_db`` at date 2 (0: no change)."""
+    rng = np.random.default_rng(seed)
+    scene = np.exp(rng.normal(0, 0.3, (SHAPE[0] // 8, SHAPE[1] // 8))).repeat(8, 0).repeat(8, 1)
+    paths = []
+    for date, n in enumerate(looks):
+        reflectivity = scene.copy()
+        if date == 1:
+            reflectivity[BLOCK] *= 10 ** (contrast_db / 10)
+        values = reflectivity * rng.gamma(n, 1 / n, SHAPE)
+        paths.append(write_geotiff(str(folder / f"date{date + 1}.tif"), values.astype(np.float32)))
+    return paths
+
+
+def logged():
+    lines = []
+    return lines, Feedback(info=lines.append, warn=lines.append)
+
+
+def mask_of(paths, folder, settings, feedback=None):
+    out = str(folder / "mask.tif")
+    report = detect_changes(paths, ChangeOutputs(change_mask=out), settings, feedback or Feedback(warn=lambda m: None))
+    return read_geotiff(out)[0], report
+
+
+# ---------------------------------------------------------------------------- pseudo-labels
+
+
+def test_pseudo_labels_are_confident_inside_and_outside_the_change_and_leave_edges_unsure():
+    rng = np.random.default_rng(1)
+    gain = np.ones(SHAPE)
+    gain[BLOCK] = 10 ** 0.6  # 6 dB, between dates of 16 looks (as despeckled dates are, at least)
+    before = torch.from_numpy(rng.gamma(16, 1 / 16, SHAPE))[None, None]
+    after = torch.from_numpy(gain * rng.gamma(16, 1 / 16, SHAPE))[None, None]
+    looks = torch.full((1, 1, 1), 16.0, dtype=torch.float64)
+    index = log_ratio_index(before, after, looks, looks, "single")
+    valid = torch.ones((1, *SHAPE), dtype=torch.bool)
+    threshold = automatic_threshold("otsu", index[valid].numpy(), 1)
+    labels = pseudo_labels(index, valid, threshold)[0].numpy()
+    changed, unchanged = truth(), ~truth()
+    assert (labels == 1).sum() > 0.5 * changed.sum()           # most of the block is a confident example
+    assert changed[labels == 1].mean() > 0.995                 # and the confident changed are in it
+    assert unchanged[labels == 0].mean() > 0.999
+    assert (labels == 0).sum() > 0.8 * unchanged.sum()
+    edge = np.zeros(SHAPE, bool)
+    edge[BLOCK[0].start - 1: BLOCK[0].stop + 1, BLOCK[1].start - 1: BLOCK[1].stop + 1] = True
+    edge[BLOCK[0].start + 1: BLOCK[0].stop - 1, BLOCK[1].start + 1: BLOCK[1].stop - 1] = False
+    assert (labels[edge] == -1).mean() > 0.5                   # the border is left to the network
+    # a pixel over the threshold among unchanged neighbours is no example at all
+    lonely = index.clone()
+    lonely[0, 5, 5] = 10 * threshold
+    assert pseudo_labels(lonely, valid, threshold)[0, 5, 5] == -1
+
+
+def test_unsupervised_detector_finds_the_change_the_same_way_twice(tmp_path):
+    paths = pair(tmp_path, looks=(1, 1), contrast_db=6.0, seed=2)
+    settings = ChangeSettings(method="unsupervised", units="intensity")
+    lines, feedback = logged()
+    first, report = mask_of(paths, tmp_path, settings, feedback)
+    second, _ = mask_of(paths, tmp_path, settings)
+    np.testing.assert_array_equal(first, second)
+    t = truth()
+    assert first[t].mean() > 0.9 and first[~t].mean() < 0.02
+    assert report.detector["name"] == "unsupervised" and report.prefilter == "despeckled"
+    assert any("confident pseudo-labels" in line for line in lines)
+
+
+# ---------------------------------------------------------------------------- prefilter
+
+
+def test_prefilter_removes_the_false_alarms_of_single_look_speckle(tmp_path):
+    paths = pair(tmp_path, looks=(1, 1), contrast_db=6.0, seed=3)
+    t = truth()
+    raw, _ = mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity", prefilter=False,
+                                                     min_area=0))
+    filtered, report = mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity",
+                                                               min_area=0))
+    assert report.prefilter == "despeckled"
+    assert raw[~t].mean() > 0.01                                # speckle alone: pixel-level false alarms
+    assert filtered[~t].mean() < raw[~t].mean() / 5
+    assert filtered[t].mean() > 0.9
+
+
+def test_each_date_is_despeckled_at_its_own_looks_and_no_change_stays_quiet(tmp_path):
+    """The Yellow River trap: date 1 4-look, date 2 single-look, nothing changed."""
+    paths = pair(tmp_path, looks=(4, 1), contrast_db=0.0, seed=4)
+    lines, feedback = logged()
+    mask, report = mask_of(paths, tmp_path, ChangeSettings(units="intensity"), feedback)
+    assert mask.mean() < 0.01
+    estimated = [line for line in lines if line.startswith("Prefilter, date") and "Band 1: estimated" in line]
+    assert len(estimated) == 2
+    looks = [float(line.split("estimated ")[1].split(" looks")[0]) for line in estimated]
+    assert looks[0] == pytest.approx(4, rel=0.3) and looks[1] == pytest.approx(1, rel=0.3)
+
+
+def test_adaptive_window_reaches_the_target_looks():
+    def white(window):
+        return 1.0  # white speckle: a w x w boxcar multiplies the looks by w^2
+
+    assert adaptive_window([1.0, 4.0], white) == 3 and 1.0 * 1 < TARGET_LOOKS <= 1.0 * 9
+    assert adaptive_window([20.0], white) == 1
+    assert adaptive_window([4.0], lambda window: window ** 2 / 2) == 7  # correlated: the cap
+
+
+# ---------------------------------------------------------------------------- minimum mapping unit
+
+
+def stack_window(field_before, field_after):
+    cov = torch.from_numpy(np.stack([field_before, field_after]))[:, None]
+    return cov, torch.ones(field_before.shape, dtype=torch.bool)
+
+
+def test_correlation_area_is_one_for_white_speckle_and_the_window_area_for_a_boxcar():
+    rng = np.random.default_rng(5)
+    white = stack_window(rng.gamma(1, 1, (256, 256)), rng.gamma(1, 1, (256, 256)))
+    assert correlation_area([white], "single") == pytest.approx(1.0, abs=0.3)
+
+    def boxcar(values):
+        padded = np.pad(values, 1, mode="wrap")
+        return sum(padded[dy: dy + 256, dx: dx + 256] for dy in range(3) for dx in range(3)) / 9
+
+    smooth = stack_window(boxcar(rng.gamma(1, 1, (256, 256))), boxcar(rng.gamma(1, 1, (256, 256))))
+    area = correlation_area([smooth], "single")
+    assert area == pytest.approx(9.0, rel=0.2)                 # a 3 x 3 mean: 9 pixels per sample
+    assert minimum_mapping_unit(area) == int(np.ceil(4 * area))
+
+
+def test_min_area_left_empty_is_measured_and_logged(tmp_path):
+    paths = pair(tmp_path, looks=(1, 1), contrast_db=6.0, seed=6)
+    lines, feedback = logged()
+    _, report = mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity"), feedback)
+    assert report.min_area > 4                                   # despeckled: the error is correlated
+    assert any(line.startswith(f"MIN_AREA automatic: {report.min_area} pixels") for line in lines)
+    _, given = mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity", min_area=7))
+    assert given.min_area == 7
+
+
+# ---------------------------------------------------------------------------- automatic, nodata
+
+
+def test_automatic_serves_dual_pol_with_the_learned_detector_within_its_looks():
+    card = shipped_change_model()
+    assert choose_change_method("single", [4.0, 1.0], card)[0] == FALLBACK
+    method, reason = choose_change_method("dual", [4.4, 4.4], card)
+    assert method == "learned" and "trained on 1-8 looks" in reason
+    assert choose_change_method("c2", [40.0, 40.0], card)[0] == FALLBACK
+
+
+def test_nodata_pixels_are_counted_with_their_cause(tmp_path):
+    paths = pair(tmp_path, looks=(4, 4), contrast_db=6.0, seed=7)
+    values = read_geotiff(paths[1])
+    values[0, :10, :12] = np.nan
+    write_geotiff(paths[1], values, nodata=np.nan)
+    lines, feedback = logged()
+    mask, report = mask_of(paths, tmp_path, ChangeSettings(method="omnibus", units="intensity", prefilter=False,
+                                                           min_area=0), feedback)
+    assert report.nodata_pixels == 120 == (mask == 255).sum()
+    assert any(line.startswith(f"Nodata: 120 of {SHAPE[0] * SHAPE[1]:,} pixels") and "NaN" in line
+               for line in lines)
+
+
+# ---------------------------------------------------------------------------- through QGIS
+
+
+def test_defaults_through_qgis_process_equal_the_core(qgis_process, tmp_path):
+    paths = pair(tmp_path, looks=(4, 1), contrast_db=6.0, seed=8)
+    mask = str(tmp_path / "cli_mask.tif")
+    done = qgis_process("run", "sar_despeckle:change_detection", "--json", *(f"--INPUTS={p}" for p in paths),
+                        f"--CHANGE_MASK={mask}", f"--CHANGE_MAP={tmp_path / 'cli_map.tif'}")
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    assert result["results"]["CHANGE_MASK"] == mask
+    reference, report = mask_of(paths, tmp_path, ChangeSettings())
+    np.testing.assert_array_equal(read_geotiff(mask)[0], reference)
+    assert report.detector["name"] == FALLBACK and report.min_area > 1
+    t = truth()
+    assert reference[t].mean() > 0.9 and reference[~t].mean() < 0.02
+
+
+def test_default_outputs_are_named_after_the_method_that_ran(qgis_processing, tmp_path):
+    from qgis.core import QgsProject
+
+    paths = pair(tmp_path, looks=(4, 4), contrast_db=6.0, seed=9)
+    outputs = {"CHANGE_MAP": str(tmp_path / "map.tif"), "CHANGE_MASK": str(tmp_path / "mask.tif")}
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    qgis_processing.runAndLoadResults("sar_despeckle:change_detection",
+                                      {"INPUTS": paths, "METHOD": 5, **outputs})  # 5 = unsupervised
+    names = {layer.name(): layer for layer in project.mapLayers().values()}
+    assert set(names) == {"date1 … date2 — unsupervised change probability", "date1 … date2 — unsupervised change mask"}
+    assert names["date1 … date2 — unsupervised change probability"].renderer().type() == "singlebandpseudocolor"
+    project.removeAllMapLayers()
