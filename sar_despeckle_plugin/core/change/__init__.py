@@ -52,16 +52,31 @@ first pair over it gives the change date.
 ``python -m training`` in ``change`` mode, on each pair of consecutive dual-pol dates; the map is
 the change probability.
 
+**Unsupervised detector** (``unsupervised.UnsupervisedDetector``): per pair, a small CNN trained
+on the pair itself from the confident pixels of a log-ratio + Otsu pre-classification, applied to
+every pixel; the map is the change probability.
+
+**Defaults** (what a run does with nothing set): METHOD automatic (``automatic``: the learned
+detector for dual-pol dates of the looks it was trained on, else the unsupervised detector),
+PREFILTER (``prefilter``: one despeckler, chosen by ``core.despeckle`` for the most demanding
+date, run on every date at its own looks; the omnibus test and C2 get an adaptive boxcar), the
+log-ratio thresholds held above a noise floor measured on the image (``thresholds.noise_floor``)
+and MIN_AREA from the correlation area of the log-ratio's error (``mapping_unit``).
+
 **Adding a method**: subclass ``detectors.ChangeDetector`` (``halo`` for its receptive field,
 ``fit`` to look at a sample of the image before the tiled pass, ``detect`` from a
 ``detectors.Stack`` to (map, changed, date)), register a factory in ``detectors.DETECTORS`` and
 append its id to ``choices.CHANGE_METHOD_LABELS``.
 
 Modules, in the order a run uses them: ``settings`` (what is asked, the outputs, the report,
-their checks; torch-free), ``looks`` (looks, speckle correlation and radiometric gains from the
-sample), ``statistics`` (Wishart and log-ratio tests), ``thresholds`` (automatic thresholds on
-the log-ratio index), ``detectors`` (one per METHOD, and their registry), ``regions`` (sieve and
-polygons of the mask, with GDAL; torch-free), ``pipeline`` (whole runs: ``detect_changes``).
+their checks; torch-free), ``parameters`` (the Processing parameters' values -> settings),
+``looks`` (looks, speckle correlation and radiometric gains from the sample), ``automatic``
+(METHOD automatic's choice; torch-free), ``prefilter`` (speckle handled before the decision),
+``statistics`` (Wishart and log-ratio tests), ``thresholds`` (automatic thresholds on the
+log-ratio index, and their noise floor), ``detectors`` (one per METHOD, and their registry),
+``unsupervised`` (the detector trained on the pair), ``mapping_unit`` (the measured MIN_AREA),
+``regions`` (sieve and polygons of the mask, with GDAL; torch-free), ``pipeline`` (whole runs:
+``detect_changes``).
 This ``__init__`` imports nothing, so ``core.change.settings`` loads without torch.
 """
 
