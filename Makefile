@@ -10,7 +10,7 @@ TORCH_VERSION := 2.13.0
 # The batch runner's cluster (optional for the plugin: only sar_despeckle_plugin/batch imports it;
 # tests/test_batch.py skips without it).
 DASK_VERSION := 2026.8.0
-APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin otb-bin python3-venv python3-scipy python3-h5py zip unzip
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin otb-bin python3-venv python3-scipy python3-h5py zip unzip xvfb
 SETUP_STAMP := $(VENV)/.setup-done
 PLUGIN := sar_despeckle_plugin
 PROFILE_DIR := $(CURDIR)/.qgis-profile
@@ -27,7 +27,7 @@ export QT_QPA_PLATFORM := offscreen
 QGIS_ENV = QGIS_PLUGINPATH=$(CURDIR) QGIS_CUSTOM_CONFIG_PATH=$(PROFILE_DIR) \
 	PYTHONPATH=$(VENV_SITE):$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}
 
-.PHONY: setup demo test lint bench package install weights models qgis-process qgis-profile clean
+.PHONY: setup demo test lint bench package install weights models screenshots qgis-process qgis-profile clean
 
 setup: $(SETUP_STAMP)
 
@@ -94,6 +94,12 @@ bench: setup $(COMPARE_VENV)/.done
 # (tests/test_example_models.py fails while they are stale).
 models: setup
 	$(QGIS_ENV) $(PY) scripts/build_models.py
+
+# The plugin in the real QGIS desktop under a virtual display (Xvfb): Toolbox searches, every
+# dialog, each styled output, the modeler with each example workflow, saved with an index.md
+# (about a minute; not part of `make test`).
+screenshots: setup
+	$(SYSTEM_PYTHON) scripts/qgis_window_screenshots.py --out $(BUILD)/screenshots
 
 package:
 	@rm -rf $(BUILD)/package && mkdir -p $(BUILD)/package
