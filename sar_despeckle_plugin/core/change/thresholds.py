@@ -185,19 +185,23 @@ def automatic_threshold(method: str, index: np.ndarray, channels: int, least: fl
     The search is limited to thresholds above the no-change median of x (x^2 ~ chi2 with one
     degree of freedom per channel): below it, more than half of the unchanged pixels would be
     called changed, which is never the answer, and which is where the criteria fall when
-    the classes overlap heavily; nor below ``least`` (:func:`noise_floor`).
+    the classes overlap heavily. The threshold found is then raised to ``least``
+    (:func:`noise_floor`) where it is below: the search itself is not limited there, where the
+    criteria would settle on some split in the far tail.
     """
     index = np.asarray(index, np.float64)
-    floor = max(math.sqrt(_chi2_quantile(channels, 0.5)), least)
+    floor = math.sqrt(_chi2_quantile(channels, 0.5))
     if method == "otsu":
-        return max(otsu_threshold(index, floor=floor), floor)
-    if method == "ki_gamma":
-        return kittler_illingworth_threshold(index, "gamma", floor=floor)
-    if method == "ki_gg":
+        threshold = max(otsu_threshold(index, floor=floor), floor)
+    elif method == "ki_gamma":
+        threshold = kittler_illingworth_threshold(index, "gamma", floor=floor)
+    elif method == "ki_gg":
         u = (index ** 2 / channels) ** (1 / 3)
         u_floor = (floor ** 2 / channels) ** (1 / 3)
-        return float(math.sqrt(channels * kittler_illingworth_threshold(u, "gg", floor=u_floor) ** 3))
-    raise ValueError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
+        threshold = float(math.sqrt(channels * kittler_illingworth_threshold(u, "gg", floor=u_floor) ** 3))
+    else:
+        raise ValueError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
+    return max(threshold, least)
 
 
 def _chi2_quantile(channels: int, probability: float) -> float:
