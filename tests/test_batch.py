@@ -120,7 +120,8 @@ def test_default_network_and_stacks_equal_qgis_process(scheduler, tmp_path, caps
                         data_type=gdal.GDT_CFloat32)
     cases = [
         ("despeckle", str(folder / "d0.tif"), ["--LOOKS=4", "--INPUT_UNITS=0"], "d0", {"OUTPUT": ".tif"}),
-        ("change_detection", str(stacks), ["--LOOKS=4", "--INPUT_UNITS=0", "--CHANGE_MAP=true", "--CHANGE_DATE=true"],
+        ("change_detection", str(stacks), ["--LOOKS=4", "--INPUT_UNITS=0", "--METHOD=0", "--PREFILTER=false",
+                                           "--CHANGE_MAP=true", "--CHANGE_DATE=true"],
          "d1_to_d2", {"CHANGE_MAP": "_change_map.tif", "CHANGE_MASK": "_change_mask.tif",
                       "CHANGE_DATE": "_change_date.tif"}),
         ("despeckle_multitemporal", str(stacks), ["--LOOKS=4", "--INPUT_UNITS=0", "--METHOD=0", "--WINDOW=5"],

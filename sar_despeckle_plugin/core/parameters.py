@@ -14,7 +14,7 @@ Value of each kind:
 ``rasters``      a list of input rasters (likewise)
 ``enum``         the option's index (int), None when an optional enum is left empty
 ``boolean``      bool
-``integer``      int
+``integer``      int, None when an optional integer is left empty
 ``number``       float, None when an optional number is left empty
 ``string``       str ("" when empty)
 ``file``         a path, "" when empty
@@ -28,7 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from .choices import BAND_LAYOUT_LABELS, DEVICES
 from .errors import SarDespeckleError
+from .speckle import UNITS
 
 KINDS = ("raster", "rasters", "enum", "boolean", "integer", "number", "string", "file", "bands", "destination")
 #: Kinds whose value is an input given outside the parameter values.
@@ -55,6 +57,29 @@ class Parameter:
     kind: str
     default: object = None
     options: tuple[str, ...] = ()
+
+
+#: BAND_LAYOUT option ids of the algorithms that read stacks of dates, in enum order.
+STACK_LAYOUTS = tuple(BAND_LAYOUT_LABELS)
+#: The parameters every algorithm reading a stack of dates starts with, as change detection and
+#: multitemporal despeckling declare them: the dates, their band layout, units and looks.
+STACK_PARAMETERS = (
+    Parameter("INPUTS", "rasters"),
+    Parameter("BAND_LAYOUT", "enum", 0, STACK_LAYOUTS),
+    Parameter("INPUT_UNITS", "enum", None, UNITS),
+    Parameter("LOOKS", "number"),
+)
+
+
+def stack_settings(values: Mapping[str, object]) -> dict[str, object]:
+    """The settings fields every stack family shares (layout, units, zeros_as_nodata, device),
+    from the values of :data:`STACK_PARAMETERS`, ZEROS_AS_NODATA and DEVICE."""
+    return {
+        "layout": option(values, "BAND_LAYOUT", STACK_LAYOUTS),
+        "units": option(values, "INPUT_UNITS", UNITS),
+        "zeros_as_nodata": values["ZEROS_AS_NODATA"],
+        "device": option(values, "DEVICE", DEVICES),
+    }
 
 
 def by_name(parameters: Sequence[Parameter]) -> dict[str, Parameter]:
@@ -95,7 +120,7 @@ def parse_text(parameter: Parameter, text: str) -> object:
             if text.lower() in FALSE_WORDS:
                 return False
             raise ValueError
-        if kind in ("enum", "number") and not text:
+        if kind in ("enum", "integer", "number") and not text:
             if parameter.default is not None:
                 raise ValueError
             return None

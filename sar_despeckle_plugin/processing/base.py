@@ -222,8 +222,8 @@ class SarAlgorithm(QgsProcessingAlgorithm):
     def parameter_values(self, parameters, context, specs) -> dict:
         """The value of each non-input, non-destination parameter of ``specs`` (a family's
         ``core.<family>.parameters.PARAMETERS``), read as ``core.parameters`` describes for its
-        kind: what the family's ``settings_from_parameters`` takes. An enum or number without a
-        default that is left empty is None."""
+        kind: what the family's ``settings_from_parameters`` takes. An enum, integer or number
+        without a default that is left empty is None."""
         readers = {
             "enum": self.parameterAsEnum,
             "boolean": self.parameterAsBoolean,

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
+from ..choices import CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD, DEVICES
 from ..errors import SarDespeckleError
-from ..parameters import Parameter, option
-from ..speckle import UNITS
+from ..parameters import STACK_PARAMETERS, Parameter, option, stack_settings
 from .settings import ChangeSettings
 
 METHODS = tuple(CHANGE_METHOD_LABELS)
-LAYOUTS = tuple(BAND_LAYOUT_LABELS)
 
 PARAMETERS = (
-    Parameter("INPUTS", "rasters"),
-    Parameter("BAND_LAYOUT", "enum", 0, LAYOUTS),
-    Parameter("INPUT_UNITS", "enum", None, UNITS),
-    Parameter("LOOKS", "number"),
+    *STACK_PARAMETERS,
     Parameter("LOOKS_PER_DATE", "string", ""),
     Parameter("METHOD", "enum", METHODS.index(DEFAULT_CHANGE_METHOD), METHODS),
     Parameter("MODEL", "file", ""),
@@ -58,16 +53,13 @@ def settings_from_parameters(values: Mapping[str, object]) -> ChangeSettings:
     if looks is None and values["LOOKS"] is not None:
         looks = (values["LOOKS"],)
     return ChangeSettings(
+        **stack_settings(values),
         method=option(values, "METHOD", METHODS),
-        layout=option(values, "BAND_LAYOUT", LAYOUTS),
-        units=option(values, "INPUT_UNITS", UNITS),
         looks=looks,
         significance=values["SIGNIFICANCE"],
         window=values["WINDOW"],
         prefilter=values["PREFILTER"],
         min_area=values["MIN_AREA"],
         normalise=values["NORMALISE"],
-        zeros_as_nodata=values["ZEROS_AS_NODATA"],
-        device=option(values, "DEVICE", DEVICES),
         model=values["MODEL"] or None,
     )
