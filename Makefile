@@ -97,7 +97,7 @@ models: setup
 
 # The plugin in the real QGIS desktop under a virtual display (Xvfb): Toolbox searches, every
 # dialog, each styled output, the modeler with each example workflow, saved with an index.md
-# (about a minute; not part of `make test`).
+# (a few minutes on 2 busy cores; not part of `make test`).
 screenshots: setup
 	$(SYSTEM_PYTHON) scripts/qgis_window_screenshots.py --out $(BUILD)/screenshots
 

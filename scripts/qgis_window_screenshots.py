@@ -14,7 +14,7 @@ inside QGIS, it enables the plugin as the Plugin Manager does and saves into the
 - ``modeler_<model>.png``: the graphical modeler with each shipped example workflow;
 - ``index.md``: what each picture shows.
 
-Slow (about a minute) and needs a display server, so it is not part of ``make test``.
+Slow (a few minutes on two busy cores) and needs a display server, so it is not part of ``make test``.
 """
 
 from __future__ import annotations
