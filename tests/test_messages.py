@@ -8,6 +8,7 @@ import pytest
 from sar_despeckle_plugin.processing.messages import labelled, short_label
 
 from .synthetic import piecewise_scene, speckle, write_geotiff
+from .test_units_and_zeros import run_logged
 
 
 class Definition:
@@ -58,22 +59,11 @@ def test_refusals_and_core_errors_name_parameters_by_label(qgis_processing, tmp_
 
 
 def test_warnings_name_parameters_by_label(qgis_processing, tmp_path):
-    from qgis.core import QgsProcessingFeedback
-
-    class Recorder(QgsProcessingFeedback):
-        def __init__(self):
-            super().__init__()
-            self.warnings = []
-
-        def pushWarning(self, warning):
-            self.warnings.append(warning)
-
     flat = write_geotiff(str(tmp_path / "flat.tif"), speckle(piecewise_scene(48, 48), 4.0) * 0 + 0.5)
-    feedback = Recorder()
-    qgis_processing.run("sar_despeckle:despeckle", {"INPUT": flat, "METHOD": 1, "LOOKS": 4,
-                                                    "OUTPUT": str(tmp_path / "o.tif")}, feedback=feedback)
-    units = [w for w in feedback.warnings if "INPUT_UNITS" in w]
-    assert units and all("Input units (INPUT_UNITS)" in w for w in units), feedback.warnings
+    _, log = run_logged(qgis_processing, "sar_despeckle:despeckle",
+                        {"INPUT": flat, "METHOD": 1, "LOOKS": 4, "OUTPUT": str(tmp_path / "o.tif")})
+    units = [line for line in log.splitlines() if "INPUT_UNITS" in line]
+    assert units and all("Input units (INPUT_UNITS)" in line for line in units), log
 
 
 def test_help_starts_with_what_a_newcomer_should_choose(qgis_processing):
