@@ -88,6 +88,7 @@ bench: setup $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_decorrelation.py --out $(BUILD)/bench/decorrelation
 	$(QGIS_ENV) $(PY) scripts/bench_change.py --threads 1 --out $(BUILD)/bench/change
 	$(QGIS_ENV) $(PY) scripts/bench_multitemporal.py --out $(BUILD)/bench/multitemporal
+	$(QGIS_ENV) $(PY) scripts/bench_batch.py --out $(BUILD)/bench/batch
 	$(PY) scripts/bench_report.py --bench $(BUILD)/bench --output docs/benchmarks.md
 
 # The example graphical models the plugin ships, rebuilt from the algorithms' current parameters

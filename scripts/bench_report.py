@@ -1,11 +1,12 @@
 """`make bench` (last step): assemble docs/benchmarks.md from the results the benchmarks wrote.
 
-Reads what the six benchmark scripts leave in ``--bench`` (default build/bench):
+Reads what the seven benchmark scripts leave in ``--bench`` (default build/bench):
 
 * ``filters.json``                      scripts/bench_filters.py
 * ``networks/networks.json``            scripts/bench_networks.py
 * ``decorrelation/decorrelation.md``    scripts/bench_decorrelation.py (its own Markdown tables)
 * ``change/change.json``                scripts/bench_change.py
+* ``batch/batch.md``                    scripts/bench_batch.py (its own Markdown table)
 * ``multilook/multilook.md``            scripts/bench_multilook.py (its own Markdown tables)
 * ``multitemporal/multitemporal.md``    scripts/bench_multitemporal.py (its own Markdown tables)
 
@@ -207,6 +208,11 @@ def multilook_section(bench: str) -> list[str]:
                             "Every seed's table and image's figures in `multilook.json` beside it; pictures there too.")
 
 
+def batch_section(bench: str) -> list[str]:
+    return fragment_section(bench, os.path.join("batch", "batch.md"), "Batch runner scaling (Dask, local cluster)",
+                            "scripts/bench_batch.py", "The timings in `batch.json` beside it.")
+
+
 def multitemporal_section(bench: str) -> list[str]:
     return fragment_section(bench, os.path.join("multitemporal", "multitemporal.md"), "Multitemporal despeckling",
                             "scripts/bench_multitemporal.py",
@@ -297,7 +303,7 @@ def report(bench: str, today: str | None = None) -> str:
              "[despeckling](despeckle.md), [decorrelation](decorrelation.md), "
              "[change detection](change_detection.md), [multitemporal despeckling](multitemporal.md).", ""]
     for section in (filters_section, networks_section, multilook_section, decorrelation_section, change_section,
-                    multitemporal_section):
+                    multitemporal_section, batch_section):
         lines += section(bench)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -58,6 +58,9 @@ def fake_results(bench):
     os.makedirs(os.path.join(bench, "multitemporal"))
     with open(os.path.join(bench, "multitemporal", "multitemporal.md"), "w", encoding="utf-8") as stream:
         stream.write("## Synthetic stacks\n\n| L | dates | method |\n|---|---|---|\n| 1 | 3 | rabasar |\n")
+    os.makedirs(os.path.join(bench, "batch"))
+    with open(os.path.join(bench, "batch", "batch.md"), "w", encoding="utf-8") as stream:
+        stream.write("| workers x threads | wall (s) |\n|---|---|\n| 2 x 1 | 11.0 |\n")
     write_json(os.path.join(bench, "change", "change.json"), {
         "cpu_count": 2, "load_average": [0.5, 0.5, 0.5],
         "real": {"San Francisco": {"baseline log-ratio + Otsu": scores(0.703)}},
@@ -98,10 +101,12 @@ def test_report_from_fake_results(tmp_path):
     assert "| omnibus | single | 1 | 0.130 (0.010) |" in text
     assert "| omnibus | 1 | 1 | 10.80 | 0.09 | 1.6 |" in text
     assert "## Multitemporal despeckling" in text and "### Synthetic stacks" in text and "| 1 | 3 | rabasar |" in text
+    assert "## Batch runner scaling (Dask, local cluster)" in text and "| 2 x 1 | 11.0 |" in text
 
 
 def test_report_says_what_is_missing(tmp_path):
     text = load_report_module().report(str(tmp_path))
-    assert text.count("No results") == 6
+    assert text.count("No results") == 7
     assert "scripts/bench_multilook.py" in text and "scripts/bench_multitemporal.py" in text
+    assert "scripts/bench_batch.py" in text
     assert "scripts/bench_change.py" in text
