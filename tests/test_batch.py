@@ -247,3 +247,12 @@ sys.exit(cli.main(["run", "despeckle", "--inputs", {scenes[0]!r}, "--output-dir"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "python -m pip install dask distributed" in done.stderr
+
+
+def test_list_shows_every_algorithm_with_its_defaults(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("despeckle", "decorrelate", "change_detection", "despeckle_multitemporal"):
+        assert f"\n{name}: " in "\n" + out
+    assert "change_detection: INPUTS (stack per task)" in out and "despeckle: INPUT (one raster per task)" in out
+    assert " --ZEROS_AS_NODATA=true" in out and " --LOOKS= " in out and " --OUTPUT=true" in out

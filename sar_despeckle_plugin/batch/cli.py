@@ -74,11 +74,22 @@ def _split(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     return own, given
 
 
+def _as_text(value) -> str:
+    """A default as it is written on the command line (true/false, empty for none)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
 def _list() -> int:
+    """``list``: each algorithm, what a task is, and its parameters with their defaults."""
     for entry in ALGORITHMS.values():
         inputs = "INPUTS (stack per task)" if entry.stack else "INPUT (one raster per task)"
-        names = ", ".join(f"{p.name}={p.default}" for p in entry.parameters if p.kind not in ("raster", "rasters"))
-        print(f"{entry.id}: {inputs}; {names}")
+        names = " ".join(f"--{p.name}={_as_text(p.default)}" for p in entry.parameters
+                         if p.kind not in ("raster", "rasters"))
+        print(f"{entry.id}: {inputs}\n  {names}")
     return 0
 
 
