@@ -126,6 +126,15 @@ def test_prefilter_removes_the_false_alarms_of_single_look_speckle(tmp_path):
     assert filtered[t].mean() > 0.9
 
 
+def test_progress_runs_once_through_the_prefilter_and_the_decision(tmp_path):
+    paths = pair(tmp_path, looks=(1, 1), contrast_db=6.0, seed=10)
+    fractions = []
+    feedback = Feedback(progress=fractions.append, warn=lambda message: None)
+    mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity"), feedback)
+    assert fractions and all(b >= a - 1e-9 for a, b in zip(fractions, fractions[1:]))
+    assert fractions[-1] == pytest.approx(1.0) and min(fractions) < 0.5
+
+
 def test_each_date_is_despeckled_at_its_own_looks_and_no_change_stays_quiet(tmp_path):
     """The Yellow River trap: date 1 4-look, date 2 single-look, nothing changed."""
     paths = pair(tmp_path, looks=(4, 1), contrast_db=0.0, seed=4)

@@ -240,7 +240,9 @@ def _detect(inputs, readers, names, outputs, settings, scratch, feedback, asked:
         # the despeckled files tag their nodata; a zero in them is a dark pixel, never border fill
         again = dataclasses.replace(settings, method=plan.method, prefilter=False, looks=None, units=plan.units,
                                     zeros_as_nodata=False)
-        return _detect(despeckled, _open(despeckled, again), names, outputs, again, scratch, feedback, asked,
+        done = len(inputs) / (len(inputs) + 1)  # the despeckling's share of the progress bar
+        rest = dataclasses.replace(feedback, progress=lambda fraction: feedback.progress(done + (1 - done) * fraction))
+        return _detect(despeckled, _open(despeckled, again), names, outputs, again, scratch, rest, asked,
                        prefiltered="despeckled", floors=plan.floors)
     settings = dataclasses.replace(settings, method=plan.method, window=plan.window)
     detector = DETECTORS[settings.method](settings)
