@@ -11,6 +11,7 @@ inside QGIS, it enables the plugin as the Plugin Manager does and saves into the
 - ``output_<name>.png``: the window after each styled output was loaded (alone on the map, its
   legend in the Layers panel), from the real Sentinel-1 crops in ../shared/data when present,
   synthetic images otherwise;
+- ``report_<name>.png``: the despeckling and decorrelation reports' pages;
 - ``modeler_<model>.png``: the graphical modeler with each shipped example workflow;
 - ``index.md``: what each picture shows.
 
@@ -176,7 +177,8 @@ class Tour:
         os.makedirs(out, exist_ok=True)
         return [
             ("sar_despeckle:despeckle", {"INPUT": images["single"], "METHOD": 1, "WINDOW": 7,
-                                         "OUTPUT": f"{out}/vv_lee.tif", "RATIO": f"{out}/vv_lee_ratio.tif"}),
+                                         "OUTPUT": f"{out}/vv_lee.tif", "RATIO": f"{out}/vv_lee_ratio.tif",
+                                         "REPORT": f"{out}/vv_lee_report.html"}),
             ("sar_despeckle:despeckle", {"INPUT": images["dual"], "OUTPUT": f"{out}/vv_vh_auto.tif"}),
             ("sar_despeckle:change_detection", {
                 "INPUTS": images["dates"], "LOOKS": 4, "CHANGE_MAP": f"{out}/p.tif", "CHANGE_MASK": f"{out}/mask.tif",
@@ -185,6 +187,21 @@ class Tour:
                                            "OUTPUT_INTENSITY": f"{out}/slc_intensity.tif",
                                            "REPORT": f"{out}/slc_report.json"}),
         ]
+
+    def reports(self) -> None:
+        """The HTML reports the Results Viewer lists, rendered as Qt renders them."""
+        from qgis.PyQt.QtCore import QUrl
+        from qgis.PyQt.QtWidgets import QTextBrowser
+
+        for name, what in (("vv_lee_report.html", "the despeckling quality report (REPORT)"),
+                           ("slc_report.html", "the decorrelation report page (REPORT_HTML)")):
+            browser = QTextBrowser()
+            browser.resize(1000, 880)
+            browser.setSource(QUrl.fromLocalFile(os.path.join(self.data, "out", name)))
+            browser.show()
+            self.save(browser, f"report_{name.replace('.html', '.png')}",
+                      f"{what}, rendered by Qt's HTML viewer (the Results Viewer lists it)")
+            browser.close()
 
     def modeler(self) -> None:
         from processing.modeler.ModelerDialog import ModelerDialog
@@ -204,7 +221,7 @@ class Tour:
             dialog.close()
 
     def run(self) -> None:
-        steps = (self.enable_plugin, self.toolbox, self.dialogs, self.styled_outputs, self.modeler)
+        steps = (self.enable_plugin, self.toolbox, self.dialogs, self.styled_outputs, self.reports, self.modeler)
         try:
             for step in steps:
                 print(f"screenshots: {step.__name__} at {time.strftime('%H:%M:%S')}", flush=True)  # in qgis.log, to see where a run stops
