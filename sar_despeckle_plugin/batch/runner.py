@@ -15,6 +15,7 @@ plugin never needs it. Failures:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -84,6 +85,13 @@ def _start_client(scheduler: str | None, workers: int, retries: int, processes: 
     return Client(cluster), cluster
 
 
+def _dashboard(client, cluster) -> str:
+    """The dashboard's address; a local cluster serves it only when bokeh is installed."""
+    if cluster is not None and importlib.util.find_spec("bokeh") is None:
+        return "off (python -m pip install bokeh to get Dask's dashboard)"
+    return client.dashboard_link
+
+
 def run_batch(job: Job, tasks: list[Task], *, scheduler: str | None = None, workers: int = 1, retries: int = 2,
               processes: bool = True, task_function: Callable[[Job, Task], dict] = run_scene) -> dict:
     """Run ``tasks`` (skipping the complete ones) and return the summary: the algorithm, the
@@ -107,7 +115,7 @@ def run_batch(job: Job, tasks: list[Task], *, scheduler: str | None = None, work
         try:
             address = client.scheduler.address
             LOG.info("Scheduler %s, dashboard %s: %d task(s) to run, %d skipped", address,
-                     client.dashboard_link, len(todo), len(tasks) - len(todo))
+                     _dashboard(client, cluster), len(todo), len(tasks) - len(todo))
             results.update(_gather(client, job, todo, retries, task_function))
         finally:
             client.close()
