@@ -58,6 +58,17 @@ def test_provider_lists_every_model_valid_in_example_workflows(qgis_processing):
             assert instance.outputDefinitions(), model.id()
 
 
+def test_a_damaged_model_file_is_left_out_with_a_warning(qgis_processing, tmp_path, capsys):
+    from sar_despeckle_plugin.processing.example_models import example_models
+
+    with open(os.path.join(MODELS_DIR, "despeckle_then_change.model3"), "rb") as shipped:
+        (tmp_path / "good.model3").write_bytes(shipped.read())
+    (tmp_path / "broken.model3").write_text("<!DOCTYPE model>\n<Option type=")
+    models = example_models(str(tmp_path))
+    assert [model.name() for model in models] == ["good"]
+    assert "broken.model3" in capsys.readouterr().err
+
+
 def test_every_child_sets_each_parameter_of_its_algorithm(qgis_processing):
     """What made the old models open red: parameters added to an algorithm after the model."""
     from qgis.core import QgsProcessingDestinationParameter

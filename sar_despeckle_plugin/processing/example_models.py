@@ -14,6 +14,7 @@ from qgis.core import QgsProcessingModelAlgorithm
 
 from . import resources
 from .base import COMMON_TAGS, GROUPS, first_sentence
+from .user_models import warn_once
 
 MODELS_DIR = os.path.join(resources.PLUGIN_DIR, "models")
 
@@ -59,6 +60,13 @@ class ExampleModel(QgsProcessingModelAlgorithm):
         return resources.help_url("workflows")
 
 
-def example_models() -> list[ExampleModel]:
-    """The shipped models, by file name."""
-    return [ExampleModel(path) for path in sorted(glob.glob(os.path.join(MODELS_DIR, "*.model3")))]
+def example_models(folder: str = MODELS_DIR) -> list[ExampleModel]:
+    """The models in ``folder`` (the shipped ones), by file name; one that cannot be read is left
+    out with a warning, never breaking the provider's loading."""
+    models = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.model3"))):
+        try:
+            models.append(ExampleModel(path))
+        except ValueError as error:
+            warn_once(f"{error}: the example workflow is left out. Reinstall the plugin.")
+    return models
