@@ -107,10 +107,12 @@ class MultitemporalAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber("WINDOW", "Window (pixels, odd)", QgsProcessingParameterNumber.Integer,
-                                         defaultValue=7, minValue=3, maxValue=51),
+                                         defaultValue=11, minValue=3, maxValue=51),
             "Side of the window of the local means in Quegan's filter (larger: smoother, but "
-            "changes' outlines spread further), and of the window that estimates each date's "
-            "VV/VH coherence for C2 (both methods). The ratio method's network needs no window.",
+            "changes' outlines spread further), of the test that finds where another date changed "
+            "against the target in the ratio and learned methods (larger: steadier, but small "
+            "changes may go unnoticed), and of the window that estimates each date's VV/VH "
+            "coherence for C2.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterBoolean("ZEROS_AS_NODATA", "Treat exact zeros as nodata", defaultValue=True),
