@@ -133,9 +133,10 @@ def _plan(settings, readers, raw, fills, feedback, floors_=None) -> _Plan:
             handled = "despeckled"
         elif window == 1:
             window = prefilter.adaptive_window(looks, kappa_of)
-            handled = f"window {window}"
+            handled = f"window {window}" if window > 1 else "none"
             feedback.info(f"PREFILTER: a {window} x {window} boxcar, the smallest that gives every date "
-                          f"{prefilter.TARGET_LOOKS:g} looks or more ({method} reads Wishart speckle).")
+                          f"{prefilter.TARGET_LOOKS:g} looks or more ({method} reads Wishart speckle)." if window > 1
+                          else f"PREFILTER: every date has {prefilter.TARGET_LOOKS:g} looks or more already: no boxcar.")
     kappa = kappa_of(window)
     if window > 1:
         feedback.info(f"A {window} x {window} boxcar multiplies the looks by "
