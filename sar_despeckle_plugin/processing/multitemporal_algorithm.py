@@ -107,7 +107,7 @@ class MultitemporalAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber("WINDOW", "Window (pixels, odd)", QgsProcessingParameterNumber.Integer,
-                                         defaultValue=11, minValue=3, maxValue=51),
+                                         defaultValue=7, minValue=3, maxValue=51),
             "Side of the window of the local means in Quegan's filter (larger: smoother, but "
             "changes' outlines spread further), of the test that finds where another date changed "
             "against the target in the ratio and learned methods (larger: steadier, but small "

@@ -18,7 +18,7 @@ PARAMETERS = (
     Parameter("TARGET", "string", ""),
     Parameter("METHOD", "enum", METHODS.index(DEFAULT_MULTITEMPORAL_METHOD), METHODS),
     Parameter("MODEL", "file", ""),
-    Parameter("WINDOW", "integer", 11),
+    Parameter("WINDOW", "integer", 7),
     Parameter("ZEROS_AS_NODATA", "boolean", True),
     Parameter("DEVICE", "enum", 0, DEVICES),
     Parameter("OUTPUT", "destination", True),
