@@ -7,6 +7,7 @@ import torch
 
 from sar_despeckle_plugin.core import accelerate
 from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS
+from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.models.weights import load_model
 
 CPU = torch.device("cpu")
@@ -28,6 +29,8 @@ def test_nothing_changes_on_the_cpu(monkeypatch):
     assert accelerate.choose_precision(lambda x: x, CPU) == (None, None)
     assert accelerate.maybe_compile(network, CPU) is False and network.forward == forward
     assert accelerate.batch_for_memory(lambda v, m: v, 1, 64, 17, CPU) == 1
+    said = []
+    assert accelerate.network_precision(None, 1.0, CPU, Feedback(info=said.append)) is None and said == []
     with accelerate.autocast(CPU, None):
         assert not torch.is_autocast_enabled("cpu")
 

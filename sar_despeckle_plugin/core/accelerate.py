@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from .feedback import Feedback
+
 #: Largest per-pixel change a reduced precision may make to a network's output (dB).
 MAX_ERROR_DB = 0.05
 #: Reduced precisions tried, in order of preference (float16 first: 10 mantissa bits against
@@ -85,6 +87,23 @@ def choose_precision(network: Network, device: torch.device, looks: float = 1.0,
         if errors[dtype] <= MAX_ERROR_DB:
             return dtype, errors[dtype]
     return None, min(errors.values(), default=None)
+
+
+def network_precision(model, looks: float, device: torch.device, feedback: Feedback) -> torch.dtype | None:
+    """The precision a loaded despeckling network (``core.models.weights.LoadedModel``) runs in
+    on ``device`` (:func:`choose_precision`, probed at ``looks``), said through ``feedback``;
+    None (float32) on a CPU. Run the network within :func:`autocast` of it."""
+    def run(images):
+        return model.despeckle(images, torch.ones_like(images, dtype=torch.bool), float(images.median()), looks=looks)
+
+    precision, error = choose_precision(run, device, looks)
+    if precision is not None:
+        feedback.info(f"GPU inference in {str(precision).removeprefix('torch.')}: within {error:.3f} dB of "
+                      f"float32 on the probe (at most {MAX_ERROR_DB} dB allowed).")
+    elif error is not None:
+        feedback.info(f"GPU inference in float32: reduced precisions differ by {error:.3f} dB or more "
+                      f"from it (at most {MAX_ERROR_DB} dB allowed).")
+    return precision
 
 
 def maybe_compile(module: torch.nn.Module, device: torch.device) -> bool:

@@ -47,7 +47,7 @@ def network_despeckler(
     if model.module.conditioned:
         feedback.info(f"Model '{card.name}' is conditioned on the looks: it reads "
                       + ", ".join(f"{s.looks:.2f}" for s in statistics) + " look(s) (band order).")
-    precision = _gpu_precision(model, statistics[0].looks, device, feedback)
+    precision = accelerate.network_precision(model, statistics[0].looks, device, feedback)
     if accelerate.maybe_compile(model.module, device):
         feedback.info(f"Model '{card.name}' is compiled (torch.compile) for the GPU.")
 
@@ -73,18 +73,3 @@ def network_despeckler(
     halo = -(-(reach + NETWORK_BLEND) // align) * align
     return BandDespeckler(apply, halo, NETWORK_BLEND, align, card.name, card.sha256)
 
-
-def _gpu_precision(model, looks: float, device: torch.device, feedback: Feedback) -> torch.dtype | None:
-    """The reduced precision the network runs in on a GPU (``core.accelerate``), said in the
-    log; None (float32) on a CPU."""
-    def run(images):
-        return model.despeckle(images, torch.ones_like(images, dtype=torch.bool), float(images.median()), looks=looks)
-
-    precision, error = accelerate.choose_precision(run, device, looks)
-    if precision is not None:
-        feedback.info(f"GPU inference in {str(precision).removeprefix('torch.')}: within {error:.3f} dB of "
-                      f"float32 on the probe (at most {accelerate.MAX_ERROR_DB} dB allowed).")
-    elif error is not None:
-        feedback.info(f"GPU inference in float32: reduced precisions differ by {error:.3f} dB or more "
-                      f"from it (at most {accelerate.MAX_ERROR_DB} dB allowed).")
-    return precision
