@@ -43,13 +43,7 @@ AS_GIVEN = dict(prefilter=False, min_area=0)
 C2_COVARIANCE = np.array([[1.0, 0.3 + 0.2j], [0.3 - 0.2j, 0.25]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small tensors: torch's thread pool costs more than it gains, and much more on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def c2_sample(rng, looks, shape, covariance=C2_COVARIANCE):

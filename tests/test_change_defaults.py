@@ -28,12 +28,7 @@ SHAPE = (96, 96)
 BLOCK = (slice(30, 62), slice(24, 64))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def truth():

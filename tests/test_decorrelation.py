@@ -31,16 +31,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The images here are small: one thread beats several, above all on a shared machine
-    where idle threads spin against other jobs (measured: 0.4 s against 8 s per run)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lag1(values: np.ndarray, axis: int) -> float:

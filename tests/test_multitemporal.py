@@ -36,13 +36,7 @@ REGION = (slice(12, 32), slice(36, 56))
 CONTRAST = 8.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small tensors: torch's thread pool costs more than it gains, and much more on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clean_dates(k: int, changed: int | None = 0) -> list[np.ndarray]:
