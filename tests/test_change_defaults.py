@@ -21,7 +21,9 @@ from sar_despeckle_plugin.core.change.statistics import log_ratio_index
 from sar_despeckle_plugin.core.change.thresholds import automatic_threshold
 from sar_despeckle_plugin.core.change.unsupervised import pseudo_labels
 from sar_despeckle_plugin.core.feedback import Feedback
+from training.metrics import confusion, scores
 
+from .conftest import shared_data
 from .synthetic import read_geotiff, write_geotiff
 
 SHAPE = (96, 96)
@@ -238,3 +240,36 @@ def test_default_outputs_are_named_after_the_method_that_ran(qgis_processing, tm
     assert set(names) == {"date1 … date2 — unsupervised change probability", "date1 … date2 — unsupervised change mask"}
     assert names["date1 … date2 — unsupervised change probability"].renderer().type() == "singlebandpseudocolor"
     project.removeAllMapLayers()
+
+
+# ---------------------------------------------------------------------------- real pairs
+
+
+def read_8bit(relative: str) -> np.ndarray:
+    path = shared_data(relative)
+    if path.endswith(".mat"):
+        from scipy.io import loadmat
+
+        content = loadmat(path)
+        return next(v for k, v in content.items() if not k.startswith("__")).astype(np.float64)
+    from osgeo import gdal
+
+    values = gdal.Open(path).ReadAsArray().astype(np.float64)
+    return values[0] if values.ndim == 3 else values
+
+
+@pytest.mark.parametrize("name, files, changed, least", [
+    ("San Francisco", ("san_1.bmp", "san_2.bmp", "san_gt.bmp"), lambda gt: gt > 127, 0.86),
+    ("Sulzberger", ("Sulzberger1_1.bmp", "Sulzberger1_2.bmp", "Sulzberger1_gt.bmp"), lambda gt: gt > 127, 0.94),
+    ("Yellow River", ("YellowRiverI_Farm1_t1.mat", "YellowRiverI_Farm1_t2.mat", "YellowRiverI_Farm1_gt.mat"),
+     lambda gt: gt == 2, 0.85),
+])
+def test_real_pairs_meet_the_issue_targets_with_the_defaults(tmp_path, name, files, changed, least):
+    """Issue 17's targets as scripts/bench_change.py measures them: 8-bit amplitudes written as
+    float DN + 0.5 (so their units are given), nothing else set."""
+    arrays = [read_8bit(f"change_detection/{file}") for file in files]
+    paths = [write_geotiff(str(tmp_path / f"date{i + 1}.tif"), (a + 0.5).astype(np.float32))
+             for i, a in enumerate(arrays[:2])]
+    mask, report = mask_of(paths, tmp_path, ChangeSettings(units="amplitude"))
+    assert report.detector["name"] == FALLBACK and report.prefilter == "despeckled"
+    assert scores(confusion(mask == 1, changed(arrays[2])))["kappa"] >= least, name
