@@ -145,7 +145,9 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
                                          minValue=1e-12, maxValue=0.5),
             "Probability of flagging an unchanged pixel (false-alarm rate) of the omnibus test: a "
             "pixel is changed when its p-value is below it. Smaller values give fewer, surer "
-            "changes. The log-ratio methods ignore it.",
+            "changes. For the log-ratio methods and the unsupervised detector it is the noise floor: "
+            "their automatic threshold never falls below the change index that unchanged pixels pass "
+            "this often (their spread measured on the image), so a pair without change stays quiet.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterNumber("WINDOW", "Averaging window (pixels, odd)",
@@ -159,10 +161,11 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         self.addParameter(with_help(
             QgsProcessingParameterBoolean("PREFILTER", "Handle speckle before deciding", defaultValue=True),
             "On (default): speckle is reduced before the decision. For the log-ratio methods and the "
-            "unsupervised detector each date is despeckled on its own, at its own number of looks, "
-            "by the plugin's automatic despeckling (the network whose model card fits the date's "
-            "looks and speckle correlation, else the best classical filter for them), so a 4-look "
-            "and a single-look date are each treated for what they are. For the omnibus test and C2 "
+            "unsupervised detector the plugin's automatic despeckling chooses one despeckler for the "
+            "most demanding date (the network whose model card fits its looks and speckle "
+            "correlation, else the best classical filter for them) and each date goes through it on "
+            "its own, at its own number of looks, so a 4-look and a single-look date are each "
+            "treated for what they are, with the same resolution. For the omnibus test and C2 "
             "it is a boxcar (when WINDOW is 1) just large enough to give every date 9 looks, which "
             "the test accounts for. The learned detector reads speckled dates and ignores it. Off: "
             "the decision is made pixel by pixel on the dates as given.",
