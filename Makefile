@@ -81,7 +81,7 @@ $(COMPARE_VENV)/.done:
 	$(COMPARE_VENV)/bin/pip install -q mulog==0.0.4
 	@touch $@
 
-bench: setup $(COMPARE_VENV)/.done
+bench: qgis-profile $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_filters.py --out $(BUILD)/bench
 	$(QGIS_ENV) $(PY) scripts/bench_networks.py --out $(BUILD)/bench/networks
 	$(QGIS_ENV) $(PY) scripts/bench_multilook.py --out $(BUILD)/bench/multilook
@@ -89,6 +89,7 @@ bench: setup $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_change.py --threads 1 --out $(BUILD)/bench/change
 	$(QGIS_ENV) $(PY) scripts/bench_multitemporal.py --out $(BUILD)/bench/multitemporal
 	$(QGIS_ENV) $(PY) scripts/bench_batch.py --out $(BUILD)/bench/batch
+	$(QGIS_ENV) $(PY) scripts/bench_busy.py --qgis-process "$(QGIS_PROCESS)" --out $(BUILD)/bench/busy
 	$(PY) scripts/bench_report.py --bench $(BUILD)/bench --output docs/benchmarks.md
 
 # The example graphical models the plugin ships, rebuilt from the algorithms' current parameters

@@ -219,6 +219,11 @@ def multitemporal_section(bench: str) -> list[str]:
                             "Every reference's and seed's scores in `multitemporal.json` beside it.")
 
 
+def busy_section(bench: str) -> list[str]:
+    return fragment_section(bench, os.path.join("busy", "busy.md"), "Whole runs on a busy machine",
+                            "scripts/bench_busy.py", "The timings and load averages in `busy.json` beside it.")
+
+
 def change_rows(rows: dict) -> list[list[str]]:
     return [[label, r["setting"], f"{r['oa']:.4f}", f"{r['kappa']:.3f}", f"{r['f1']:.3f}",
              f"{r['false_alarms']} ({100 * r['false_alarm_rate']:.2f} %)",
@@ -303,7 +308,7 @@ def report(bench: str, today: str | None = None) -> str:
              "[despeckling](despeckle.md), [decorrelation](decorrelation.md), "
              "[change detection](change_detection.md), [multitemporal despeckling](multitemporal.md).", ""]
     for section in (filters_section, networks_section, multilook_section, decorrelation_section, change_section,
-                    multitemporal_section, batch_section):
+                    multitemporal_section, batch_section, busy_section):
         lines += section(bench)
     return "\n".join(lines).rstrip() + "\n"
 

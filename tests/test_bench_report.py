@@ -61,6 +61,10 @@ def fake_results(bench):
     os.makedirs(os.path.join(bench, "batch"))
     with open(os.path.join(bench, "batch", "batch.md"), "w", encoding="utf-8") as stream:
         stream.write("| workers x threads | wall (s) |\n|---|---|\n| 2 x 1 | 11.0 |\n")
+    os.makedirs(os.path.join(bench, "busy"))
+    with open(os.path.join(bench, "busy", "busy.md"), "w", encoding="utf-8") as stream:
+        stream.write("| run | quiet (s) | one competing process (s) | slow-down |\n|---|---|---|---|\n"
+                     "| qgis_process: Lee | 5.03 | 6.64 | 1.32 |\n")
     write_json(os.path.join(bench, "change", "change.json"), {
         "cpu_count": 2, "load_average": [0.5, 0.5, 0.5],
         "real": {"San Francisco": {"baseline log-ratio + Otsu": scores(0.703)}},
@@ -96,6 +100,7 @@ def test_report_from_fake_results(tmp_path):
     assert "## Multi-look speckle" in text and "Targets: 1 of 2 met." in text and "| speed | 1.9 | pass |" in text
     assert text.index("## Despeckling networks") < text.index("## Multi-look speckle") < text.index("## SLC decorr")
     assert "| baseline log-ratio + Otsu | defaults | 0.9000 | 0.703 |" in text
+    assert "## Whole runs on a busy machine" in text and "| qgis_process: Lee | 5.03 | 6.64 | 1.32 |" in text
     assert "MTDN held-out patches 25-30" in text and "**+0.710** kappa" in text
     assert "| single | 2 | 1 | 1.010 | 0.980 | 1.100 |" in text
     assert "| omnibus | single | 1 | 0.130 (0.010) |" in text
@@ -106,7 +111,7 @@ def test_report_from_fake_results(tmp_path):
 
 def test_report_says_what_is_missing(tmp_path):
     text = load_report_module().report(str(tmp_path))
-    assert text.count("No results") == 7
+    assert text.count("No results") == 8
     assert "scripts/bench_multilook.py" in text and "scripts/bench_multitemporal.py" in text
     assert "scripts/bench_batch.py" in text
     assert "scripts/bench_change.py" in text
