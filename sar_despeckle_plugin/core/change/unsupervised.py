@@ -180,7 +180,20 @@ def train_pair(features: list[torch.Tensor], labels: list[torch.Tensor], channel
     """A :class:`PairNet` fitted to the confident ``labels`` (list of (B, H, W), -1 ignored) of the
     sample windows' ``features`` (list of (B, 2 * channels, H, W)), each example weighted by its
     class's ``weights`` (unchanged, changed); returns it (in eval mode) and its last loss.
-    Seeded: the same sample gives the same network."""
+    Seeded: the same sample gives the same network. On the CPU it trains on one torch thread:
+    its batches are too small for a thread pool, which only spins (a 512 x 512 dual-pol pair:
+    5.9 s on one thread, 36.6 s on two busy cores)."""
+    threads = torch.get_num_threads()
+    if features[0].device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _train(features, labels, channels, weights)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(features, labels, channels, weights) -> tuple[PairNet, float]:
+    """The optimisation of :func:`train_pair`."""
     device = features[0].device
     crops = [(w, b) for w, f in enumerate(features) for b in range(f.shape[0])]
     generator = torch.Generator().manual_seed(0)
