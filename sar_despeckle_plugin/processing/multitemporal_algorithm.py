@@ -41,8 +41,9 @@ class MultitemporalAlgorithm(SarAlgorithm):
             "image allows, while changes that happened at one date stay at that date. The "
             "RABASAR-style method despeckles the temporal mean with the shipped network and "
             "then each date's ratio to it; Quegan's filter rescales each date's local mean by "
-            "the stack's average ratio. Single-pol, dual-pol (VV, VH) intensities and the "
-            "dual-pol covariance C2 (which stays a valid covariance matrix). The output is one "
+            "the stack's average ratio; the learned network reads the date and the other dates' "
+            "mean. Single-pol, dual-pol (VV, VH) intensities and the dual-pol covariance C2 "
+            "(which stays a valid covariance matrix). The output is one "
             "GeoTIFF holding each target date's bands in date order, on the inputs' grid, in "
             "their units and with their nodata."
         )
