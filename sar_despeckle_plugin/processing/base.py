@@ -11,14 +11,16 @@ import contextlib
 import os
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
 )
 
-from ..core.choices import DEVICES
+from ..core.choices import BAND_LAYOUT_LABELS, DEVICES
 from ..core.errors import SarDespeckleError
 from ..core.speckle import UNITS
 from . import resources
@@ -164,6 +166,19 @@ class SarAlgorithm(QgsProcessingAlgorithm):
                 return problem
         return None
 
+    def dates_problem(self, parameters, context, needs: str, hint: str = "") -> str | None:
+        """The first checks of every algorithm on a stack of dates: INPUTS' paths, at least two
+        dates (``needs``: what the message says needs them, e.g. "Change detection needs";
+        ``hint``: added to its advice) and an odd WINDOW."""
+        problem = self.input_paths_problem(parameters)
+        if problem:
+            return problem
+        count = len(self.parameterAsLayerList(parameters, "INPUTS", context))
+        if count < 2:
+            return (f"{needs} at least two dates in INPUTS; got {count}. Give the co-registered acquisitions "
+                    f"in date order{hint}.")
+        return self.odd_window_problem(parameters, context)
+
     def out_of_range_number(self, parameters) -> str | None:
         """A user-facing message for the first number parameter given outside its range."""
         for parameter in self.parameterDefinitions():
@@ -186,6 +201,30 @@ class SarAlgorithm(QgsProcessingAlgorithm):
         return None
 
     # parameter helpers -------------------------------------------------------------------
+
+    def add_dates_parameters(self, inputs_note: str, layout_help: str, units_help: str) -> None:
+        """INPUTS, BAND_LAYOUT and INPUT_UNITS as every algorithm on a stack of dates declares
+        them; ``inputs_note`` ends the INPUTS help, and the other two helps say what the
+        algorithm does with the layout and the units."""
+        self.addParameter(with_help(
+            QgsProcessingParameterMultipleLayers("INPUTS", "Co-registered SAR dates (in date order)",
+                                                 QgsProcessing.TypeRaster),
+            "Two or more rasters of the same area on the same grid (size, CRS, geotransform), "
+            "oldest first, each with the bands BAND_LAYOUT describes: calibrated sigma0/gamma0 "
+            "(intensity, amplitude or dB) or C2 covariance products, e.g. from SNAP." + inputs_note,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "BAND_LAYOUT", "Band layout of each date", options=list(BAND_LAYOUT_LABELS.values()),
+                defaultValue=0,
+            ),
+            layout_help,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum("INPUT_UNITS", "Input units", options=list(UNITS), optional=True,
+                                       defaultValue=None),
+            units_help,
+        ))
 
     def add_units_parameter(self) -> None:
         self.addParameter(with_help(

@@ -7,7 +7,6 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
@@ -16,9 +15,8 @@ from qgis.core import (
 
 from ..core.change.parameters import METHODS, PARAMETERS, parse_looks, settings_from_parameters
 from ..core.change.settings import ChangeOutputs
-from ..core.choices import BAND_LAYOUT_LABELS, CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
+from ..core.choices import CHANGE_METHOD_LABELS, DEFAULT_CHANGE_METHOD
 from ..core.errors import SarDespeckleError
-from ..core.speckle import UNITS
 from . import styles
 from .base import SarAlgorithm, is_given, torch_required, with_help
 from .user_models import model_card_problem
@@ -75,33 +73,19 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(with_help(
-            QgsProcessingParameterMultipleLayers("INPUTS", "Co-registered SAR dates (in date order)",
-                                                 QgsProcessing.TypeRaster),
-            "Two or more rasters of the same area on the same grid (size, CRS, geotransform), "
-            "oldest first, each with the bands BAND_LAYOUT describes. Calibrated sigma0/gamma0 "
-            "(intensity, amplitude or dB) or C2 covariance products, e.g. from SNAP.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterEnum(
-                "BAND_LAYOUT", "Band layout of each date", options=list(BAND_LAYOUT_LABELS.values()),
-                defaultValue=0,
-            ),
+        self.add_dates_parameters(
+            "",
             "What each date's bands are: 0 = single-pol (one band); 1 = dual-pol intensities "
             "(band 1 VV, band 2 VH), tested as the diagonal of C2 (two independent Wishart "
             "blocks); 2 = dual-pol covariance C2 (C11, C22, Re C12, Im C12, linear power), tested "
             "as a full 2 x 2 complex Wishart matrix.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterEnum("INPUT_UNITS", "Input units", options=list(UNITS), optional=True,
-                                       defaultValue=None),
             "Units of the single-pol or dual-pol intensity bands: intensity (power), amplitude "
             "(its square root) or dB. Left empty, detected from band descriptions, values (dB: "
             "many negatives spread symmetrically; a few small negatives in linear data are the "
             "noise floor, read as 0) and storage type (integer bands are taken as amplitude DN); "
             "intensity is assumed when it cannot be told, and the log says why. C2 bands must "
             "be linear.",
-        ))
+        )
         self.addParameter(with_help(
             QgsProcessingParameterNumber("LOOKS", "Number of looks (ENL), all dates",
                                          QgsProcessingParameterNumber.Double, optional=True, minValue=0.1),
@@ -229,16 +213,10 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
         ))
 
     def parameter_problem(self, parameters, context):
-        problem = self.input_paths_problem(parameters)
+        problem = self.dates_problem(parameters, context, "Change detection needs")
         if problem:
             return problem
         layers = self.parameterAsLayerList(parameters, "INPUTS", context)
-        if len(layers) < 2:
-            return (f"Change detection needs at least two dates in INPUTS; got {len(layers)}. Give the "
-                    "co-registered acquisitions in date order.")
-        problem = self.odd_window_problem(parameters, context)
-        if problem:
-            return problem
         try:
             looks = parse_looks(self.parameterAsString(parameters, "LOOKS_PER_DATE", context))
         except SarDespeckleError as error:

@@ -4,20 +4,17 @@ help of the other dates."""
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
 
-from ..core.choices import BAND_LAYOUT_LABELS, DEFAULT_MULTITEMPORAL_METHOD, MULTITEMPORAL_METHOD_LABELS
+from ..core.choices import DEFAULT_MULTITEMPORAL_METHOD, MULTITEMPORAL_METHOD_LABELS
 from ..core.errors import SarDespeckleError
 from ..core.multitemporal.parameters import METHODS, PARAMETERS, parse_targets, settings_from_parameters
-from ..core.speckle import UNITS
 from .base import SarAlgorithm, torch_required, with_help
 from .user_models import model_card_problem
 
@@ -49,32 +46,17 @@ class MultitemporalAlgorithm(SarAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(with_help(
-            QgsProcessingParameterMultipleLayers("INPUTS", "Co-registered SAR dates (in date order)",
-                                                 QgsProcessing.TypeRaster),
-            "Two or more rasters of the same area on the same grid (size, CRS, geotransform), "
-            "oldest first, each with the bands BAND_LAYOUT describes: calibrated sigma0/gamma0 "
-            "(intensity, amplitude or dB) or C2 covariance products, e.g. from SNAP. Complex "
-            "(SLC) rasters are refused: detect them first.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterEnum(
-                "BAND_LAYOUT", "Band layout of each date", options=list(BAND_LAYOUT_LABELS.values()),
-                defaultValue=0,
-            ),
+        self.add_dates_parameters(
+            " Complex (SLC) rasters are refused: detect them first.",
             "What each date's bands are: 0 = single-pol (one band); 1 = dual-pol intensities "
             "(band 1 VV, band 2 VH), each filtered on its own; 2 = dual-pol covariance C2 (C11, "
             "C22, Re C12, Im C12, linear power): C11 and C22 are filtered and C12 keeps each "
             "date's own VV/VH coherence, so every output pixel is a valid covariance matrix.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterEnum("INPUT_UNITS", "Input units", options=list(UNITS), optional=True,
-                                       defaultValue=None),
             "Units of the single-pol or dual-pol bands: intensity (power), amplitude (its square "
             "root) or dB. Left empty, detected from band descriptions, values and storage type "
             "as for sar_despeckle:despeckle, on every date (dates in different units are "
             "refused); the log says why. C2 bands must be linear. The output keeps the units.",
-        ))
+        )
         self.addParameter(with_help(
             QgsProcessingParameterNumber("LOOKS", "Number of looks (ENL), all dates",
                                          QgsProcessingParameterNumber.Double, optional=True, minValue=0.1),
@@ -132,16 +114,11 @@ class MultitemporalAlgorithm(SarAlgorithm):
         ))
 
     def parameter_problem(self, parameters, context):
-        problem = self.input_paths_problem(parameters)
+        problem = self.dates_problem(parameters, context, "Multitemporal despeckling needs",
+                                     ", or use sar_despeckle:despeckle for one date")
         if problem:
             return problem
         layers = self.parameterAsLayerList(parameters, "INPUTS", context)
-        if len(layers) < 2:
-            return (f"Multitemporal despeckling needs at least two dates in INPUTS; got {len(layers)}. Give "
-                    "the co-registered acquisitions in date order, or use sar_despeckle:despeckle for one date.")
-        problem = self.odd_window_problem(parameters, context)
-        if problem:
-            return problem
         try:
             targets = parse_targets(self.parameterAsString(parameters, "TARGET", context))
         except SarDespeckleError as error:
