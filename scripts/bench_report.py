@@ -298,6 +298,14 @@ def change_section(bench: str) -> list[str]:
 # ------------------------------------------------------------------------------------------
 
 
+#: Every section of the page, in order: name (for ``--only``) -> the function that writes it.
+SECTIONS = {
+    "filters": filters_section, "networks": networks_section, "multilook": multilook_section,
+    "decorrelation": decorrelation_section, "change": change_section, "multitemporal": multitemporal_section,
+    "batch": batch_section, "busy": busy_section,
+}
+
+
 def report(bench: str, today: str | None = None) -> str:
     today = today or datetime.date.today().isoformat()
     lines = ["# Benchmarks", "",
@@ -307,9 +315,37 @@ def report(bench: str, today: str | None = None) -> str:
              "How each benchmark works, and what its figures mean, is on the family pages: "
              "[despeckling](despeckle.md), [decorrelation](decorrelation.md), "
              "[change detection](change_detection.md), [multitemporal despeckling](multitemporal.md).", ""]
-    for section in (filters_section, networks_section, multilook_section, decorrelation_section, change_section,
-                    multitemporal_section, batch_section, busy_section):
+    for section in SECTIONS.values():
         lines += section(bench)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def split_sections(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """A page as its lines before the first "## " heading and its sections by heading."""
+    head, sections, current = [], {}, None
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            current = line
+            sections[current] = []
+        (sections[current] if current else head).append(line)
+    return head, sections
+
+
+def update(page: str, bench: str, names: list[str], today: str | None = None) -> str:
+    """``page`` with the sections ``names`` (keys of :data:`SECTIONS`) rewritten from ``bench``
+    (appended when missing), the others left as they were, and a header line saying which
+    were rewritten when: for a benchmark rerun alone."""
+    today = today or datetime.date.today().isoformat()
+    head, sections = split_sections(page)
+    for name in names:
+        fresh = SECTIONS[name](bench)
+        sections[fresh[0]] = fresh
+    note = (f"> Sections rewritten alone on {today}, commit {commit()}: "
+            + ", ".join(SECTIONS[name](bench)[0][3:] for name in names) + ".")
+    head = [line for line in head if not line.startswith("> Sections rewritten alone")]
+    lines = head[:3] + ["", note] + head[3:]
+    for section in sections.values():
+        lines += section
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -326,8 +362,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench", default=os.path.join(ROOT, "build", "bench"))
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=None,
+                        help="rewrite these sections of the existing page alone (after rerunning their "
+                             "benchmarks by hand), keeping the others")
     args = parser.parse_args()
-    write_atomically(report(os.path.abspath(args.bench)), args.output)
+    bench = os.path.abspath(args.bench)
+    if args.only and os.path.exists(args.output):
+        with open(args.output, encoding="utf-8") as stream:
+            text = update(stream.read(), bench, args.only)
+    else:
+        text = report(bench)
+    write_atomically(text, args.output)
     print(f"Wrote {args.output}")
 
 

@@ -115,3 +115,20 @@ def test_report_says_what_is_missing(tmp_path):
     assert "scripts/bench_multilook.py" in text and "scripts/bench_multitemporal.py" in text
     assert "scripts/bench_batch.py" in text
     assert "scripts/bench_change.py" in text
+
+
+def test_only_rewrites_the_named_sections_and_says_so(tmp_path):
+    module = load_report_module()
+    bench = str(tmp_path / "bench")
+    fake_results(bench)
+    page = module.report(bench, today="2030-01-02")
+    with open(os.path.join(bench, "busy", "busy.md"), "w", encoding="utf-8") as stream:
+        stream.write("| run | quiet (s) |\n|---|---|\n| qgis_process: Lee | 4.00 |\n")
+    os.remove(os.path.join(bench, "filters.json"))  # a section not named keeps what the page said
+    updated = module.update(page, bench, ["busy"], today="2030-02-03")
+    assert "| qgis_process: Lee | 4.00 |" in updated and "| qgis_process: Lee | 5.03 |" not in updated
+    assert "| lee | 40.0 | Despeckle -filter lee | 10.0 | 4.0x |" in updated
+    assert "Sections rewritten alone on 2030-02-03" in updated and "Whole runs on a busy machine" in updated
+    assert updated.index("## Classical filters") < updated.index("## Whole runs on a busy machine")
+    again = module.update(updated, bench, ["busy"], today="2030-02-04")
+    assert again.count("Sections rewritten alone") == 1
