@@ -343,7 +343,13 @@ def update(page: str, bench: str, names: list[str], today: str | None = None) ->
     note = (f"> Sections rewritten alone on {today}, commit {commit()}: "
             + ", ".join(SECTIONS[name](bench)[0][3:] for name in names) + ".")
     head = [line for line in head if not line.startswith("> Sections rewritten alone")]
-    lines = head[:3] + ["", note] + head[3:]
+    after = 1  # the note goes after the page's opening block quote
+    for index, line in enumerate(head):
+        if line.startswith(">"):
+            after = index + 1
+        elif after > 1:
+            break
+    lines = head[:after] + ["", note] + head[after:]
     for section in sections.values():
         lines += section
     return "\n".join(lines).rstrip() + "\n"
