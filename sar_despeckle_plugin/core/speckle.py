@@ -137,6 +137,26 @@ def zero_rule(zeros_as_nodata: bool, data_types: Sequence[str]) -> list[bool]:
     return [zeros_as_nodata and t not in ZEROS_ARE_DATA_TYPES for t in data_types]
 
 
+def output_nodata(declared: Sequence[float | None], zeros_are_nodata: bool, units: str) -> float:
+    """The nodata value of an output in the inputs' units: the first value the inputs declare
+    (``declared``, None where a band or date declares none); else 0 for linear data whose fill
+    zeros are nodata (the Sentinel-1 convention; ``zeros_are_nodata``: the zero rule is on for
+    some band); else NaN."""
+    given = [value for value in declared if value is not None]
+    if given:
+        return given[0]
+    return 0.0 if zeros_are_nodata and units != "dB" else math.nan
+
+
+def nan_to_nodata(values: np.ndarray, nodata: float) -> np.ndarray:
+    """An output strip (float32, NaN = nodata) as written: NaN becomes ``nodata``, and a data
+    pixel equal to ``nodata`` (a dark zero kept as data) the next float32 above it, so that it
+    does not read as nodata."""
+    if not math.isnan(nodata):
+        values = np.where(values == np.float32(nodata), np.nextafter(np.float32(nodata), np.float32(np.inf)), values)
+    return np.where(np.isnan(values), np.float32(nodata), values)
+
+
 def report_zeros(feedback, label: str, values, valid, fill, data_type: str, zeros_as_nodata: bool,
                  sampled: bool) -> None:
     """Log what the zero rule did to one band: how many exact zeros it made nodata and why, and

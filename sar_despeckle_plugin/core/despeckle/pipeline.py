@@ -46,15 +46,6 @@ def _decide_units(settings: DespeckleSettings, reader, samples, feedback) -> str
     ], feedback)
 
 
-def _output_nodata(reader, units: str) -> float:
-    """The input's nodata where it has one; else 0 for linear data whose fill zeros are nodata
-    (the Sentinel-1 convention); else NaN."""
-    declared = reader.info.nodata[reader.bands[0] - 1]
-    if declared is not None:
-        return declared
-    return 0.0 if any(reader.enabled) and units != "dB" else math.nan
-
-
 def _band_statistics(reader, samples, units, settings, feedback) -> list[BandStatistics]:
     """Check every band's values and compute its statistics (estimating looks if needed)."""
     statistics = []
@@ -161,7 +152,7 @@ def despeckle_raster(
         else _classical(settings, statistics)
     )
     feedback.info(f"Running {despeckler.name} on {device.type}.")
-    nodata = _output_nodata(reader, units)
+    nodata = speckle.output_nodata([reader.info.nodata[reader.bands[0] - 1]], any(reader.enabled), units)
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Raw values (B, C, H, W) in the input units -> despeckled, same units, NaN = nodata."""
@@ -177,9 +168,7 @@ def despeckle_raster(
         return torch.cat([output, torch.where(valid, intensity, torch.full_like(intensity, math.nan))], 1)
 
     def finish(strip: np.ndarray) -> np.ndarray:
-        if not math.isnan(nodata):  # a data pixel (a dark zero kept as data) must not read as nodata
-            strip = np.where(strip == np.float32(nodata), np.nextafter(np.float32(nodata), np.float32(np.inf)), strip)
-        return np.where(np.isnan(strip), np.float32(nodata), strip)
+        return speckle.nan_to_nodata(strip, nodata)
 
     ran = dataclasses.replace(settings, method=despeckler.name) if settings.model_card else settings
     metadata = output_metadata(  # a network ignores METHOD: its parameters record the network

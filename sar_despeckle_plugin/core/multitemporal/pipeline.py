@@ -118,15 +118,6 @@ def _quegan(settings, *unused) -> _Method:
 METHODS = {"quegan": _quegan, "rabasar": _rabasar, "learned": _learned}
 
 
-def _output_nodata(readers, units: str) -> float:
-    """The first nodata value the dates declare (in date order); else 0 for linear data whose
-    fill zeros are nodata (the Sentinel-1 convention); else NaN."""
-    declared = [value for reader in readers for value in reader.info.nodata if value is not None]
-    if declared:
-        return declared[0]
-    return 0.0 if any(readers[0].enabled) and units != "dB" else math.nan
-
-
 def despeckle_stack(
     inputs: Sequence[str],
     output_path: str,
@@ -178,7 +169,8 @@ def despeckle_stack(
     del raw, fills, windows, samples, linear, covs, valids
     feedback.info(f"Running {method.name} on {device.type} for date(s) "
                   + ", ".join(str(t + 1) for t in targets) + f" of {k}.")
-    nodata = _output_nodata(readers, units)
+    nodata = speckle.output_nodata([value for reader in readers for value in reader.info.nodata],
+                                   any(readers[0].enabled), units)
     diagonal = list(INTENSITY_BANDS[layout])
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -194,9 +186,7 @@ def despeckle_stack(
         return estimate.reshape(estimate.shape[0], -1, *estimate.shape[-2:])
 
     def finish(strip: np.ndarray) -> np.ndarray:
-        if not math.isnan(nodata):  # a data pixel equal to the nodata value must not read as nodata
-            strip = np.where(strip == np.float32(nodata), np.nextafter(np.float32(nodata), np.float32(np.inf)), strip)
-        return np.where(np.isnan(strip), np.float32(nodata), strip)
+        return speckle.nan_to_nodata(strip, nodata)
 
     card = method.card
     metadata = output_metadata(
