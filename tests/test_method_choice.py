@@ -362,7 +362,7 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
 
     out = str(tmp_path / "corr_out.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", f"--OUTPUT={out}")
-    assert "using network sarcnn_grdh: 4.5 looks, sentinel1_iw_grdh speckle" in log, log
+    assert "using network sarcnn_grdh: 4.5 looks, sentinel1_iw_grdh + sentinel1_iw_grdh_ee speckle" in log, log
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_grdh"
 
     out = str(tmp_path / "corr2_out.tif")
