@@ -62,7 +62,7 @@ def test_text_values_as_for_qgis_process():
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"WINDOWS": ["5"]}, "Unknown parameter WINDOWS; this algorithm takes BANDS, INPUT_UNITS"),
+    ({"WINDOWS": ["5"]}, "Unknown parameter WINDOWS; this algorithm takes BANDS, BAND_LAYOUT, INPUT_UNITS"),
     ({"WINDOW": ["five"]}, "WINDOW must be a whole number; got 'five'"),
     ({"SELF_ENSEMBLE": ["maybe"]}, "SELF_ENSEMBLE must be true or false"),
     ({"INPUT": ["a.tif"]}, "INPUT is the input: give the rasters with --inputs"),

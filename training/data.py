@@ -252,6 +252,28 @@ def speckled(clean: np.ndarray, looks: float, rng: np.random.Generator) -> np.nd
     return (clean * rng.gamma(looks, 1.0 / looks, clean.shape)).astype(np.float32)
 
 
+def speckled_c2(c11: np.ndarray, c22: np.ndarray, coherence: np.ndarray, looks: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Dual-pol speckle of known covariance: (C11, C22, Re C12, Im C12) (4, rows, cols) float32,
+    the average over ``looks`` looks of (Svv, Svh) drawn circular complex Gaussian with
+    <|Svv|^2> = ``c11``, <|Svh|^2> = ``c22`` and complex correlation ``coherence``
+    (<Svv conj(Svh)> / sqrt(c11 c22), |coherence| <= 1; arrays of one shape, or numbers), so
+    C12 = <Svv conj(Svh)> (``core.covariance``)."""
+    c11, c22, coherence = np.broadcast_arrays(np.asarray(c11, np.float64), np.asarray(c22, np.float64),
+                                              np.asarray(coherence, np.complex128))
+    shape = (looks, *c11.shape)
+
+    def circular():
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
+
+    first, second = circular(), circular()
+    # Svh = sqrt(c22) (conj(rho) z1 + sqrt(1 - |rho|^2) z2): <Svv conj(Svh)> = rho sqrt(c11 c22)
+    vv = np.sqrt(c11) * first
+    vh = np.sqrt(c22) * (np.conj(coherence) * first + np.sqrt(np.clip(1 - np.abs(coherence) ** 2, 0, None)) * second)
+    c12 = (vv * np.conj(vh)).mean(0)
+    return np.stack([(np.abs(vv) ** 2).mean(0), (np.abs(vh) ** 2).mean(0), c12.real, c12.imag]).astype(np.float32)
+
+
 def speckle_model_of(data: DataConfig) -> SpeckleModel:
     """The configured speckle model (``config.load_config`` resolves it; a DataConfig built
     in code without one gets white speckle of its ``looks``)."""

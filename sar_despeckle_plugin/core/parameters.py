@@ -59,7 +59,7 @@ class Parameter:
     options: tuple[str, ...] = ()
 
 
-#: BAND_LAYOUT option ids of the algorithms that read stacks of dates, in enum order.
+#: BAND_LAYOUT option ids, in enum order: despeckle and the algorithms that read stacks of dates.
 STACK_LAYOUTS = tuple(BAND_LAYOUT_LABELS)
 #: The parameters every algorithm reading a stack of dates starts with, as change detection and
 #: multitemporal despeckling declare them: the dates, their band layout, units and looks.

@@ -16,7 +16,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.choices import DEFAULT_NETWORK
+from ..core.choices import BAND_LAYOUT_LABELS, DEFAULT_NETWORK
 from ..core.despeckle.parameters import AUTOMATIC_INDEX, PARAMETERS, available_methods, settings_from_parameters
 from . import styles
 from .base import SarAlgorithm, torch_required, with_help
@@ -24,12 +24,13 @@ from .user_models import model_card_problem, user_models_folder, warn_once
 
 
 class DespeckleAlgorithm(SarAlgorithm):
-    """Single-date despeckling, each selected band independently."""
+    """Single-date despeckling: each selected band independently, or C2 covariance jointly."""
 
     search_tags = ("despeckle", "despeckling", "speckle filter", "filter", "filtering", "denoise",
                    "denoising", "noise reduction", "smoothing", "lee", "refined lee", "lee sigma",
                    "frost", "gamma map", "kuan", "boxcar", "mmse", "neural network", "deep learning",
-                   "cnn", "pytorch", "intensity", "amplitude", "db", "grd")
+                   "cnn", "pytorch", "intensity", "amplitude", "db", "grd", "dual-pol", "dual polarisation",
+                   "vv", "vh", "covariance", "c2")
 
     def name(self) -> str:
         return "despeckle"
@@ -44,8 +45,10 @@ class DespeckleAlgorithm(SarAlgorithm):
             "units, the number of looks and the speckle's correlation, then runs the network or "
             "filter made for them, and the log says which and why. Pick a classical filter (Lee, "
             "refined Lee, Frost, ...) only when you need that very filter: Window size applies to "
-            "classical filters alone. Tick Ratio image or Quality report to judge the result "
-            "without a reference. Complex SLC images go through Decorrelate SLC speckle first."
+            "classical filters alone. Dual-pol C2 covariance (C11, C22, Re C12, Im C12): set Band "
+            "layout to C2 and it is despeckled jointly into a valid covariance matrix. Tick Ratio "
+            "image or Quality report to judge the result without a reference. Complex SLC images go "
+            "through Decorrelate SLC speckle first."
         )
 
     def details(self) -> str:
@@ -69,7 +72,21 @@ class DespeckleAlgorithm(SarAlgorithm):
                 "BANDS", "Bands", parentLayerParameterName="INPUT", optional=True,
                 allowMultiple=True,
             ),
-            "Bands to despeckle, each independently (e.g. VV and VH). Empty: all bands.",
+            "Bands to despeckle (e.g. VV and VH), in the order BAND_LAYOUT reads them. Empty: all bands.",
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterEnum(
+                "BAND_LAYOUT", "Band layout", options=list(BAND_LAYOUT_LABELS.values()), defaultValue=0,
+            ),
+            "What the selected bands are. 0 = single-pol: any number of bands, each despeckled on "
+            "its own. 1 = dual-pol intensities: two bands, VV then VH, each despeckled on its own "
+            "(intensity, amplitude or dB). 2 = C2 covariance: four linear bands C11, C22, Re C12, "
+            "Im C12 (C12 = <Svv conj(Svh)>, as SNAP writes them), despeckled jointly: the method "
+            "filters the four intensities |Svv|^2, |Svh|^2, |Svv+Svh|^2 and |Svv+jSvh|^2, C2 is "
+            "recovered exactly from them, and C12 is shrunk where needed so that every output pixel "
+            "is a valid covariance matrix (C11, C22 >= 0, |C12|^2 <= C11 C22); the looks are "
+            "estimated from C11 and C22, and RATIO and REPORT cover C11 and C22 only. A band count "
+            "that does not fit the layout is refused.",
         ))
         self.add_units_parameter()
         self.add_looks_parameter()
@@ -159,15 +176,16 @@ class DespeckleAlgorithm(SarAlgorithm):
         ))
         self.addParameter(with_help(
             QgsProcessingParameterRasterDestination("OUTPUT", "Despeckled"),
-            "The despeckled GeoTIFF (float32, same units as the input).",
+            "The despeckled GeoTIFF (float32, same units, bands and band descriptions as the input; "
+            "C2: a valid covariance matrix at every pixel).",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterRasterDestination(
                 "RATIO", "Ratio image I / I_hat", optional=True, createByDefault=False
             ),
             "Optional quality check without a reference: the input divided by the output, in "
-            "linear intensity whatever the input's units (float32, one band per despeckled band, "
-            "nodata -1 where the output is nodata). A good despeckler leaves pure speckle here: "
+            "linear intensity whatever the input's units (float32, one band per despeckled band; "
+            "C2: C11 and C22 only; nodata -1 where the output is nodata). A good despeckler leaves pure speckle here: "
             "mean 1 and no visible edges or shapes of the scene.",
         ))
         self.addParameter(with_help(
@@ -179,7 +197,7 @@ class DespeckleAlgorithm(SarAlgorithm):
             "Viewer: per band the input's looks estimate, the ratio image's mean, ENL and "
             "autocorrelation at lags 1-2 along rows and columns beside the input speckle's own, "
             "the output's ENL, edge preservation (EPD-ROA), the time and device, and a "
-            "quick-look of input, output and ratio. A JSON twin (same name, .json) and the "
+            "quick-look of input, output and ratio (C2: C11 and C22 only). A JSON twin (same name, .json) and the "
             "quick-look (.png) are written beside it. Measured on up to 4 Mpx per band.",
         ))
         self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))

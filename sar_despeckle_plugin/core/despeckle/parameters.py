@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 from ..choices import AUTOMATIC_METHOD, AUTOMATIC_METHOD_LABEL, CLASSICAL_METHOD_LABELS, DEVICES, SHIPPED_WEIGHTS
 from ..errors import SarDespeckleError
 from ..models.card import read_model_cards
-from ..parameters import Parameter, option
+from ..parameters import STACK_LAYOUTS, Parameter, option
 from ..speckle import UNITS
 from .settings import DespeckleSettings
 
@@ -20,6 +20,7 @@ AUTOMATIC_INDEX = len(CLASSICAL)
 PARAMETERS = (
     Parameter("INPUT", "raster"),
     Parameter("BANDS", "bands", ()),
+    Parameter("BAND_LAYOUT", "enum", 0, STACK_LAYOUTS),
     Parameter("INPUT_UNITS", "enum", None, UNITS),
     Parameter("LOOKS", "number"),
     Parameter("METHOD", "enum", AUTOMATIC_INDEX),
@@ -77,6 +78,7 @@ def settings_from_parameters(values: Mapping[str, object], methods: list[Method]
         model_card=values["MODEL"] or methods[choice][1] or None,
         networks=tuple(path for _, path in methods if path),
         bands=tuple(values["BANDS"]) or None,
+        layout=option(values, "BAND_LAYOUT", STACK_LAYOUTS),
         units=option(values, "INPUT_UNITS", UNITS),
         looks=values["LOOKS"],
         window=values["WINDOW"],

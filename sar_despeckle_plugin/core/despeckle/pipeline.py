@@ -1,10 +1,12 @@
 """Despeckling a raster file end to end: checks, units, looks, tiled filtering, atomic write.
 
 :func:`despeckle_raster` is what ``sar_despeckle:despeckle`` runs; scripts and tests call it
-directly. Each band is sampled once (units, value checks, looks, the statistics the method
-needs), then read window by window through the tiling engine: raw values (B, C, H, W) in the
-input's units -> linear intensity -> the method, band by band ((B, 1, H, W)) -> the input's
-units, nodata where the input was invalid.
+directly. Each band is sampled once (units, value checks), and each channel the layout makes of
+the bands (:mod:`.layouts`: the bands themselves, or C2's four intensities) once too (looks,
+the statistics the method needs); then the bands are read window by window through the tiling
+engine: raw values (B, bands, H, W) in the input's units -> channels (B, C, H, W) linear
+intensity -> the method, channel by channel ((B, 1, H, W)) -> output bands in the input's units
+(C2: a valid covariance), nodata where the input was invalid.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from ..version import plugin_version
-from . import filters
+from . import filters, layouts
 from . import report as quality_report
 from .choice import AUTOMATIC, resolve_automatic
 from .network import network_despeckler
@@ -46,30 +48,44 @@ def _decide_units(settings: DespeckleSettings, reader, samples, feedback) -> str
     ], feedback)
 
 
-def _band_statistics(reader, samples, units, settings, feedback) -> list[BandStatistics]:
-    """Check every band's values and compute its statistics (estimating looks if needed)."""
-    statistics = []
-    for band, sample in zip(reader.bands, samples):
+def _check_bands(reader, samples, units, settings: DespeckleSettings, feedback) -> None:
+    """Refuse impossible values and log what the zero rule did, in each intensity band."""
+    for index in layouts.intensity_bands(settings.layout, len(reader.bands)):
+        band, sample = reader.bands[index], samples[index]
         speckle.check_values(sample.valid_values(), units, band, feedback.warn)
         speckle.report_zeros(feedback, f"Band {band}", sample.values, sample.valid, sample.fill,
                              reader.info.data_types[band - 1], settings.zeros_as_nodata,
                              not speckle.sample_covers_image(reader.height, reader.width))
-        intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
-        valid = sample.valid
-        values = np.concatenate([i[ok] for i, ok in zip(intensity, valid)])
-        if values.size == 0:
+
+
+def _channel_statistics(channels, names, settings: DespeckleSettings, path: str, feedback) -> list[BandStatistics]:
+    """Each channel's statistics from its sample (linear intensity), estimating the looks if
+    needed: per channel, or for C2 once from C11 and C22 (their mean), for all four."""
+    values = []
+    for name, sample in zip(names, channels):
+        values.append(sample.valid_values())
+        if values[-1].size == 0:
             raise SarDespeckleError(
-                f"Band {band} of '{reader.info.path}' has no valid pixels: all are nodata or NaN"
+                f"{name} of '{path}' has no valid pixels: all are nodata or NaN"
                 f"{speckle.no_valid_hint(settings.zeros_as_nodata)}."
             )
-        looks = settings.looks or speckle.estimate_looks(intensity, valid)
-        if settings.looks is None:
-            feedback.info(f"Band {band}: estimated {looks:.2f} looks.")
-        automatic = settings.method == AUTOMATIC and not settings.model_card  # either may be chosen
-        median = reference_level(values) if settings.model_card or automatic else None
-        percentile_98 = (float(np.percentile(values, 98)) if automatic or (
+    if settings.looks is not None:
+        looks = [settings.looks] * len(channels)
+    elif settings.layout == "c2":
+        shared = float(np.mean([speckle.estimate_looks(s.values, s.valid) for s in channels[:2]]))
+        feedback.info(f"C2: estimated {shared:.2f} looks (mean of C11's and C22's estimates), for its four intensities.")
+        looks = [shared] * len(channels)
+    else:
+        looks = [speckle.estimate_looks(s.values, s.valid) for s in channels]
+        for name, value in zip(names, looks):
+            feedback.info(f"{name}: estimated {value:.2f} looks.")
+    automatic = settings.method == AUTOMATIC and not settings.model_card  # either may be chosen
+    statistics = []
+    for value, channel_values in zip(looks, values):
+        median = reference_level(channel_values) if settings.model_card or automatic else None
+        percentile_98 = (float(np.percentile(channel_values, 98)) if automatic or (
             settings.model_card is None and settings.method == "lee_sigma") else None)
-        statistics.append(BandStatistics(float(looks), median, percentile_98))
+        statistics.append(BandStatistics(float(value), median, percentile_98))
     return statistics
 
 
@@ -111,8 +127,11 @@ def despeckle_raster(
     check_settings(settings)
     reader = RasterReader(input_path, settings.bands)
     info = reader.info
-    reader = speckle.ZeroFillReader(reader, speckle.zero_rule(
-        settings.zeros_as_nodata, [info.data_types[b - 1] for b in reader.bands]))
+    layout = settings.layout
+    intensity_bands = layouts.intensity_bands(layout, len(reader.bands))
+    reader = speckle.ZeroFillReader(reader, [
+        on and index in intensity_bands for index, on in
+        enumerate(speckle.zero_rule(settings.zeros_as_nodata, [info.data_types[b - 1] for b in reader.bands]))])
     if info.is_complex:
         raise SarDespeckleError(
             f"'{input_path}' is complex ({', '.join(sorted(set(info.data_types)))}): despeckle "
@@ -122,17 +141,19 @@ def despeckle_raster(
             "--outfile=intensity.tif --calc=\"numpy.abs(A)**2\" --type=Float32 (QGIS 3.22's "
             "Raster Calculator gives NaN on complex bands)."
         )
+    layouts.check_band_count(layout, len(reader.bands), input_path)
     if info.width < MIN_SIDE or info.height < MIN_SIDE:
         raise SarDespeckleError(
             f"'{input_path}' is only {info.width} x {info.height} pixels; despeckling needs at "
             f"least {MIN_SIDE} x {MIN_SIDE}. Check that you chose the right layer."
         )
-    band_bytes = 4 * info.pixel_count * len(reader.bands)
+    band_bytes = 4 * info.pixel_count
     check_destinations(
         {"INPUT": input_path},
         {"OUTPUT": output_path, "RATIO": ratio_path,
          **(quality_report.report_paths(report_path) if report_path else {})},
-        {"OUTPUT": band_bytes, "RATIO": band_bytes if ratio_path else 0}, feedback.info,
+        {"OUTPUT": band_bytes * len(reader.bands), "RATIO": band_bytes * len(intensity_bands) if ratio_path else 0},
+        feedback.info,
     )
     if ratio_path and os.path.splitext(ratio_path)[1].lower() not in (".tif", ".tiff"):
         raise SarDespeckleError(f"RATIO '{ratio_path}' must be a GeoTIFF (.tif or .tiff).")
@@ -142,10 +163,14 @@ def despeckle_raster(
     extra = bool(ratio_path or report_path)  # the pass also hands the input intensity on
 
     samples = speckle.read_sample(reader)
-    units = _decide_units(settings, reader, samples, feedback)
-    statistics = _band_statistics(reader, samples, units, settings, feedback)
+    units = "intensity" if layout == "c2" else _decide_units(settings, reader, samples, feedback)
+    _check_bands(reader, samples, units, settings, feedback)
+    channels = layouts.channel_samples(layout, samples, units)
+    statistics = _channel_statistics(channels, layouts.channel_names(layout, reader.bands), settings,
+                                     input_path, feedback)
     if settings.method == AUTOMATIC and not settings.model_card:
-        settings = resolve_automatic(settings, samples, units, [s.looks for s in statistics], feedback)
+        settings = resolve_automatic(settings, channels, "intensity", [s.looks for s in statistics], feedback)
+    del channels
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (
         network_despeckler(settings, statistics, device, feedback) if settings.model_card
@@ -155,17 +180,18 @@ def despeckle_raster(
     nodata = speckle.output_nodata([reader.info.nodata[reader.bands[0] - 1]], any(reader.enabled), units)
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Raw values (B, C, H, W) in the input units -> despeckled, same units, NaN = nodata."""
-        intensity = speckle.to_intensity(values, units)
-        intensity = torch.where(valid, intensity, torch.zeros_like(intensity))
+        """Raw values (B, bands, H, W) in the input units -> despeckled, same units, NaN = nodata;
+        with RATIO or REPORT, then the input's intensity bands (linear)."""
+        intensity, valid = layouts.to_channels(layout, values, valid, units)
         output = torch.empty_like(intensity)
         for c in range(intensity.shape[1]):
             output[:, c: c + 1] = despeckler.apply(intensity[:, c: c + 1], valid[:, c: c + 1], c)
-        output = speckle.from_intensity(output.clamp_min(0), units)
+        output = layouts.from_channels(layout, output, units)
         output = torch.where(valid, output, torch.full_like(output, math.nan))
         if not extra:
             return output
-        return torch.cat([output, torch.where(valid, intensity, torch.full_like(intensity, math.nan))], 1)
+        picked = list(intensity_bands)  # C2: its first two channels are C11 and C22
+        return torch.cat([output, torch.where(valid[:, picked], intensity[:, picked], math.nan)], 1)
 
     def finish(strip: np.ndarray) -> np.ndarray:
         return speckle.nan_to_nodata(strip, nodata)
@@ -174,11 +200,11 @@ def despeckle_raster(
     metadata = output_metadata(  # a network ignores METHOD: its parameters record the network
         "despeckle", despeckler.name, ran, units,
         model=despeckler.name if despeckler.checksum else "", model_sha256=despeckler.checksum or "",
-        looks=[stats.looks for stats in statistics],
+        looks=[stats.looks for stats in statistics], band_layout=layout,
     )
     descriptions = [info.descriptions[b - 1] for b in reader.bands]
     bands = len(reader.bands)
-    tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, bands * (2 if extra else 1)),
+    tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, bands + (len(intensity_bands) if extra else 0)),
                              info.height, info.width, despeckler.alignment)
     quality = None
     with OutputSet() as run:
@@ -195,16 +221,17 @@ def despeckle_raster(
                         run_tiled(reader, writer, process, options, bands, finish, feedback)
                     else:
                         ratio_writer = stack.enter_context(RasterWriter(
-                            ratio_path, info, bands, quality_report.RATIO_NODATA,
-                            [f"ratio I/I_hat {d or f'band {b}'}" for d, b in zip(descriptions, reader.bands)],
+                            ratio_path, info, len(intensity_bands), quality_report.RATIO_NODATA,
+                            [f"ratio I/I_hat {descriptions[i] or f'band {reader.bands[i]}'}" for i in intensity_bands],
                             {**metadata, "units": "ratio", "output": "ratio I / I_hat of linear "
                              "intensities, whatever the input's units"}, outputs=run,
                         )) if ratio_path else None
-                        quicklook = quality_report.QuickLook(bands, info.height, info.width) if report_path else None
+                        quicklook = (quality_report.QuickLook(len(intensity_bands), info.height, info.width)
+                                     if report_path else None)
                         sink = quality_report.RunSink(writer, finish, bands,
                                                       lambda v: speckle.to_intensity(v, units),
-                                                      ratio_writer, quicklook)
-                        run_tiled(reader, sink, process, options, 2 * bands, feedback=feedback)
+                                                      ratio_writer, quicklook, intensity_bands)
+                        run_tiled(reader, sink, process, options, bands + len(intensity_bands), feedback=feedback)
                 break
             except torch.cuda.OutOfMemoryError:
                 if tile <= 128:
@@ -216,15 +243,17 @@ def despeckle_raster(
                 feedback.warn(f"GPU out of memory: retrying with {tile}-pixel tiles.")
         if report_path:
             quality = _write_report(input_path, output_path, ratio_path, report_path, run, reader, samples,
-                                    statistics, units, despeckler, device.type, quicklook, start, feedback)
+                                    intensity_bands, statistics, units, despeckler, device.type, quicklook,
+                                    start, feedback)
     return DespeckleReport(output_path, units, tuple(s.looks for s in statistics), device.type, nodata,
                            ratio_path or None, report_path or None, quality)
 
 
 def _write_report(input_path, output_path, ratio_path, report_path, run: OutputSet, reader, samples,
-                  statistics, units, despeckler, device, quicklook, start, feedback) -> dict:
+                  intensity_bands, statistics, units, despeckler, device, quicklook, start, feedback) -> dict:
     """Measure the run on the sample windows (the input's, already read; the output's, read
-    back from its staged file) and stage the report's HTML, JSON twin and quick-look PNG."""
+    back from its staged file) and stage the report's HTML, JSON twin and quick-look PNG: one
+    entry per intensity band (C2: C11 and C22, whose channels come first)."""
     info = reader.info
     windows = speckle.sample_windows(reader.height, reader.width)
     staged = RasterReader(run.staged_path(output_path))
@@ -232,7 +261,8 @@ def _write_report(input_path, output_path, ratio_path, report_path, run: OutputS
     del staged
     crop = quality_report.detail_crop(windows, reader.height, reader.width) if quicklook.factor > 1 else None
     entries, details = [], []
-    for index, (band, sample) in enumerate(zip(reader.bands, samples)):
+    for index in intensity_bands:
+        band, sample = reader.bands[index], samples[index]
         estimate = quality_report.intensity_windows([values[index] for values, _ in read_back], units)
         entry, detail = quality_report.band_entry(
             band, info.descriptions[band - 1], statistics[index].looks, windows,

@@ -222,22 +222,25 @@ class QuickLook:
 
 class RunSink:
     """The tiling engine's sink when a ratio or a report is asked for: strips of
-    (2 x bands, rows, cols) hold the output (in its units, NaN = nodata) then the input's linear
-    intensity. Writes the output (through ``finish``, as the plain run does) and the ratio, and
-    fills the quick-look."""
+    (bands + intensity bands, rows, cols) hold the output (in its units, NaN = nodata) then the
+    input's linear intensity of the output bands ``intensity_bands`` (0-based; all when None,
+    C11 and C22 of C2). Writes the output (through ``finish``, as the plain run does) and the
+    ratio of the intensity bands, and fills the quick-look."""
 
     def __init__(self, writer, finish: Callable[[np.ndarray], np.ndarray], bands: int,
                  to_intensity: Callable[[np.ndarray], np.ndarray], ratio_writer=None,
-                 quicklook: QuickLook | None = None) -> None:
+                 quicklook: QuickLook | None = None, intensity_bands: Sequence[int] | None = None) -> None:
         self.writer, self.finish, self.bands = writer, finish, bands
         self.to_intensity = to_intensity
         self.ratio_writer, self.quicklook = ratio_writer, quicklook
+        self.intensity_bands = list(range(bands)) if intensity_bands is None else list(intensity_bands)
 
     def write(self, values: np.ndarray, row: int, col: int) -> None:
         output, intensity = values[: self.bands], values[self.bands:]
-        valid = ~np.isnan(output) & ~np.isnan(intensity)
         finished = self.finish(output)
         self.writer.write(finished, row, col)
+        output, finished = output[self.intensity_bands], finished[self.intensity_bands]
+        valid = ~np.isnan(output) & ~np.isnan(intensity)
         estimate = self.to_intensity(np.where(valid, finished, 0.0).astype(np.float64))
         ratio = ratio_of(np.where(valid, intensity, 0.0).astype(np.float64), estimate, valid)
         if self.ratio_writer is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .. import speckle
-from ..choices import AUTOMATIC_METHOD, CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
+from ..choices import AUTOMATIC_METHOD, BAND_LAYOUT_LABELS, CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
 from ..errors import SarDespeckleError
 
 if TYPE_CHECKING:
@@ -31,7 +31,11 @@ class DespeckleSettings:
         model_card: path of a network's model card (JSON beside its weights), or None.
         networks: ``automatic`` only: the model cards it may choose from, in order (None: the
             shipped networks).
-        bands: 1-based bands to despeckle, each independently (all when ``None``).
+        bands: 1-based bands to despeckle (all when ``None``), in the order ``layout`` reads them.
+        layout: a key of ``choices.BAND_LAYOUT_LABELS``: ``single`` (any number of bands, each
+            despeckled on its own), ``dual`` (two bands, VV and VH intensities, each on its own)
+            or ``c2`` (four bands C11, C22, Re C12, Im C12, linear, despeckled jointly into a
+            valid covariance: ``core.despeckle.layouts``).
         units: ``intensity``, ``amplitude`` or ``dB`` (detected when ``None``).
         looks: equivalent number of looks of the input intensity (estimated when ``None``).
         window: odd window side in pixels.
@@ -55,6 +59,7 @@ class DespeckleSettings:
     model_card: str | None = None
     networks: tuple[str, ...] | None = None
     bands: tuple[int, ...] | None = None
+    layout: str = "single"
     units: str | None = None
     looks: float | None = None
     window: int = 7
@@ -68,7 +73,8 @@ class DespeckleSettings:
 
 @dataclass(frozen=True)
 class DespeckleReport:
-    """What a run did: per-band units and looks, the device, the output path; the ratio and
+    """What a run did: the units, the looks of each channel (``layouts``: each band, or C2's four
+    intensities), the device, the output path; the ratio and
     report paths and the report's content (its JSON twin) when they were asked for."""
 
     output: str
@@ -101,6 +107,12 @@ def check_settings(settings: DespeckleSettings) -> None:
         raise SarDespeckleError(f"LOOKS must be positive; got {settings.looks}.")
     if settings.units is not None and settings.units not in speckle.UNITS:
         raise SarDespeckleError(f"INPUT_UNITS must be one of {speckle.UNITS}; got {settings.units}.")
+    if settings.layout not in BAND_LAYOUT_LABELS:
+        raise SarDespeckleError(f"Unknown BAND_LAYOUT '{settings.layout}'; choose one of "
+                                f"{', '.join(BAND_LAYOUT_LABELS)}.")
+    if settings.layout == "c2" and settings.units not in (None, "intensity"):
+        raise SarDespeckleError("C2 covariance bands are linear (power): set INPUT_UNITS to intensity or "
+                                "leave it empty.")
 
 
 @dataclass(frozen=True)
