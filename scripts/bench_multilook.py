@@ -9,8 +9,8 @@ output's metadata says what it ran (e.g. what METHOD = Automatic chose).
    references, rows 300-499, speckle drawn from ``default_rng([seed, index])``, seeds 0-9 unless
    ``--seeds``, the plugin's file pipeline, PSNR / SSIM on amplitude, averaged over references,
    then seeds) with white Gamma speckle of L = 1, 2, 4, 8 and the correlated product speckle of
-   the ``sentinel1_iw_grdh`` preset (``training/speckle_model.py``). Rows: the default, every
-   shipped intensity network, MuLoG + BM3D (comparison venv ``build/venv-compare``), every
+   the ``sentinel1_iw_grdh`` and ``sentinel1_iw_grdh_ee`` presets (``training/speckle_model.py``).
+   Rows: the default, every shipped intensity network, MuLoG + BM3D (comparison venv ``build/venv-compare``), every
    classical filter (window 7) and the noisy input. Looks: white speckle, the true L to every
    method (the protocol's LOOKS = L); GRDH, LOOKS left empty for the plugin's methods (the
    pipeline estimates them, as a user's run does; the value is recorded) and the preset's exact
@@ -69,6 +69,8 @@ MULOG = "MuLoG+BM3D"
 NOISY = "noisy input"
 METADATA = "SAR_DESPECKLE_"
 GRDH = "sentinel1_iw_grdh"
+#: The same product as Google Earth Engine exports it (resampled again: more correlated).
+GRDH_EE = "sentinel1_iw_grdh_ee"
 GRD_FILES = {f"grdh_{pol}": os.path.join(DATA, "grd", f"s1_grdh_spain_vegabaja_20190917_{pol}.tif")
              for pol in ("vv", "vh")}
 CORNER_REFLECTOR = os.path.join(DATA, "slc", "calib_RSLC_ALPSRP025826990_RIO_BRANCO_CR.h5")
@@ -123,11 +125,11 @@ class Condition:
 
 
 def conditions(names=None, grdh_mulog_looks: str = "exact") -> dict[str, Condition]:
-    """The speckles of the full-reference table: white L = 1, 2, 4, 8 and the GRDH preset."""
+    """The speckles of the full-reference table: white L = 1, 2, 4, 8 and the two GRDH presets."""
     found = {f"L{looks}": Condition(f"L{looks}", f"L = {looks}", multilook_white(float(looks)), True, float(looks))
              for looks in (1, 2, 4, 8)}
-    grdh = PRESETS[GRDH]
-    found[GRDH] = Condition(GRDH, "S1 GRDH", grdh, False, float(true_statistics(grdh)["looks"]))
+    for name, label in ((GRDH, "S1 GRDH"), (GRDH_EE, "S1 GRDH (Earth Engine)")):
+        found[name] = Condition(name, label, PRESETS[name], False, float(true_statistics(PRESETS[name])["looks"]))
     if grdh_mulog_looks not in ("exact", "estimated"):
         raise ValueError("grdh_mulog_looks must be 'exact' or 'estimated'")
     return {name: found[name] for name in (names or found)}
@@ -460,8 +462,9 @@ def full_reference_markdown(summary: dict, labels: list[str], default: str, clas
     return [f"Full reference, held-out rows {HELD_OUT_ROWS[0]}-{HELD_OUT_ROWS[1] - 1} of "
             f"{', '.join(REFERENCES)}, mean over speckle seeds {', '.join(map(str, seeds))}: PSNR (dB) / SSIM on "
             "amplitude. Bold: the default and the best classical filter (window 7) per column. White "
-            "speckle: every method given the true L; S1 GRDH (`sentinel1_iw_grdh` preset): the plugin's "
-            "methods estimate the looks (LOOKS empty), MuLoG + BM3D gets the looks in the last row. Margins: "
+            "speckle: every method given the true L; S1 GRDH (`sentinel1_iw_grdh` preset, ESA's product, and "
+            "`sentinel1_iw_grdh_ee`, the same as Earth Engine exports it): the plugin's methods estimate "
+            "the looks (LOOKS empty), MuLoG + BM3D gets the looks in the last row. Margins: "
             "mean over seeds (standard error).", ""] + table(header, rows, "l" + "r" * len(names))
 
 

@@ -280,3 +280,22 @@ def estimate_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray])
     centres = 0.5 * (edges[:-1] + edges[1:])
     mode_cv = math.exp(np.average(centres[window], weights=smooth[window] + 1e-12))
     return max(1.0, 1.0 / mode_cv ** 2)
+
+
+
+#: Step between the pixels :func:`pixel_looks` keeps along each axis.
+PIXEL_LOOKS_STEP = 2
+
+
+def pixel_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray], step: int = PIXEL_LOOKS_STEP) -> float:
+    """The looks of single pixels (1 / the variance of their speckle: the ENL a product states)
+    when neighbouring pixels' speckle is correlated: :func:`estimate_looks` on every ``step``-th
+    pixel along both axes (linear intensity windows, (rows, cols), and their validity masks).
+
+    The block estimator reads each block's spread around the block's own mean; correlated
+    neighbours spread less than independent pixels, so correlated speckle reads as more looks
+    than its pixels have (Sentinel-1 GRDH-like speckle of 4.5 looks: 5.6-7.2). Pixels two apart
+    are nearly independent (lag-2 autocorrelation 0.3-0.5 instead of 0.7-0.8 at lag 1): on the
+    same draws they read 4.5-5.4 (within the 25 % a model card allows).
+    """
+    return estimate_looks([values[::step, ::step] for values in intensity], [ok[::step, ::step] for ok in valid])

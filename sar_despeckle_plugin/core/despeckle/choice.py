@@ -10,7 +10,9 @@ run's sample and turns ``method = "automatic"`` settings into the chosen method'
 The rule:
 
 1. A network serves the input when its card's ``looks_range`` holds the looks (widened by
-   :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way) and it was trained on the same kind
+   :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way; estimated looks of correlated
+   speckle are first measured per pixel, the currency of cards, by
+   :func:`core.speckle.pixel_looks`) and it was trained on the same kind
    of speckle: white for white input, correlated (``max_correlation`` above
    :data:`core.models.card.WHITE_CORRELATION`, at least the measured lag-1 autocorrelation on
    both axes less :data:`CORRELATION_MARGIN`) for correlated input. Speckle counts as
@@ -155,12 +157,15 @@ def _card_text(card: ModelCard) -> str:
 
 def choose_method(looks: float, correlation: tuple[float, float] | None,
                   cards: Sequence[tuple[str, ModelCard]], looks_given: bool = False,
-                  table: Sequence[MeasuredBest] = None, lag2: tuple[float, float] | None = None) -> Choice:
+                  table: Sequence[MeasuredBest] = None, lag2: tuple[float, float] | None = None,
+                  per_pixel: float | None = None) -> Choice:
     """The method for an input of ``looks`` whose speckle has lag-1 autocorrelation
     ``correlation`` = (rows, cols) (None: could not be measured, taken as white; ``lag2``: the
     lag-2 values, see :func:`speckle_correlation`), among the networks of ``cards`` ((path,
     card), in METHOD order) and the classical filters (see the module doc for the rule).
-    ``looks_given``: the user gave LOOKS (else they were estimated)."""
+    ``looks_given``: the user gave LOOKS (else they were estimated). ``per_pixel``: the estimated
+    looks per pixel (:func:`core.speckle.pixel_looks`), which cards are compared with when the
+    speckle is correlated and LOOKS was not given."""
     source = "given" if looks_given else "estimated"
     correlated = speckle_correlation(correlation, lag2) > WHITE_CORRELATION
     if correlation is None:
@@ -170,10 +175,14 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
         if not correlated and max(correlation) > WHITE_CORRELATION:
             measured += (f", lag 2 {lag2[0]:.2f} / {lag2[1]:.2f}: scene texture, correlated over many pixels; "
                          "the speckle itself is white")
+    card_looks = looks
+    if correlated and not looks_given and per_pixel is not None:
+        card_looks = per_pixel
+        source += f"; {per_pixel:.2f} per pixel, the speckle being correlated"
     head = f"METHOD automatic: input {looks:.2f} looks ({source}), {measured}"
     ordered = sorted(cards, key=lambda item: item[1].name != DEFAULT_NETWORK)
     for path, card in ordered:
-        if serves(card, looks, correlation, lag2):
+        if serves(card, card_looks, correlation, lag2):
             return Choice(card.name, None, path, f"{head}: using network {_card_text(card)}, whose model card "
                           "covers these looks and this speckle.")
     if speckle_correlation(correlation, lag2) <= WHITE_NETWORK_TOLERANCE:
@@ -231,17 +240,23 @@ def resolve_automatic(settings, samples, units: str, looks: Sequence[float], fee
     method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
     uses them); the correlation is measured on each band's sample. The choice serves the most
     demanding band (fewest looks, strongest correlation)."""
-    correlations = []
+    correlations, per_pixel = [], []
     for sample in samples:
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
         correlations.append(measure_correlation(intensity, sample.valid))
+        if settings.looks is None:
+            try:
+                per_pixel.append(speckle.pixel_looks(intensity, [ok & (v > 0) for v, ok in zip(intensity, sample.valid)]))
+            except SarDespeckleError:  # too few pixels two apart: the cards see the block estimate
+                pass
     measured = [c for c in correlations if c is not None]
     # the most demanding band: the strongest lag-1 correlation on each axis, with its lag 2
     strongest = [max(measured, key=lambda c: c[0][axis]) for axis in (0, 1)] if measured else None
     correlation = (strongest[0][0][0], strongest[1][0][1]) if measured else None
     lag2 = (strongest[0][1][0], strongest[1][1][1]) if measured else None
     cards = candidate_cards(settings.networks, feedback.warn)
-    choice = choose_method(min(looks), correlation, cards, settings.looks is not None, lag2=lag2)
+    choice = choose_method(min(looks), correlation, cards, settings.looks is not None, lag2=lag2,
+                           per_pixel=min(per_pixel) if per_pixel else None)
     feedback.info(choice.reason)
     settings = dataclasses.replace(settings, networks=None)  # consumed: outputs record the choice
     if choice.model_card:
