@@ -1,4 +1,4 @@
-"""Quality metrics: despeckling (full-reference, on amplitude) and change detection.
+"""Quality metrics: despeckling (full-reference, on amplitude), dual-pol covariance and change detection.
 
 Despeckling, as the SAR-CNN / SAR2SAR / MERLIN papers report it: both metrics take linear intensities (H, W) or (1, 1, H, W), compare their square roots, and use
 as peak (dynamic range) the 99th percentile of the reference amplitude. Estimates are not
@@ -80,3 +80,22 @@ def scores(c: dict) -> dict:
 def change_scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
     """:func:`scores` of bool masks ``predicted`` and ``truth`` (any matching shapes)."""
     return scores(confusion(predicted, truth))
+
+
+def dualpol_errors(c2: np.ndarray, c11: np.ndarray, c22: np.ndarray, coherence: np.ndarray,
+                   where: np.ndarray | None = None) -> dict:
+    """How well C2 bands ``c2`` (C11, C22, Re C12, Im C12; (4, rows, cols), linear) keep the
+    polarimetric information of the true covariance (``c11``, ``c22``, complex ``coherence``
+    <Svv conj(Svh)> / sqrt(C11 C22)): the mean absolute error of the VV/VH ratio C11 / C22 in
+    dB (``ratio_db``) and of the coherence magnitude |C12| / sqrt(C11 C22) (``coherence``), over
+    the pixels ``where`` (all when None) at which both diagonal terms are positive."""
+    c11_hat, c22_hat, re, im = np.asarray(c2, np.float64)
+    ok = (c11_hat > 0) & (c22_hat > 0)
+    ok &= True if where is None else where
+    ratio = 10 * np.log10(c11_hat[ok] / c22_hat[ok])
+    magnitude = np.hypot(re[ok], im[ok]) / np.sqrt(c11_hat[ok] * c22_hat[ok])
+    truth = np.broadcast_to(np.asarray(c11, np.float64) / np.asarray(c22, np.float64), ok.shape)[ok]
+    return {
+        "ratio_db": float(np.abs(ratio - 10 * np.log10(truth)).mean()),
+        "coherence": float(np.abs(magnitude - np.broadcast_to(np.abs(coherence), ok.shape)[ok]).mean()),
+    }
