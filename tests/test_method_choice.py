@@ -391,17 +391,23 @@ def test_qgis_process_explicit_methods_still_work(qgis_process, correlated_four_
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_default"
 
 
-def test_estimated_looks_of_correlated_speckle_are_compared_per_pixel():
-    """Earth Engine-processed GRDH speckle (4.46 looks per pixel) reads as about 6 looks to the
-    block estimator: the cards are compared with its looks per pixel (it fell to Frost before).
-    Given LOOKS are taken as they are; white speckle keeps the block estimate."""
+def test_estimated_looks_of_correlated_speckle_are_an_interval():
+    """Correlated speckle: the cards meet the interval between the block estimate (too many looks)
+    and the estimate on every second pixel (too few over texture). Earth Engine-processed GRDH
+    (4.46 looks) reads 6.2 / 4.8 on a smooth scene, the real Sen1Floods11 crop 4.83 / 3.23: both
+    keep the GRDH network (the first fell to Frost on the block estimate alone). Given LOOKS are
+    taken as they are; white speckle keeps the block estimate."""
     grdh = card("grdh", looks=4.5, max_correlation=0.815, speckle_model="sentinel1_iw_grdh")
-    chosen = choose_method(6.2, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=4.8)
-    assert chosen.model_card == "grdh.json"
-    assert "input 6.20 looks (estimated; 4.80 per pixel, the speckle being correlated)" in chosen.reason
+    for block, sparse in ((6.2, 4.8), (4.83, 3.23)):
+        chosen = choose_method(block, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=sparse)
+        assert chosen.model_card == "grdh.json"
+        assert (f"input {block:.2f} looks (estimated; {sparse:.2f} on every second pixel, the speckle being "
+                "correlated)") in chosen.reason
     assert choose_method(6.2, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48)).model_card is None
     assert choose_method(6.2, (0.73, 0.77), [("grdh.json", grdh)], looks_given=True, lag2=(0.30, 0.48),
                          per_pixel=4.8).model_card is None
+    assert choose_method(2.6, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=2.1).model_card is None
+    assert choose_method(13.0, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=9.0).model_card is None
     white = card("white4", looks=4.0)
     assert choose_method(6.2, (0.02, 0.01), [("w.json", white)], per_pixel=4.0).model_card is None
 
