@@ -7,7 +7,11 @@ dual-pol patches, CPU speed.
    (``numpy.random.default_rng([seed, reference, date])``), for N dates and L looks. Two changes
    are inserted: a rectangle 6 times brighter in the target date only (the middle date, N // 2
    counted from 0) and a disc 5 times darker (a flood) in date 1 only (date 2 when the target is
-   date 1). Each method of ``sar_despeckle:despeckle_multitemporal`` despeckles the target date,
+   date 1). ``--target-change`` picks what the target's change does to its rectangle:
+   ``scaled`` (the default: the reflectivity times 6, its texture kept), ``weak`` (times 2,
+   near the change test's threshold for one-look dates), ``replaced`` (another part of the
+   reference, rolled by (60, 200) pixels, times 3: a new texture) or ``flat`` (6 times the
+   rectangle's mean reflectivity: a new, untextured surface). Each method of ``sar_despeckle:despeckle_multitemporal`` despeckles the target date,
    file to file as the algorithm runs it (LOOKS = L), beside the single-image default
    (``sar_despeckle:despeckle``, METHOD automatic) on the target date alone. Scores, against
    the clean target: PSNR on amplitude (peak = the 99th percentile of the reference) over the
@@ -62,6 +66,16 @@ QUIET = Feedback(warn=lambda message: None)
 #: The changes: the target's own (rows, cols, factor) rectangle and the other date's disc (centre, radius, factor).
 TARGET_CHANGE = (slice(40, 90), slice(60, 160), 6.0)
 OTHER_CHANGE = ((110, 350), 40, 0.2)
+#: What the target's change does inside its rectangle (``--target-change``): its description, and
+#: (reference, rectangle mask) -> the changed date's values there.
+TARGET_CHANGES = {
+    "scaled": ("x 6, texture kept", lambda reference, own: reference[own] * TARGET_CHANGE[2]),
+    "weak": ("x 2, texture kept", lambda reference, own: reference[own] * 2.0),
+    "replaced": ("another texture: the reference rolled by (60, 200) pixels, x 3",
+                 lambda reference, own: np.roll(reference, (60, 200), (0, 1))[own] * 3.0),
+    "flat": ("6 x the rectangle's mean: no texture",
+             lambda reference, own: np.full(int(own.sum()), TARGET_CHANGE[2] * reference[own].mean())),
+}
 #: Pixels around a change left out of the "unchanged" score.
 MARGIN = 6
 
@@ -90,15 +104,15 @@ def change_masks(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return own, other, ~(near | (distance <= radius + MARGIN))
 
 
-def stack_of(clean: np.ndarray, dates: int, target: int) -> list[np.ndarray]:
-    """The clean reflectivity of each date: the target's own change, and the other date's."""
+def stack_of(clean: np.ndarray, dates: int, target: int, target_change: str = "scaled") -> list[np.ndarray]:
+    """The clean reflectivity of each date: the target's own change (``TARGET_CHANGES``), and the other date's."""
     own, other, _ = change_masks(clean.shape)
     other_date = 0 if target != 0 else 1
     result = []
     for t in range(dates):
         date = clean.astype(np.float64).copy()
         if t == target:
-            date[own] *= TARGET_CHANGE[2]
+            date[own] = TARGET_CHANGES[target_change][1](date, own)
         if t == other_date:
             date[other] *= OTHER_CHANGE[2]
         result.append(date)
@@ -122,14 +136,14 @@ def scores(estimate: np.ndarray, clean: np.ndarray, reference: np.ndarray) -> di
     }
 
 
-def synthetic(dates_list, looks_list, seeds, scratch) -> list[dict]:
+def synthetic(dates_list, looks_list, seeds, scratch, target_change: str = "scaled") -> list[dict]:
     rows = []
     for path_index, path in enumerate(reference_paths()):
         reference, description = load_reference(path)
         for looks in looks_list:
             for dates in dates_list:
                 target = dates // 2
-                clean = stack_of(reference, dates, target)
+                clean = stack_of(reference, dates, target, target_change)
                 for seed in seeds:
                     noisy = [speckled(c, looks, np.random.default_rng([seed, path_index, t])) for t, c in enumerate(clean)]
                     paths = [write_tif(os.path.join(scratch, f"date{t + 1}.tif"), n) for t, n in enumerate(noisy)]
@@ -267,7 +281,8 @@ def table(header, rows, align) -> list[str]:
 def markdown(result: dict) -> str:
     lines = ["## Synthetic stacks (held-out rows 300-499, inserted changes)", "",
              f"Target: the middle date; seeds {result['seeds']}; default METHOD `{DEFAULT_MULTITEMPORAL_METHOD}`. "
-             "PSNR (dB, amplitude) against the clean target; *own*: inside the target's own change (x 6); "
+             "PSNR (dB, amplitude) against the clean target; *own*: inside the target's own change "
+             f"({TARGET_CHANGES[result.get('target_change', 'scaled')][0]}); "
              "*other*: inside the change of another date (x 0.2), where the ghost is its trace in the "
              "target (dB; 0 = none).", ""]
     names = (SINGLE, *METHODS)
@@ -314,16 +329,18 @@ def main() -> None:
     parser.add_argument("--dates", type=int, nargs="+", default=[2, 3, 5, 8])
     parser.add_argument("--looks", type=float, nargs="+", default=[1.0, 4.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--target-change", default="scaled", choices=sorted(TARGET_CHANGES),
+                        help="what the target's own change does to its rectangle (see the module doc)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["synthetic", "real", "speed"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    result = {"seeds": args.seeds, "default_method": DEFAULT_MULTITEMPORAL_METHOD}
+    result = {"seeds": args.seeds, "default_method": DEFAULT_MULTITEMPORAL_METHOD, "target_change": args.target_change}
     with tempfile.TemporaryDirectory() as scratch:
         if "synthetic" not in args.skip:
-            result["synthetic"] = synthetic(args.dates, args.looks, args.seeds, scratch)
+            result["synthetic"] = synthetic(args.dates, args.looks, args.seeds, scratch, args.target_change)
             result["summary"] = summarise(result["synthetic"])
         if "real" not in args.skip:
             result["real"] = real(scratch)
