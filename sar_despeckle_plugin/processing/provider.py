@@ -35,12 +35,12 @@ class SarDespeckleProvider(QgsProcessingProvider):
         ProcessingConfig.addSetting(models_folder_setting(self.name()))
         ProcessingConfig.readSettings()
         QgsApplication.processingRegistry().providerAdded.connect(self._registered)
-        self.refreshAlgorithms()
         return True
 
     def _registered(self, provider_id: str) -> None:
-        """Once the registry holds this provider, list the algorithms again: the example models
-        find their steps (our own algorithms) only then."""
+        """Once the registry holds this provider, list the algorithms: the example models find
+        their steps (our own algorithms) only then, so listing them in ``load`` too would build
+        every algorithm twice at each start-up."""
         if provider_id == self.id():
             QgsApplication.processingRegistry().providerAdded.disconnect(self._registered)
             self.refreshAlgorithms()

@@ -9,8 +9,10 @@ with a :class:`SarDespeckleError` that says why.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -166,7 +168,8 @@ def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: s
     normalisations (``core.models.normalisation``), weights
     files outside the card's folder, checksum mismatches (checked before the weights are
     read), files ``torch.load(weights_only=True)`` rejects, and weights that do not fit the
-    architecture.
+    architecture. Each weights file is checked and read once per process while it is unchanged
+    (:func:`_checked_network`); every call returns a network of its own.
     """
     card = read_card(card_path)
     if input_kind is not None and card.input_kind != input_kind:
@@ -189,6 +192,32 @@ def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: s
     weights_path = os.path.join(os.path.dirname(os.path.abspath(card_path)), name)
     if not os.path.isfile(weights_path):
         raise SarDespeckleError(f"Weights file '{weights_path}' of model '{card.name}' is missing.")
+    module = copy.deepcopy(_checked_network(card, weights_path))
+    return LoadedModel(card, module.to(device=device, memory_format=torch.channels_last))
+
+
+#: Networks checked and read in this process: (weights file, its size, modification time and
+#: inode, the card's sha256, architecture and hyper-parameters) -> the network on the CPU, in
+#: eval mode. Another run of the same model (in the QGIS window, on a batch worker) copies it
+#: instead of hashing and reading the file again; a rewritten file or card is checked anew.
+_CHECKED_NETWORKS: dict[tuple, DespecklingNet] = {}
+
+
+def _checked_network(card: ModelCard, weights_path: str) -> DespecklingNet:
+    """The network of ``card`` holding the weights at ``weights_path`` (CPU, eval mode), after
+    the checksum check; from :data:`_CHECKED_NETWORKS` when this file was read before. Callers
+    copy it: it is shared."""
+    status = os.stat(weights_path)
+    key = (os.path.abspath(weights_path), status.st_size, status.st_mtime_ns, status.st_ino, card.sha256,
+           card.architecture, json.dumps(card.hyperparameters, sort_keys=True))
+    if key not in _CHECKED_NETWORKS:
+        _CHECKED_NETWORKS[key] = _read_checked_network(card, weights_path)
+    return _CHECKED_NETWORKS[key]
+
+
+def _read_checked_network(card: ModelCard, weights_path: str) -> DespecklingNet:
+    """Check the weights file against ``card``'s sha256, then read it (``weights_only``) into
+    the card's architecture: the network on the CPU, in eval mode."""
     actual = sha256_of(weights_path)
     if actual != card.sha256:
         raise SarDespeckleError(
@@ -197,7 +226,7 @@ def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: s
             "it; export or download the model again."
         )
     try:
-        state = torch.load(weights_path, map_location=device, weights_only=True)
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
         raise SarDespeckleError(
             f"Cannot load weights '{weights_path}' safely ({type(error).__name__}: "
@@ -213,5 +242,4 @@ def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: s
             f"Weights '{weights_path}' do not fit architecture '{card.architecture}' with "
             f"{card.hyperparameters}: {str(error).splitlines()[0]}"
         ) from None
-    module = module.to(device=device, memory_format=torch.channels_last).eval()
-    return LoadedModel(card, module)
+    return module.to(memory_format=torch.channels_last).eval()
