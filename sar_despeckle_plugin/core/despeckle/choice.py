@@ -244,8 +244,9 @@ def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndar
 def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback):
     """``settings`` (``method`` "automatic", no ``model_card``) -> the settings of the chosen
     method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
-    uses them); the correlation is measured on each band's sample. The choice serves the most
-    demanding band (fewest looks, strongest correlation)."""
+    uses them); the correlation, and the looks on every second pixel when LOOKS was not given,
+    are measured on each band's sample. The choice serves the most demanding band (fewest looks,
+    strongest correlation)."""
     correlations, per_pixel = [], []
     for sample in samples:
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]

@@ -31,23 +31,26 @@ def network_despeckler(
     """Despeckling with the network of ``settings.model_card`` (checksum-checked, loaded with
     ``weights_only=True``), fed each band's whole-image median as its reference level and, when
     the network is conditioned on the looks (card ``conditioning`` "looks"), each band's looks
-    (given or estimated) as its noise level; warns when a band's looks lie outside the card's
-    ``looks_range`` by more than 25 %. With ``settings.keep_point_targets``, point targets are
+    (given or estimated; for a network trained on correlated speckle the looks per pixel,
+    :attr:`BandStatistics.looks_per_pixel`) as its noise level; warns when a band's looks lie
+    outside the card's ``looks_range`` by more than 25 %. With ``settings.keep_point_targets``, point targets are
     kept as measured (:mod:`.point_targets`)."""
     model = load_model(settings.model_card, device, input_kind="intensity")
     card = model.card
     low, high = card.looks_range
     trained = f"{low:g}" if low == high else f"{low:g}-{high:g}"
-    for band, stats in enumerate(statistics):
-        if not card.covers(stats.looks):
+    looks = [stats.looks if card.white else stats.looks_per_pixel for stats in statistics]
+    for band, value in enumerate(looks):
+        if not card.covers(value):
             feedback.warn(
-                f"Band {band + 1} has {stats.looks:.1f} looks but model '{card.name}' was trained "
+                f"Band {band + 1} has {value:.1f} looks but model '{card.name}' was trained "
                 f"for {trained}: results may be over- or under-smoothed."
             )
     if model.module.conditioned:
+        per_pixel = "" if card.white else " per pixel (estimated on every second pixel: the speckle is correlated)"
         feedback.info(f"Model '{card.name}' is conditioned on the looks: it reads "
-                      + ", ".join(f"{s.looks:.2f}" for s in statistics) + " look(s) (band order).")
-    precision = accelerate.network_precision(model, statistics[0].looks, device, feedback)
+                      + ", ".join(f"{value:.2f}" for value in looks) + f" look(s){per_pixel} (band order).")
+    precision = accelerate.network_precision(model, looks[0], device, feedback)
     if accelerate.maybe_compile(model.module, device):
         feedback.info(f"Model '{card.name}' is compiled (torch.compile) for the GPU.")
 
@@ -60,7 +63,7 @@ def network_despeckler(
                     else contextlib.nullcontext())
         with progress, accelerate.autocast(device, precision):
             return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble,
-                                   statistics[band].looks)
+                                   looks[band])
 
     def apply(intensity, valid, band):
         if not settings.keep_point_targets:

@@ -80,13 +80,24 @@ def _channel_statistics(channels, names, settings: DespeckleSettings, path: str,
         for name, value in zip(names, looks):
             feedback.info(f"{name}: estimated {value:.2f} looks.")
     automatic = settings.method == AUTOMATIC and not settings.model_card  # either may be chosen
+    sparse = [None] * len(channels)
+    if settings.looks is None and (settings.model_card or automatic):  # networks of correlated speckle read it
+        sparse = [_pixel_looks(sample) for sample in channels]
     statistics = []
-    for value, channel_values in zip(looks, values):
+    for value, pixel_value, channel_values in zip(looks, sparse, values):
         median = reference_level(channel_values) if settings.model_card or automatic else None
         percentile_98 = (float(np.percentile(channel_values, 98)) if automatic or (
             settings.model_card is None and settings.method == "lee_sigma") else None)
-        statistics.append(BandStatistics(float(value), median, percentile_98))
+        statistics.append(BandStatistics(float(value), median, percentile_98, pixel_value))
     return statistics
+
+
+def _pixel_looks(sample) -> float | None:
+    """The looks on every second pixel of a channel's sample (None: too few pixels)."""
+    try:
+        return speckle.pixel_looks(sample.values, sample.valid)
+    except SarDespeckleError:
+        return None
 
 
 def _classical(settings: DespeckleSettings, statistics: list[BandStatistics]) -> BandDespeckler:

@@ -121,11 +121,20 @@ class BandStatistics:
 
     Only what the run needs is computed: the median for networks (their fill value and log
     centre), the 98th percentile for Lee sigma (its point-target threshold); else ``None``.
+    ``looks`` are given (LOOKS) or estimated on blocks of neighbouring pixels; ``pixel_looks``,
+    when the looks were estimated, on every second pixel (``core.speckle.pixel_looks``): the
+    looks per pixel of correlated speckle, which the block estimate overstates.
     """
 
     looks: float
     median: float | None
     percentile_98: float | None
+    pixel_looks: float | None = None
+
+    @property
+    def looks_per_pixel(self) -> float:
+        """The looks per pixel: the sparse estimate where there is one, else ``looks``."""
+        return self.looks if self.pixel_looks is None else self.pixel_looks
 
 
 @dataclass(frozen=True)
