@@ -88,6 +88,7 @@ bench: qgis-profile $(COMPARE_VENV)/.done
 	$(QGIS_ENV) $(PY) scripts/bench_decorrelation.py --out $(BUILD)/bench/decorrelation
 	$(QGIS_ENV) $(PY) scripts/bench_change.py --threads 1 --out $(BUILD)/bench/change
 	$(QGIS_ENV) $(PY) scripts/bench_multitemporal.py --out $(BUILD)/bench/multitemporal
+	$(QGIS_ENV) $(PY) scripts/bench_dualpol.py --out $(BUILD)/bench/dualpol
 	$(QGIS_ENV) $(PY) scripts/bench_batch.py --out $(BUILD)/bench/batch
 	$(QGIS_ENV) $(PY) scripts/bench_busy.py --qgis-process "$(QGIS_PROCESS)" --out $(BUILD)/bench/busy
 	$(PY) scripts/bench_report.py --bench $(BUILD)/bench --output docs/benchmarks.md

@@ -1,6 +1,6 @@
 """`make bench` (last step): assemble docs/benchmarks.md from the results the benchmarks wrote.
 
-Reads what the seven benchmark scripts leave in ``--bench`` (default build/bench):
+Reads what the benchmark scripts leave in ``--bench`` (default build/bench):
 
 * ``filters.json``                      scripts/bench_filters.py
 * ``networks/networks.json``            scripts/bench_networks.py
@@ -9,6 +9,7 @@ Reads what the seven benchmark scripts leave in ``--bench`` (default build/bench
 * ``batch/batch.md``                    scripts/bench_batch.py (its own Markdown table)
 * ``multilook/multilook.md``            scripts/bench_multilook.py (its own Markdown tables)
 * ``multitemporal/multitemporal.md``    scripts/bench_multitemporal.py (its own Markdown tables)
+* ``dualpol/dualpol.md``                scripts/bench_dualpol.py (its own Markdown table)
 
 and writes one Markdown page whose header says when, at which commit and on what machine it
 was generated. A family whose results are absent gets a line saying so. Standard library only:
@@ -219,6 +220,11 @@ def multitemporal_section(bench: str) -> list[str]:
                             "Every reference's and seed's scores in `multitemporal.json` beside it.")
 
 
+def dualpol_section(bench: str) -> list[str]:
+    return fragment_section(bench, os.path.join("dualpol", "dualpol.md"), "Dual-pol C2 despeckling (single date)",
+                            "scripts/bench_dualpol.py", "Every reference's and seed's scores in `dualpol.json` beside it.")
+
+
 def busy_section(bench: str) -> list[str]:
     return fragment_section(bench, os.path.join("busy", "busy.md"), "Whole runs on a busy machine",
                             "scripts/bench_busy.py", "The timings and load averages in `busy.json` beside it.")
@@ -302,6 +308,7 @@ def change_section(bench: str) -> list[str]:
 SECTIONS = {
     "filters": filters_section, "networks": networks_section, "multilook": multilook_section,
     "decorrelation": decorrelation_section, "change": change_section, "multitemporal": multitemporal_section,
+    "dualpol": dualpol_section,
     "batch": batch_section, "busy": busy_section,
 }
 

@@ -111,8 +111,9 @@ def test_report_from_fake_results(tmp_path):
 
 def test_report_says_what_is_missing(tmp_path):
     text = load_report_module().report(str(tmp_path))
-    assert text.count("No results") == 8
+    assert text.count("No results") == 9
     assert "scripts/bench_multilook.py" in text and "scripts/bench_multitemporal.py" in text
+    assert "scripts/bench_dualpol.py" in text
     assert "scripts/bench_batch.py" in text
     assert "scripts/bench_change.py" in text
 
