@@ -358,7 +358,7 @@ def update(page: str, bench: str, names: list[str], today: str | None = None) ->
             break
     lines = head[:after] + ["", note] + head[after:]
     for section in sections.values():
-        lines += section
+        lines += section if not lines or lines[-1] == "" else ["", *section]  # the page's last section lost its blank
     return "\n".join(lines).rstrip() + "\n"
 
 
