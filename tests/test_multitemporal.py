@@ -272,6 +272,71 @@ def test_c2_stack_gives_valid_covariances(tmp_path, method):
                                              "date 2 (c2_1.tif) Re C12", "date 2 (c2_1.tif) Im C12")
 
 
+# ---------------------------------------------------------------------------- RATIO and REPORT
+
+
+def flat_stack_report(folder):
+    """Eight dates of one flat reflectivity, 4 looks each; Quegan's filter with a 21 x 21 window
+    on dates 2 and 5 with RATIO and REPORT. With local means this steady the output is about the
+    temporal mean, J_t = (1/N) sum_i I_i, so the ratio I_t / J_t is N times a Beta(L, (N - 1) L)
+    variable: mean 1, ENL (N L + 1) / (N - 1) = 33 / 7, white."""
+    paths = write_stack(folder, [np.full((128, 128), 2.0)] * 8, looks=4, seed=1)
+    out, ratio, report = (str(folder / name) for name in ("out.tif", "ratio.tif", "report.html"))
+    result = despeckle_stack(paths, out, MultitemporalSettings(method="quegan", looks=(4.0,), units="intensity",
+                                                               targets=(5, 2), window=21), QUIET, ratio, report)
+    return paths, out, ratio, report, result
+
+
+def test_report_gives_the_known_ratio_statistics_of_each_target_date(tmp_path):
+    paths, out, ratio, report, result = flat_stack_report(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(p) for p in paths] + [
+        "out.tif", "ratio.tif", "report.html", "report.json", "report.png"])
+    with open(tmp_path / "report.json", encoding="utf-8") as stream:
+        written = json.load(stream)
+    assert written == json.loads(json.dumps(result.quality))
+    assert written["algorithm"] == "despeckle_multitemporal" and written["targets"] == [2, 5]
+    assert written["inputs"] == paths and written["method"] == "quegan" and written["device"] == "cpu"
+    assert written["seconds"] > 0
+    assert [(band["band"], band["date"], band["description"]) for band in written["bands"]] == [
+        (1, 2, "date 2 (date2.tif)"), (2, 5, "date 5 (date5.tif)")]
+    for band in written["bands"]:
+        assert band["looks_used"] == 4.0
+        assert band["looks_estimated"] == pytest.approx(4.0, rel=0.12)
+        assert band["ratio"]["mean"] == pytest.approx(1.0, abs=0.01)
+        assert band["ratio"]["enl"] == pytest.approx(33 / 7, rel=0.05)
+        for lags in (band["ratio"]["autocorrelation_rows"], band["ratio"]["autocorrelation_cols"],
+                     band["input_speckle"]["autocorrelation_rows"], band["input_speckle"]["autocorrelation_cols"]):
+            assert len(lags) == 2 and all(abs(value) < 0.06 for value in lags)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "date 5 (date5.tif)" in page and 'src="report.png"' in page
+    # the RATIO raster is each target date's input over its output
+    outputs, ratios = read_geotiff(out), read_geotiff(ratio)
+    for index, date in enumerate((2, 5)):
+        np.testing.assert_allclose(ratios[index], read_geotiff(paths[date - 1])[0] / outputs[index], rtol=1e-5)
+    assert raster_info(ratio).descriptions == ("ratio I/I_hat date 2 (date2.tif)", "ratio I/I_hat date 5 (date5.tif)")
+
+
+def test_report_of_c2_dates_covers_c11_and_c22(tmp_path):
+    rng = np.random.default_rng(5)
+    paths = [write_geotiff(str(tmp_path / f"c2_{t}.tif"), date.astype(np.float32))
+             for t, date in enumerate(c2_dates(rng, 3, (48, 48), looks=2))]
+    result = despeckle_stack(paths, str(tmp_path / "c2.tif"), MultitemporalSettings(method="quegan", layout="c2",
+                             targets=(2,)), QUIET, str(tmp_path / "ratio.tif"), str(tmp_path / "c2.html"))
+    assert [(band["band"], band["description"]) for band in result.quality["bands"]] == [
+        (1, "date 2 (c2_1.tif) C11"), (2, "date 2 (c2_1.tif) C22")]
+    assert all(band["ratio"]["mean"] == pytest.approx(1.0, abs=0.05) for band in result.quality["bands"])
+    assert raster_info(str(tmp_path / "ratio.tif")).band_count == 2
+
+
+def test_report_that_is_not_html_is_refused_before_any_output(tmp_path):
+    paths = write_stack(tmp_path, clean_dates(2))
+    before = set(os.listdir(tmp_path))
+    with pytest.raises(SarDespeckleError, match="must be an HTML file"):
+        despeckle_stack(paths, str(tmp_path / "out.tif"), MultitemporalSettings(method="quegan"), QUIET,
+                        report_path=str(tmp_path / "report.txt"))
+    assert set(os.listdir(tmp_path)) == before
+
+
 def test_grid_mismatch_is_refused_before_any_output(tmp_path):
     paths = write_stack(tmp_path, clean_dates(2))
     shift_origin(paths[1])
@@ -286,7 +351,8 @@ def test_cancel_leaves_no_output(tmp_path):
     before = set(os.listdir(tmp_path))
     with pytest.raises(SarDespeckleError, match="Cancelled"):
         despeckle_stack(paths, str(tmp_path / "out.tif"), MultitemporalSettings(method="quegan", looks=(1.0,)),
-                        Feedback(is_cancelled=lambda: True))
+                        Feedback(is_cancelled=lambda: True), str(tmp_path / "ratio.tif"),
+                        str(tmp_path / "report.html"))
     assert set(os.listdir(tmp_path)) == before
 
 
@@ -319,7 +385,8 @@ def test_algorithm_has_help_for_every_parameter(qgis_processing):
     algorithm = documented_algorithm("sar_despeckle:despeckle_multitemporal")
     names = {p.name() for p in algorithm.parameterDefinitions()}
     assert {"INPUTS", "BAND_LAYOUT", "INPUT_UNITS", "LOOKS", "TARGET", "METHOD", "WINDOW", "DEVICE", "OUTPUT"} <= names
-    assert [o.name() for o in algorithm.outputDefinitions()] == ["OUTPUT"]
+    assert {"RATIO", "REPORT"} <= names
+    assert [o.name() for o in algorithm.outputDefinitions()] == ["OUTPUT", "RATIO", "REPORT", "REPORT_JSON"]
 
 
 def test_processing_run_matches_core(qgis_processing, tmp_path):
@@ -344,6 +411,28 @@ def test_qgis_process_json_run(qgis_process, tmp_path):
     despeckle_stack(paths, reference, MultitemporalSettings(method="quegan", looks=(1.0,), units="intensity",
                                                             targets=(1, 3), window=5), QUIET)
     np.testing.assert_array_equal(read_geotiff(out), read_geotiff(reference))
+
+
+def test_report_through_processing_run_and_qgis_process(qgis_processing, qgis_process, tmp_path):
+    paths = write_stack(tmp_path, [np.full((128, 128), 2.0)] * 8, looks=4, seed=1)
+    common = {"INPUTS": paths, "LOOKS": 4, "INPUT_UNITS": 0, "METHOD": 0, "WINDOW": 21, "TARGET": "2, 5"}
+    result = qgis_processing.run("sar_despeckle:despeckle_multitemporal", {
+        **common, "OUTPUT": str(tmp_path / "out.tif"), "RATIO": str(tmp_path / "ratio.tif"),
+        "REPORT": str(tmp_path / "report.html"),
+    })
+    assert result["REPORT_JSON"] == str(tmp_path / "report.json") and result["RATIO"] == str(tmp_path / "ratio.tif")
+    with open(result["REPORT_JSON"], encoding="utf-8") as stream:
+        bands = json.load(stream)["bands"]
+    assert [band["date"] for band in bands] == [2, 5]
+    assert all(band["ratio"]["enl"] == pytest.approx(33 / 7, rel=0.05) for band in bands)
+    done = qgis_process("run", "sar_despeckle:despeckle_multitemporal", "--json", *(f"--INPUTS={p}" for p in paths),
+                        "--LOOKS=4", "--INPUT_UNITS=0", "--METHOD=0", "--WINDOW=21", "--TARGET=2,5",
+                        f"--OUTPUT={tmp_path / 'cli.tif'}", f"--REPORT={tmp_path / 'cli.html'}")
+    results = json.loads(done.stdout[done.stdout.index("{"):])["results"]
+    assert results["REPORT"] == str(tmp_path / "cli.html") and results["REPORT_JSON"] == str(tmp_path / "cli.json")
+    with open(tmp_path / "cli.json", encoding="utf-8") as stream:
+        assert json.load(stream)["bands"] == bands  # the same run, whichever way it is started
+    assert not (tmp_path / "cli_ratio.tif").exists() and os.path.exists(tmp_path / "cli.png")
 
 
 def test_model_chains_stack_to_multitemporal_to_change_detection(qgis_processing, tmp_path):

@@ -79,7 +79,8 @@ def _change_detection(sources, outputs, settings, feedback) -> str:
 def _despeckle_multitemporal(sources, outputs, settings, feedback) -> str:
     from ..core.multitemporal.pipeline import despeckle_stack
 
-    return despeckle_stack(sources, outputs["OUTPUT"], settings, feedback).device
+    return despeckle_stack(sources, outputs["OUTPUT"], settings, feedback, ratio_path=outputs["RATIO"],
+                           report_path=outputs["REPORT"]).device
 
 
 ALGORITHMS = {algorithm.id: algorithm for algorithm in (
@@ -93,7 +94,8 @@ ALGORITHMS = {algorithm.id: algorithm for algorithm in (
                    {"CHANGE_MAP": "_change_map.tif", "CHANGE_MASK": "_change_mask.tif",
                     "CHANGE_DATE": "_change_date.tif", "CHANGE_POLYGONS": "_change_polygons.gpkg"},
                    change.settings_from_parameters, _change_detection),
-    BatchAlgorithm("despeckle_multitemporal", multitemporal.PARAMETERS, True, {"OUTPUT": ".tif"},
+    BatchAlgorithm("despeckle_multitemporal", multitemporal.PARAMETERS, True,
+                   {"OUTPUT": ".tif", "RATIO": "_ratio.tif", "REPORT": "_report.html"},
                    multitemporal.settings_from_parameters, _despeckle_multitemporal),
 )}
 

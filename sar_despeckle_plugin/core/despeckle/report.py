@@ -334,6 +334,16 @@ def report_paths(report: str) -> dict[str, str]:
     return {"REPORT": report, "REPORT JSON twin": stem + ".json", "REPORT quick-look": stem + ".png"}
 
 
+def check_extensions(ratio_path: str | None, report_path: str | None) -> None:
+    """Refuse a RATIO that is not a GeoTIFF and a REPORT that is not an HTML page (either may
+    be None: not asked for)."""
+    if ratio_path and os.path.splitext(ratio_path)[1].lower() not in (".tif", ".tiff"):
+        raise SarDespeckleError(f"RATIO '{ratio_path}' must be a GeoTIFF (.tif or .tiff).")
+    if report_path and os.path.splitext(report_path)[1].lower() not in (".html", ".htm"):
+        raise SarDespeckleError(f"REPORT '{report_path}' must be an HTML file (.html); its JSON "
+                                "twin and quick-look PNG are written beside it.")
+
+
 def write_json(report: dict, path: str) -> None:
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(report, stream, indent=2, allow_nan=False)

@@ -22,6 +22,8 @@ PARAMETERS = (
     Parameter("ZEROS_AS_NODATA", "boolean", True),
     Parameter("DEVICE", "enum", 0, DEVICES),
     Parameter("OUTPUT", "destination", True),
+    Parameter("RATIO", "destination", False),
+    Parameter("REPORT", "destination", False),
 )
 
 

@@ -6,13 +6,19 @@ the networks' reference levels: :mod:`core.stack`), then read window by window t
 tiling engine: raw (B, k * bands, H, W) in the input's units -> linear covariance
 (B, k, C, H, W) with each date's validity -> the method on the intensity channels
 (:mod:`.methods`) -> for C2 the cross term from each date's own coherence -> the input's units
--> (B, T * bands, H, W), the target dates' bands in date order, written to one GeoTIFF.
+-> (B, T * bands, H, W), the target dates' bands in date order, written to one GeoTIFF. With
+a RATIO or a REPORT the pass also hands on the target dates' input intensities, and
+:class:`core.despeckle.report.RunSink` writes the ratio and fills the quick-look beside the
+output; the report (:mod:`.report`) is measured after the pass. All outputs are committed
+together, or none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -29,11 +35,13 @@ from ..feedback import Feedback
 from ..models.card import ModelCard
 from ..models.normalisation import reference_level
 from ..models.weights import load_model
-from ..outputs import check_destinations
+from ..despeckle import report as quality_report
+from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from .methods import LearnedStack, Rabasar, complete_c2, quegan
+from .report import intensity_bands, write_report
 from .settings import (
     MIN_SIDE, SAMPLE_PIXELS, MultitemporalReport, MultitemporalSettings, band_descriptions, check_output,
     check_settings, target_dates,
@@ -123,29 +131,43 @@ def despeckle_stack(
     output_path: str,
     settings: MultitemporalSettings = MultitemporalSettings(),
     feedback: Feedback | None = None,
+    ratio_path: str | None = None,
+    report_path: str | None = None,
 ) -> MultitemporalReport:
     """Despeckle the target dates of the co-registered rasters ``inputs`` (in date order) into
     the GeoTIFF ``output_path``: for each target date in date order, its bands (1, 2 or 4 by
     the layout), described 'date N (file) BAND', in the input's units (C2 linear).
 
     The output keeps date 1's size, CRS and geotransform, and the first nodata value the dates
-    declare. Each date counts where it is
+    declare. ``ratio_path`` (GeoTIFF) gets the ratio image I_t / J_t of each target date's
+    intensity bands (single-pol; VV, VH; C11, C22) in linear intensity, float32, nodata
+    :data:`core.despeckle.report.RATIO_NODATA`; ``report_path`` (.html) the quality report with
+    its JSON twin and quick-look PNG beside it (:mod:`.report`). Each date counts where it is
     valid: a pixel that is nodata, NaN or (with ``zeros_as_nodata``) zero fill
     (:func:`core.speckle.fill_mask`) in a target date is nodata in that date's output bands, and
     the other dates' statistics leave out the dates invalid there. Bad input raises
     :class:`SarDespeckleError` before anything is written; on any error or cancel no output is left.
     """
     feedback = feedback or Feedback()
+    start = time.perf_counter()
     inputs = list(inputs)
     check_settings(settings, len(inputs))
     check_output(output_path)
+    quality_report.check_extensions(ratio_path, report_path)
     layout = settings.layout
     readers = stack.zero_fill_readers(stack.open_dates(inputs, layout, MIN_SIDE, "multitemporal despeckling"),
                                       layout, settings.zeros_as_nodata)
     k, bands, info = len(readers), LAYOUT_BANDS[layout], readers[0].info
     targets = target_dates(settings, k)
-    check_destinations({"INPUTS": inputs}, {"OUTPUT": output_path},
-                       {"OUTPUT": 4 * info.pixel_count * bands * len(targets)}, feedback.info)
+    ratio_bands = intensity_bands(layout, len(targets))
+    check_destinations(
+        {"INPUTS": inputs},
+        {"OUTPUT": output_path, "RATIO": ratio_path,
+         **(quality_report.report_paths(report_path) if report_path else {})},
+        {"OUTPUT": 4 * info.pixel_count * bands * len(targets),
+         "RATIO": 4 * info.pixel_count * len(ratio_bands) if ratio_path else 0}, feedback.info,
+    )
+    extra = bool(ratio_path or report_path)  # the pass also hands the targets' input intensities on
     stack_reader = stack.StackReader(readers)
     raw, fills = stack.sample_stack(stack_reader, 0, SAMPLE_PIXELS)
     windows = [(values, valid, fill) for (values, valid), fill in zip(raw, fills)]
@@ -174,7 +196,8 @@ def despeckle_stack(
     diagonal = list(INTENSITY_BANDS[layout])
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Raw (B, k * bands, H, W) -> (B, T * bands, H, W) in the input's units, NaN = nodata."""
+        """Raw (B, k * bands, H, W) -> (B, T * bands, H, W) in the input's units, NaN = nodata;
+        with a ratio or report, then the target dates' input intensities (B, T * C, H, W)."""
         cov, date_valid = stack.linear_dates(values, valid, layout, units, floors)
         cov = torch.where(date_valid[:, :, None], cov, torch.zeros_like(cov))
         estimate = method.apply(cov[:, :, diagonal], date_valid, targets).clamp_min(0)
@@ -182,8 +205,14 @@ def despeckle_stack(
             estimate = complete_c2(cov, date_valid, targets, estimate, settings.window)
         else:
             estimate = speckle.from_intensity(estimate, units)
-        estimate = torch.where(date_valid[:, list(targets), None], estimate, torch.full_like(estimate, math.nan))
-        return estimate.reshape(estimate.shape[0], -1, *estimate.shape[-2:])
+        target_valid = date_valid[:, list(targets), None]
+        estimate = torch.where(target_valid, estimate, torch.full_like(estimate, math.nan))
+        estimate = estimate.reshape(estimate.shape[0], -1, *estimate.shape[-2:])
+        if not extra:
+            return estimate
+        intensity = cov[:, list(targets)][:, :, diagonal]
+        intensity = torch.where(target_valid, intensity, torch.full_like(intensity, math.nan))
+        return torch.cat([estimate, intensity.reshape(intensity.shape[0], -1, *intensity.shape[-2:])], 1)
 
     def finish(strip: np.ndarray) -> np.ndarray:
         return speckle.nan_to_nodata(strip, nodata)
@@ -197,11 +226,37 @@ def despeckle_stack(
     )
     descriptions = band_descriptions(layout, inputs, info.descriptions, targets)
     out_bands = len(targets) * bands
-    tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, k * bands + out_bands),
+    passed_bands = out_bands + (len(ratio_bands) if extra else 0)
+    tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, k * bands + passed_bands),
                              info.height, info.width, max(method.alignment, 64))
     tile = max(method.alignment, tile - tile % method.alignment)
     options = TilingOptions(tile, method.halo, method.blend, device=device)
-    with bounded_gdal_cache(), RasterWriter(output_path, info, out_bands, nodata, descriptions, metadata) as writer:
-        run_tiled(stack_reader, writer, process, options, out_bands, finish, feedback)
+    quality = None
+    with OutputSet() as run:
+        with bounded_gdal_cache(), contextlib.ExitStack() as writers:
+            writer = writers.enter_context(RasterWriter(output_path, info, out_bands, nodata, descriptions, metadata,
+                                                        outputs=run))
+            if not extra:
+                run_tiled(stack_reader, writer, process, options, out_bands, finish, feedback)
+            else:
+                ratio_writer = writers.enter_context(RasterWriter(
+                    ratio_path, info, len(ratio_bands), quality_report.RATIO_NODATA,
+                    [f"ratio I/I_hat {descriptions[band]}" for band in ratio_bands],
+                    {**metadata, "units": "ratio", "output": "ratio I / I_hat of linear intensities, whatever "
+                     "the input's units"}, outputs=run,
+                )) if ratio_path else None
+                quicklook = quality_report.QuickLook(len(ratio_bands), info.height, info.width) if report_path else None
+                sink = quality_report.RunSink(writer, finish, out_bands, lambda v: speckle.to_intensity(v, units),
+                                              ratio_writer, quicklook, ratio_bands)
+                run_tiled(stack_reader, sink, process, options, passed_bands, feedback=feedback)
+        if report_path:
+            quality = write_report(
+                inputs=inputs, output_path=output_path, ratio_path=ratio_path, report_path=report_path, run=run,
+                stack_reader=stack_reader, layout=layout, units=units, floors=floors, targets=targets, looks=looks,
+                method=method.name, model=card.name if card else "", model_sha256=card.sha256 if card else "",
+                super_looks=method.super_looks, device=device.type, descriptions=descriptions, quicklook=quicklook,
+                start=start, feedback=feedback,
+            )
     return MultitemporalReport(output_path, units, tuple(looks), tuple(t + 1 for t in targets), method.name,
-                               method.super_looks, device.type, nodata)
+                               method.super_looks, device.type, nodata, ratio_path or None, report_path or None,
+                               quality)

@@ -70,7 +70,8 @@ class MultitemporalSettings:
 class MultitemporalReport:
     """What a run did: the output, the units, the looks of each date, the target dates (1-based),
     the method, the looks the super-image was despeckled with (``rabasar``; else None), the
-    device and the output's nodata value."""
+    device, the output's nodata value, the RATIO and REPORT paths (None when not asked for) and
+    the report's content (``multitemporal.report``; None without a REPORT)."""
 
     output: str
     units: str
@@ -80,6 +81,9 @@ class MultitemporalReport:
     super_looks: float | None
     device: str
     nodata: float
+    ratio: str | None = None
+    report: str | None = None
+    quality: dict | None = None
 
 
 def target_dates(settings: MultitemporalSettings, dates: int) -> tuple[int, ...]:
