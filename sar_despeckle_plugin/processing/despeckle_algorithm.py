@@ -18,6 +18,9 @@ from qgis.core import (
 
 from ..core.choices import BAND_LAYOUT_LABELS, DEFAULT_NETWORK
 from ..core.despeckle.parameters import AUTOMATIC_INDEX, PARAMETERS, available_methods, settings_from_parameters
+from ..core.despeckle.settings import check_band_count
+from ..core.errors import SarDespeckleError
+from ..core.parameters import STACK_LAYOUTS
 from . import styles
 from .base import SarAlgorithm, torch_required, with_help
 from .user_models import model_card_problem, user_models_folder, warn_once
@@ -203,11 +206,23 @@ class DespeckleAlgorithm(SarAlgorithm):
         self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
 
     def parameter_problem(self, parameters, context):
-        if self.parameterAsRasterLayer(parameters, "INPUT", context) is None:
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        if layer is None:
             raw = parameters.get("INPUT")
             return self.input_path_problem(str(raw)) or f"Cannot open input raster '{raw}'."
         return (self.odd_window_problem(parameters, context)
+                or self.band_layout_problem(parameters, context, layer)
                 or model_card_problem(self.parameterAsFile(parameters, "MODEL", context)))
+
+    def band_layout_problem(self, parameters, context, layer) -> str | None:
+        """A message when the selected bands (BANDS, else all of the layer's) do not make BAND_LAYOUT."""
+        layout = STACK_LAYOUTS[self.parameterAsEnum(parameters, "BAND_LAYOUT", context)]
+        count = len(self.parameterAsInts(parameters, "BANDS", context)) or layer.bandCount()
+        try:
+            check_band_count(layout, count, layer.source())
+        except SarDespeckleError as error:
+            return str(error)
+        return None
 
     def processAlgorithm(self, parameters, context, feedback):
         with torch_required():

@@ -22,24 +22,11 @@ import numpy as np
 import torch
 
 from .. import speckle
-from ..choices import INTENSITY_BANDS, LAYOUT_BANDS
+from ..choices import INTENSITY_BANDS
 from ..covariance import c2_from_intensities, intensities_from_c2, valid_covariance
-from ..errors import SarDespeckleError
 
 #: The channels of the C2 layout, as the log names them.
 C2_CHANNELS = ("|Svv|^2 (C11)", "|Svh|^2 (C22)", "|Svv + Svh|^2", "|Svv + j Svh|^2")
-
-
-def check_band_count(layout: str, count: int, path: str) -> None:
-    """Refuse an input whose selected bands (``count``) do not make the ``layout``."""
-    needed = LAYOUT_BANDS[layout]
-    if layout != "single" and count != needed:
-        raise SarDespeckleError(
-            f"BAND_LAYOUT '{layout}' needs {needed} bands ("
-            + ("VV, VH intensities" if layout == "dual" else "C11, C22, Re C12, Im C12, linear")
-            + f") but {count} band(s) of '{path}' are selected. Choose the matching BAND_LAYOUT, or pick "
-            f"the {needed} bands in that order with BANDS."
-        )
 
 
 def intensity_bands(layout: str, count: int) -> tuple[int, ...]:

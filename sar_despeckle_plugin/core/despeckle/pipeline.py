@@ -36,7 +36,7 @@ from . import report as quality_report
 from .choice import AUTOMATIC, resolve_automatic
 from .network import network_despeckler
 from .settings import (
-    MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_settings,
+    MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_band_count, check_settings,
 )
 
 
@@ -152,7 +152,7 @@ def despeckle_raster(
             "--outfile=intensity.tif --calc=\"numpy.abs(A)**2\" --type=Float32 (QGIS 3.22's "
             "Raster Calculator gives NaN on complex bands)."
         )
-    layouts.check_band_count(layout, len(reader.bands), input_path)
+    check_band_count(layout, len(reader.bands), input_path)
     if info.width < MIN_SIDE or info.height < MIN_SIDE:
         raise SarDespeckleError(
             f"'{input_path}' is only {info.width} x {info.height} pixels; despeckling needs at "

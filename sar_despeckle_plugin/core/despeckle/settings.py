@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .. import speckle
-from ..choices import AUTOMATIC_METHOD, BAND_LAYOUT_LABELS, CLASSICAL_METHOD_LABELS, DEFAULT_METHOD
+from ..choices import AUTOMATIC_METHOD, BAND_LAYOUT_LABELS, CLASSICAL_METHOD_LABELS, DEFAULT_METHOD, LAYOUT_BANDS
 from ..errors import SarDespeckleError
 
 if TYPE_CHECKING:
@@ -113,6 +113,19 @@ def check_settings(settings: DespeckleSettings) -> None:
     if settings.layout == "c2" and settings.units not in (None, "intensity"):
         raise SarDespeckleError("C2 covariance bands are linear (power): set INPUT_UNITS to intensity or "
                                 "leave it empty.")
+
+
+def check_band_count(layout: str, count: int, path: str) -> None:
+    """Refuse an input whose selected bands (``count`` of them) do not make the ``layout``:
+    dual-pol intensities need 2 bands, C2 4; single-pol takes any number."""
+    needed = LAYOUT_BANDS[layout]
+    if layout != "single" and count != needed:
+        raise SarDespeckleError(
+            f"BAND_LAYOUT '{layout}' needs {needed} bands ("
+            + ("VV, VH intensities" if layout == "dual" else "C11, C22, Re C12, Im C12, linear")
+            + f") but {count} band(s) of '{path}' are selected. Choose the matching BAND_LAYOUT, or pick "
+            f"the {needed} bands in that order with BANDS."
+        )
 
 
 @dataclass(frozen=True)
