@@ -165,7 +165,8 @@ class DespeckleTask(Task):
         model = speckle_model_of(config.data)
         looks = model.looks if model.white and not isinstance(model.looks, tuple) else model
         self.examples = validation_images(self.validation_sets, looks, config.train.seed)
-        self.watch = RealImageWatch([(e.name, e.noisy, e.reference) for e in self.examples if e.clean is None])
+        self.watch = RealImageWatch([(e.name, e.noisy, e.reference) for e in self.examples if e.clean is None],
+                                    per_pixel=not model.white)
 
     @property
     def selection(self) -> str:

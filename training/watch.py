@@ -50,14 +50,19 @@ class RealImageWatch:
 
     Args:
         examples: the real validation images: (name, linear intensity (1, 1, H, W), reference
-            level) triples; their looks are estimated once, for networks conditioned on them.
+            level) triples; their looks are estimated once (the ENL share's denominator, and what
+            networks conditioned on the looks read).
+        per_pixel: the network is trained on correlated speckle, so a conditioned one reads the
+            looks estimated on every second pixel, as the plugin feeds it
+            (``core.despeckle.settings.BandStatistics.looks_per_pixel``).
     """
 
-    def __init__(self, examples: list[tuple[str, torch.Tensor, float]]) -> None:
+    def __init__(self, examples: list[tuple[str, torch.Tensor, float]], per_pixel: bool = False) -> None:
         self.examples = [(name, centre_crop(noisy), reference) for name, noisy, reference in examples
                          if min(noisy.shape[-2:]) >= MIN_SIDE]
-        self.looks = [speckle.estimate_looks([noisy[0, 0].double().numpy()], [noisy[0, 0].numpy() > 0])
-                      for _, noisy, _ in self.examples]
+        images = [([noisy[0, 0].double().numpy()], [noisy[0, 0].numpy() > 0]) for _, noisy, _ in self.examples]
+        self.looks = [speckle.estimate_looks(*image) for image in images]
+        self.network_looks = [speckle.pixel_looks(*image) for image in images] if per_pixel else self.looks
         self.estimates: list[np.ndarray] = []
 
     def __bool__(self) -> bool:
@@ -68,10 +73,10 @@ class RealImageWatch:
         :data:`MEASURES` averaged over the images."""
         rows = {key: [] for key in MEASURES}
         self.estimates = []
-        for (_, noisy, reference), looks in zip(self.examples, self.looks):
+        for (_, noisy, reference), looks, network_looks in zip(self.examples, self.looks, self.network_looks):
             conditioned = getattr(model, "conditioned", False)
             estimate = model.despeckle(noisy.to(device), torch.tensor([reference], device=device),
-                                       looks if conditioned else None)[0, 0].double().cpu().numpy()
+                                       network_looks if conditioned else None)[0, 0].double().cpu().numpy()
             intensity = noisy[0, 0].double().numpy()
             self.estimates.append(estimate)
             quality = band_quality(intensity, estimate, intensity > 0)
