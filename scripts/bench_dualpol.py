@@ -23,6 +23,12 @@ C11 / C22 in dB and of the coherence magnitude |C12| / sqrt(C11 C22)
 (``training.metrics.dualpol_errors``), and the pixels that are not a valid covariance
 (``core.covariance.invalid_covariances``; summed, must be 0).
 
+Real data, no reference: the single-look Sentinel-1 dual-pol covariance of Shanghai
+(../shared/data/polsar/shanghai_sentinel1_cov.npz, 256 x 256; skipped when absent), looks
+estimated. Per method: for C11 and C22 the ratio image I / I_hat (``core.quality.ratio_statistics``:
+mean 1, ENL 1 and no autocorrelation when only speckle was removed), the median VV-VH coherence
+magnitude of the output (the input's is 1 at every pixel: one look) and the invalid pixels.
+
 Markdown on stdout and in ``<out>/dualpol.md`` (which ``scripts/bench_report.py`` puts into
 docs/benchmarks.md), everything in ``<out>/dualpol.json``.
 
@@ -46,11 +52,12 @@ sys.path.insert(0, ROOT)
 import torch
 from osgeo import gdal
 
-from sar_despeckle_plugin.core.covariance import invalid_covariances
+from sar_despeckle_plugin.core.covariance import bands_from_matrix, invalid_covariances
 from sar_despeckle_plugin.core.despeckle.choice import best_classical
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.feedback import Feedback
+from sar_despeckle_plugin.core.quality import ratio_statistics
 from training.benchmark import load_reference, reference_paths, score, write_tif
 from training.data import speckled_c2
 from training.metrics import dualpol_errors
@@ -58,6 +65,8 @@ from training.metrics import dualpol_errors
 #: Magnitudes of the VV-VH correlation on the four column strips.
 COHERENCES = (0.2, 0.4, 0.6, 0.8)
 INPUT = "input (noisy)"
+#: The real single-look dual-pol covariance (256, 256, 2, 2), complex.
+REAL = os.path.join(os.path.dirname(ROOT), "shared", "data", "polsar", "shanghai_sentinel1_cov.npz")
 
 
 def known_covariance(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,6 +129,31 @@ def run(looks_list, seeds, scratch) -> list[dict]:
     return rows
 
 
+def real(scratch) -> list[dict] | None:
+    """One row per method on the real covariance (see the module doc); None when it is absent."""
+    if not os.path.exists(REAL):
+        return None
+    noisy = bands_from_matrix(np.load(REAL)["cov"])
+    source = write_tif(os.path.join(scratch, "real.tif"), noisy)
+    rows = []
+    for label, fields in methods_for(1.0).items():
+        out = os.path.join(scratch, "real_out.tif")
+        despeckle_raster(source, out, DespeckleSettings(layout="c2", units="intensity", device="cpu", **fields),
+                         Feedback(warn=lambda message: None))
+        estimate, ran = read_output(out)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coherence = np.hypot(estimate[2], estimate[3]) / np.sqrt(estimate[0] * estimate[1])
+        row = {"method": label, "ran": ran, "coherence_median": float(np.nanmedian(coherence)),
+               "invalid": invalid_covariances(estimate)}
+        for band, name in ((0, "c11"), (1, "c22")):
+            ratio = ratio_statistics(noisy[band].astype(np.float64), estimate[band])
+            row[name] = {"ratio_mean": ratio.mean, "ratio_enl": ratio.looks, "ratio_lag1_rows": ratio.rows[0],
+                         "ratio_lag1_cols": ratio.cols[0]}
+        rows.append(row)
+        print(f"real {label}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
 def read_output(path: str) -> tuple[np.ndarray, str]:
     """All bands of a despeckled GeoTIFF, (bands, rows, cols) float64, and the method that made it
     (its provenance: what METHOD automatic chose)."""
@@ -155,6 +189,19 @@ def markdown(result: dict) -> str:
         method = row["method"] + (f": {row['ran']}" if row["method"].startswith("default") else "")
         lines.append(f"| {row['looks']:g} | {method} | {row['psnr_c11']:.2f} | {row['psnr_c22']:.2f} | "
                      f"{row['ratio_db_mae']:.3f} | {row['coherence_mae']:.3f} | {row['invalid']} |")
+    lines += ["", "## Real single-look dual-pol C2 (Sentinel-1, Shanghai, 256 x 256, no reference)", ""]
+    if result["real"] is None:
+        return "\n".join(lines + [f"Skipped: {REAL} is absent."]) + "\n"
+    lines += ["Looks estimated. Ratio I / I_hat of C11 and C22: mean / ENL / lag-1 autocorrelation rows, cols "
+              "(1 / 1 / 0, 0 when only speckle was removed); coherence: the output's median |C12| / sqrt(C11 C22) "
+              "(the input's is 1: one look).", "",
+              "| method | C11 ratio | C22 ratio | coherence median | invalid |",
+              "|:--|--:|--:|--:|--:|"]
+    for row in result["real"]:
+        method = row["method"] + (f": {row['ran']}" if row["method"].startswith("default") else "")
+        cells = [f"{r['ratio_mean']:.3f} / {r['ratio_enl']:.2f} / {r['ratio_lag1_rows']:.2f}, {r['ratio_lag1_cols']:.2f}"
+                 for r in (row["c11"], row["c22"])]
+        lines.append(f"| {method} | {cells[0]} | {cells[1]} | {row['coherence_median']:.3f} | {row['invalid']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -173,9 +220,10 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         rows = run(args.looks, args.seeds, scratch)
+        real_rows = real(scratch)
     result = {"seeds": args.seeds, "looks": args.looks,
               "references": [os.path.splitext(os.path.basename(p))[0] for p in reference_paths()],
-              "summary": summarise(rows), "rows": rows}
+              "summary": summarise(rows), "rows": rows, "real": real_rows}
     text = markdown(result)
     print(text)
     with open(os.path.join(args.out, "dualpol.md"), "w", encoding="utf-8") as handle:

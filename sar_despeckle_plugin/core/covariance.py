@@ -23,7 +23,8 @@ C11 and C22 themselves::
 (conj(j Svh) = -j conj(Svh)). The map is linear and invertible (:func:`c2_from_intensities`), so
 C2 is recovered exactly from the four intensities, and a despeckler of intensities gives a
 despeckler of C2. Every function takes and returns the four bands as a sequence of arrays of
-one shape, numpy or torch alike, except :func:`valid_covariance` (torch).
+one shape, numpy or torch alike, except :func:`valid_covariance` (torch) and
+:func:`bands_from_matrix` (numpy).
 
 A covariance matrix is valid (positive semi-definite) when C11 >= 0, C22 >= 0 and
 |C12|^2 <= C11 C22: the VV/VH coherence |C12| / sqrt(C11 C22) is at most 1.
@@ -42,6 +43,13 @@ COHERENCE_CEILING = 1.0 - 1e-6
 #: :func:`invalid_covariances` lets |C12|^2 pass C11 C22 by this share (float32 rounding of
 #: inputs that were valid).
 INVALID_TOLERANCE = 1e-5
+
+
+def bands_from_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Covariance matrices (rows, cols, 2, 2) complex, [[C11, C12], [conj(C12), C22]] -> the
+    C2 bands (C11, C22, Re C12, Im C12) (4, rows, cols) float32."""
+    c12 = matrix[..., 0, 1]
+    return np.stack([matrix[..., 0, 0].real, matrix[..., 1, 1].real, c12.real, c12.imag]).astype(np.float32)
 
 
 def intensities_from_c2(c2: Sequence):
