@@ -350,6 +350,7 @@ def update(page: str, bench: str, names: list[str], today: str | None = None) ->
     note = (f"> Sections rewritten alone on {today}, commit {commit()}: "
             + ", ".join(SECTIONS[name](bench)[0][3:] for name in names) + ".")
     head = [line for line in head if not line.startswith("> Sections rewritten alone")]
+    head = [line for index, line in enumerate(head) if line or index == 0 or head[index - 1]]  # its blank too
     after = 1  # the note goes after the page's opening block quote
     for index, line in enumerate(head):
         if line.startswith(">"):
