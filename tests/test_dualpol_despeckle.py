@@ -229,6 +229,19 @@ def test_c2_in_db_is_refused(c2_tif, tmp_path):
         despeckle_raster(c2_tif, str(tmp_path / "out.tif"), DespeckleSettings(layout="c2", units="dB"))
 
 
+def test_batch_runner_text_maps_band_layout_to_the_layout():
+    from sar_despeckle_plugin.core import parameters as params
+    from sar_despeckle_plugin.core.despeckle import parameters as despeckle
+
+    methods = despeckle.available_methods("/nonexistent", print)
+    for text, layout in (("0", "single"), ("1", "dual"), ("2", "c2")):
+        values = params.values_from_text(despeckle.PARAMETERS, {"BAND_LAYOUT": [text]})
+        assert despeckle.settings_from_parameters(values, methods).layout == layout
+    with pytest.raises(SarDespeckleError, match="BAND_LAYOUT must be an option index from 0 to 2"):
+        despeckle.settings_from_parameters(params.values_from_text(despeckle.PARAMETERS, {"BAND_LAYOUT": ["3"]}),
+                                           methods)
+
+
 # -- as users run it -------------------------------------------------------------------------------
 
 
