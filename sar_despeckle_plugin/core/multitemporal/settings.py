@@ -37,10 +37,8 @@ class MultitemporalSettings:
             date order whatever the order given.
         window: odd side of the local means of Quegan's filter and of the change test of the
             ratio and learned methods, and of the window that estimates each date's VV/VH
-            coherence for C2. 7, for small changes: with 11, inside a 50 x 100 change of the target
-            among 5 one-look dates the ratio method scored 17.51 / 15.74 dB (marais2 / ramb; 16.81 /
-            14.91 with 7, 16.17 / 15.69 for the single-date default), but a 20 x 20 change of
-            another date left a 10 % ghost in the target (tests/test_multitemporal.py).
+            coherence for C2. 7, for small changes: with 11 a 20 x 20 change of another date left
+            a 10 % ghost in the target (tests/test_multitemporal.py).
         self_ensemble: ``rabasar``: the network also despeckles the mirrored images and keeps
             the geometric mean (twice the time for a few hundredths of a dB; off, as for
             single-date despeckling).
