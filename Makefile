@@ -122,9 +122,9 @@ install: package
 
 # Retrains the shipped networks (the default despeckler in two stages on a 2-core CPU: 42
 # minutes from scratch, its config's time budget, then an 11-minute fine-tune with point
-# scatterers; the change detector, about 6 minutes) and exports weights + model cards into the
-# plugin's weights/ folder; the despeckler's card gets its metrics from the benchmark protocol
-# (training/benchmark.py, as make bench; about 7 minutes).
+# scatterers; the dual-pol change detector, about 6 minutes, the single-pol one 20) and exports
+# weights + model cards into the plugin's weights/ folder; the despeckler's card gets its metrics
+# from the benchmark protocol (training/benchmark.py, as make bench; about 7 minutes).
 weights: setup
 	rm -rf $(BUILD)/runs/sarcnn_default $(BUILD)/runs/sarcnn_default_scatterers
 	$(PY) -m training train --config training/configs/sarcnn_default.toml --output $(BUILD)/runs/sarcnn_default
@@ -144,6 +144,9 @@ weights: setup
 	rm -rf $(BUILD)/runs/change_default
 	$(PY) -m training train --config training/configs/change_default.toml --output $(BUILD)/runs/change_default
 	$(PY) -m training export --checkpoint $(BUILD)/runs/change_default/best.pt --name change_default --to $(PLUGIN)/weights --overwrite
+	rm -rf $(BUILD)/runs/change_single
+	$(PY) -m training train --config training/configs/change_single.toml --output $(BUILD)/runs/change_single
+	$(PY) -m training export --checkpoint $(BUILD)/runs/change_single/best.pt --name change_single --to $(PLUGIN)/weights --overwrite
 
 clean:
 	rm -rf $(BUILD) $(PROFILE_DIR)

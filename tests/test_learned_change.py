@@ -160,7 +160,8 @@ def test_tiny_change_run_learns_synthetic_changes_and_exports_a_change_card(tmp_
     assert after["kappa"] > before["kappa"] + 0.2
     card_path = export(str(tmp_path / "run" / "best.pt"), "tiny_change", str(tmp_path / "models"))
     loaded = load_model(card_path, "cpu", input_kind="dual_pol_pair")
-    assert loaded.card.input_kind == "dual_pol_pair" and loaded.card.metrics["kappa"] == pytest.approx(after["kappa"])
+    # the card holds the best checkpoint's validation kappa: at least the last epoch's
+    assert loaded.card.input_kind == "dual_pol_pair" and loaded.card.metrics["kappa"] >= after["kappa"] - 1e-9
     assert loaded.card.macs_per_pixel > 0 and loaded.card.receptive_radius == 4
     # a change card is neither a despeckling network nor listed among them
     with pytest.raises(SarDespeckleError, match="is a change detector"):
@@ -241,8 +242,8 @@ def test_learned_method_through_processing_and_its_refusals(qgis_processing, tmp
     single = [write_geotiff(str(tmp_path / f"single{t}.tif"), read_geotiff(p)[0]) for t, p in enumerate(paths)]
     outputs = {"CHANGE_MAP": str(tmp_path / "m2.tif"), "CHANGE_MASK": str(tmp_path / "k2.tif")}
     assert_refused_without_output(qgis_processing, "sar_despeckle:change_detection",
-                                  {"INPUTS": single, "METHOD": learned, **outputs}, tmp_path,
-                                  "learned detector reads dual-pol data")
+                                  {"INPUTS": single, "METHOD": learned, "MODEL": SHIPPED, **outputs}, tmp_path,
+                                  "reads dual-pol dates, but Band layout .* is single")
     despeckler = os.path.join(os.path.dirname(SHIPPED), "sarcnn_default.json")
     assert_refused_without_output(qgis_processing, "sar_despeckle:change_detection",
                                   {"INPUTS": paths, "METHOD": learned, "BAND_LAYOUT": 1, "MODEL": despeckler,

@@ -12,13 +12,14 @@
 * ``multitemporal``: Noise2Noise across dates after MTPI-Net (:mod:`training.stack_data`): a
   log-residual U-Net with an auxiliary channel reads a target date and the other dates'
   change-compensated mean, and learns another date's intensity where it agrees with the target.
-* ``change``: the change detector (:class:`ChangeNet`) on labelled dual-pol pairs and on
-  synthetic changes inserted into speckled pairs; loss = binary cross-entropy + soft Dice
+* ``change``: the change detector (:class:`ChangeNet`, dual-pol or single-pol by its
+  ``channels``) on labelled pairs and on synthetic changes inserted into speckled pairs;
+  loss = binary cross-entropy + soft Dice
   (changes are a minority class); validated by Cohen's kappa at probability 0.5.
 
 Despeckling batches hold (B, 1, P, P) linear intensities and (B,) reference levels (see
-data.py); change batches two (B, 2, P, P) dates, their (B, 2) reference levels and (B, 1, P, P)
-labels (see change_data.py).
+data.py); change batches two (B, C, P, P) dates of C intensity channels, their (B, C) reference
+levels and (B, 1, P, P) labels (see change_data.py).
 """
 
 from __future__ import annotations
@@ -307,10 +308,13 @@ def soft_dice_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 class ChangeTask(Task):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.examples = validation_pairs(self.validation_sets, config.change, config.train.seed)
+        #: intensity channels per date the network reads: 2 dual-pol (VV, VH), 1 single-pol
+        self.channels = int(config.model.hyperparameters.get("channels", 2))
+        self.examples = validation_pairs(self.validation_sets, config.change, config.train.seed, self.channels)
 
     def train_dataset(self) -> ChangePatches:
-        return ChangePatches(self.train_sets, self.config.data, self.config.change, self.config.train.seed)
+        return ChangePatches(self.train_sets, self.config.data, self.config.change, self.config.train.seed,
+                             channels=self.channels)
 
     @property
     def selection(self) -> str:
@@ -350,6 +354,8 @@ class ChangeTask(Task):
                 f"{change.looks[0]:g}-{change.looks[1]:g} looks per date, +/-{change.gain_db:g} dB calibration "
                 f"offsets; labelled pairs make {100 * change.real_fraction:g} % of patches when both are given"
             ),
+            "input": ("single-pol: one intensity per date (dual-pol labelled pairs as their VV or VH)"
+                      if self.channels == 1 else "dual-pol: VV and VH intensity per date"),
         }
 
 

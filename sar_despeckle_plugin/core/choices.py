@@ -50,7 +50,8 @@ CHANGE_METHOD_LABELS = {
     "log_ratio_ki_gg": "Log-ratio, Kittler-Illingworth threshold (generalized Gaussian classes)",
     "log_ratio_ki_gamma": "Log-ratio, Kittler-Illingworth threshold (Gamma classes)",
     "log_ratio_otsu": "Log-ratio, Otsu threshold",
-    "learned": "Learned detector (CNN with global attention after MTDN; dual-pol, change probability)",
+    "learned": "Learned detector (CNN with global attention after MTDN; a model for dual-pol and one for "
+               "single-pol dates; change probability)",
     "unsupervised": "Unsupervised learned detector: a small CNN trained on the pair itself from confident "
                     "log-ratio pseudo-labels (change probability)",
     "automatic": "Automatic: the learned detector where its card fits (dual-pol), else the unsupervised "
@@ -60,8 +61,10 @@ CHANGE_METHOD_LABELS = {
 #: METHOD = Automatic (``core.change.automatic``): the default.
 AUTOMATIC_CHANGE_METHOD = "automatic"
 DEFAULT_CHANGE_METHOD = AUTOMATIC_CHANGE_METHOD
-#: The shipped learned detector (card and weights in the plugin's weights folder).
+#: The shipped learned detectors (cards and weights in the plugin's weights folder): dual-pol
+#: (intensities and C2) and single-pol.
 DEFAULT_CHANGE_MODEL = "change_default"
+SINGLE_POL_CHANGE_MODEL = "change_single"
 
 #: BAND_LAYOUT id -> label, in enum order. Bands per date: 1, 2 and 4.
 BAND_LAYOUT_LABELS = {

@@ -65,7 +65,8 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "(SIGNIFICANCE) for single-pol intensities, dual-pol intensities or the dual-pol "
             "covariance C2, and dates the first change of each pixel; the log-ratio methods "
             "threshold the standardised log-ratio automatically (Kittler-Illingworth or Otsu); "
-            "the learned detector (after MTDN) maps the probability of change between dual-pol dates; "
+            "the learned detector (after MTDN) maps the probability of change between dual-pol or "
+            "single-pol dates (a model for each); "
             "the unsupervised detector trains a small network on the pair itself from the clear cases "
             "of a log-ratio pre-classification and maps the probability of change. "
             "Outputs keep the inputs' grid and georeference. Pixels that are nodata or exactly zero on "
@@ -110,8 +111,9 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "(what it was trained on), else the unsupervised detector on dates PREFILTER despeckled; "
             "the log names the choice. The omnibus test controls false alarms through SIGNIFICANCE and gives "
             "first change dates; the log-ratio methods pick their threshold from the image "
-            "histogram; the learned detector (dual-pol layouts only) is a network trained on "
-            "labelled Sentinel-1 pairs and synthetic changes, and maps the probability of change; "
+            "histogram; the learned detector is a network trained on synthetic changes in speckled "
+            "pairs (and, for dual-pol dates, labelled Sentinel-1 pairs), one model for dual-pol and "
+            "one for single-pol dates, and maps the probability of change; "
             "the unsupervised detector needs no labels: it trains a small network (seconds on a CPU) "
             "on the pixels a log-ratio pre-classification is sure of, then maps every pixel.",
         ))
@@ -119,8 +121,10 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             QgsProcessingParameterFile("MODEL", "Change model card (learned method)", extension="json",
                                        optional=True),
             "For the learned method: a change-detector model card (.json beside its weights) "
-            "exported by `python -m training export` from a run in change mode; empty = the "
-            "shipped detector. Its weights are checked against the card's sha256 before loading.",
+            "exported by `python -m training export` from a run in change mode, for dates of the "
+            "Band layout (single-pol or dual-pol); empty = the shipped detector of that layout "
+            "(change_single for single-pol, change_default for dual-pol and C2). Its weights are "
+            "checked against the card's sha256 before loading.",
             advanced=True,
         ))
         self.addParameter(with_help(

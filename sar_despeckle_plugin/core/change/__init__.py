@@ -49,8 +49,9 @@ first pair over it gives the change date.
 
 **Learned detector** (``detectors.LearnedDetector``): the network of ``core.models.change_net``
 (siamese dilated CNN with global attention, after MTDN's change branch), trained by
-``python -m training`` in ``change`` mode, on each pair of consecutive dual-pol dates; the map is
-the change probability.
+``python -m training`` in ``change`` mode, on each pair of consecutive dates; the card is picked by
+the band layout (``change_default`` for dual-pol and C2, ``change_single`` for single-pol); the
+map is the change probability.
 
 **Unsupervised detector** (``unsupervised.UnsupervisedDetector``): per pair, a small CNN trained
 on the pair itself from the confident pixels of a log-ratio + Otsu pre-classification, applied to

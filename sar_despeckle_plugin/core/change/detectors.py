@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..choices import DEFAULT_CHANGE_MODEL, SHIPPED_WEIGHTS
+from ..choices import DEFAULT_CHANGE_MODEL, SHIPPED_WEIGHTS, SINGLE_POL_CHANGE_MODEL
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..models.card import read_card
@@ -175,9 +175,14 @@ class LogRatioDetector(ChangeDetector):
         return {"thresholds": self.thresholds, "significance": self.significance}
 
 
+#: The model card ``input_kind`` that serves each band layout.
+CHANGE_INPUT_KINDS = {"single": "single_pol_pair", "dual": "dual_pol_pair", "c2": "dual_pol_pair"}
+
+
 class LearnedDetector(ChangeDetector):
     """The learned detector (``core.models.change_net.ChangeNet``, after MTDN's change branch) on each
-    pair of consecutive dates of dual-pol intensity (VV, VH; C11, C22 of C2).
+    pair of consecutive dates of intensity: dual-pol (VV, VH; C11, C22 of C2) or single-pol, by the
+    card's ``input_kind`` (:data:`CHANGE_INPUT_KINDS`).
 
     ``fit`` sets, from the sampled windows of the whole image, each date's and channel's
     reference level (median intensity) and each pair's global-attention context, so every tile
@@ -190,17 +195,21 @@ class LearnedDetector(ChangeDetector):
     map_kind = "change probability (learned detector)"
 
     def __init__(self, card_path: str, layout: str) -> None:
-        if layout == "single":
-            raise SarDespeckleError(
-                "The learned detector reads dual-pol data: set BAND_LAYOUT to dual-pol intensities "
-                "(VV, VH) or C2, or choose another METHOD for single-pol images."
-            )
         self.card_path = card_path
         self.card = read_card(card_path)
-        if self.card.input_kind != "dual_pol_pair":
+        self.input_kind = CHANGE_INPUT_KINDS[layout]
+        if self.card.input_kind not in CHANGE_INPUT_KINDS.values():
             raise SarDespeckleError(
                 f"Model '{self.card.name}' is not a change detector (it reads {self.card.input_kind}): "
                 "choose the card of a model trained in change mode."
+            )
+        if self.card.input_kind != self.input_kind:
+            reads = "single-pol" if self.card.input_kind == "single_pol_pair" else "dual-pol"
+            raise SarDespeckleError(
+                f"Change model '{self.card.name}' reads {reads} dates, but BAND_LAYOUT is {layout}: leave "
+                f"MODEL empty for the shipped detector of that layout "
+                f"({os.path.splitext(os.path.basename(shipped_change_model(layout)))[0]}), "
+                "or set BAND_LAYOUT to what the dates hold."
             )
         self.halo = self.card.receptive_radius
         self.model = None
@@ -209,11 +218,11 @@ class LearnedDetector(ChangeDetector):
 
     @staticmethod
     def intensities(stack: Stack) -> torch.Tensor:
-        """(B, k, 2, H, W) linear intensities of the two polarisations."""
+        """(B, k, C, H, W) linear intensities: the two polarisations, or the single-pol band."""
         return stack.cov[:, :, list(INTENSITY_BANDS[stack.layout])]
 
     def _pair(self, stack: Stack, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised dates j - 1 and j (B, 2, H, W); invalid pixels at the reference level."""
+        """Normalised dates j - 1 and j (B, C, H, W); invalid pixels at the reference level."""
         intensity = self.intensities(stack)
         valid = stack.valid[:, None]
         dates = []
@@ -225,10 +234,10 @@ class LearnedDetector(ChangeDetector):
 
     def fit(self, samples, feedback):
         device = samples[0].cov.device
-        self.model = load_model(self.card_path, device, input_kind="dual_pol_pair").module.float()
+        self.model = load_model(self.card_path, device, input_kind=self.input_kind).module.float()
         valid_values = torch.cat(
             [self.intensities(s).permute(1, 2, 0, 3, 4)[:, :, s.valid] for s in samples], dim=-1
-        )  # (k, 2, valid pixels)
+        )  # (k, C, valid pixels)
         levels = reference_level(valid_values.float().cpu().numpy(), self.card.normalisation, axis=-1)
         self.references = torch.as_tensor(levels, dtype=torch.float32, device=device)
         self.contexts = []
@@ -258,9 +267,11 @@ class LearnedDetector(ChangeDetector):
                 "reference_levels": self.references.tolist() if self.references is not None else None}
 
 
-def shipped_change_model() -> str:
-    """The card of the shipped change detector."""
-    return os.path.join(SHIPPED_WEIGHTS, DEFAULT_CHANGE_MODEL + ".json")
+def shipped_change_model(layout: str = "dual") -> str:
+    """The card of the shipped change detector for dates of ``layout``: single-pol or dual-pol
+    (intensities and C2 alike)."""
+    name = SINGLE_POL_CHANGE_MODEL if CHANGE_INPUT_KINDS[layout] == "single_pol_pair" else DEFAULT_CHANGE_MODEL
+    return os.path.join(SHIPPED_WEIGHTS, name + ".json")
 
 
 #: METHOD id -> factory taking the run's settings, in the enum order of
@@ -272,7 +283,8 @@ DETECTORS: dict[str, Callable[[ChangeSettings], ChangeDetector]] = {
     **{f"log_ratio_{threshold}": (lambda settings, threshold=threshold: LogRatioDetector(threshold,
                                                                                        settings.significance))
        for threshold in THRESHOLD_METHODS},
-    "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model(), settings.layout),
+    "learned": lambda settings: LearnedDetector(settings.model or shipped_change_model(settings.layout),
+                                                settings.layout),
     "unsupervised": lambda settings: _unsupervised(settings.significance),
 }
 

@@ -119,7 +119,8 @@ def _plan(settings, readers, raw, fills, feedback, floors_=None) -> _Plan:
                               feedback)
     method = settings.method
     if method == AUTOMATIC_CHANGE_METHOD:
-        method, reason = choose_change_method(settings.layout, looks, settings.model or shipped_change_model())
+        method, reason = choose_change_method(settings.layout, looks,
+                                              settings.model or shipped_change_model(settings.layout))
         feedback.info(reason)
 
     def kappa_of(window: int) -> float:

@@ -57,7 +57,8 @@ class ChangeSettings:
         approximation: null distribution of the omnibus statistic, one of
             :data:`PVALUE_APPROXIMATIONS` (see ``statistics.omnibus_pvalue``).
         tile: tile core side for the tiling engine (chosen from the image width when None).
-        model: model card of the ``learned`` method (the shipped detector when None).
+        model: model card of the ``learned`` method (when None, the shipped detector of the
+            layout: ``detectors.shipped_change_model``).
     """
 
     method: str = DEFAULT_CHANGE_METHOD

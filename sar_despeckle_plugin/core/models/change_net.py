@@ -1,7 +1,8 @@
-"""Learned change detection between two dual-pol dates, after MTDN's change branch (Li et al.).
+"""Learned change detection between two dates, after MTDN's change branch (Li et al.).
 
-The network reads two co-registered dates of dual-pol intensity (VV, VH; or C11, C22 of C2),
-layout (B, 2, H, W) each, LINEAR INTENSITY, and returns a change logit (B, 1, H, W).
+The network reads two co-registered dates of ``channels`` intensity channels -- dual-pol (VV, VH;
+or C11, C22 of C2), or one single-pol channel --, layout (B, channels, H, W) each, LINEAR
+INTENSITY, and returns a change logit (B, 1, H, W).
 
 * **Normalisation** (:meth:`ChangeNet.normalise`): each date and channel is divided by its own
   reference level (the image's median intensity of that date and channel, the card's
@@ -82,7 +83,7 @@ class ChangeNet(nn.Module):
     """Siamese dilated CNN + global attention: two dates -> change logit (see the module doc).
 
     Args:
-        channels: intensity channels per date (2: VV and VH).
+        channels: intensity channels per date (2: VV and VH; 1: single-pol).
         width: feature channels.
         dilations: dilations of the encoder's 3x3 convolutions.
         fusion_dilations: dilations of the fusion's 3x3 convolutions.
@@ -90,8 +91,6 @@ class ChangeNet(nn.Module):
     """
 
     architecture: ClassVar[str] = "change_attention"
-    #: what the network reads, as recorded in its model card
-    input_kind: ClassVar[str] = "dual_pol_pair"
     #: any number of looks (it was trained on a range); recorded in the model card
     looks = 1.0
     alignment = 1
@@ -119,6 +118,12 @@ class ChangeNet(nn.Module):
     def hyperparameters(self) -> dict:
         return {"channels": self.channels, "width": self.width, "dilations": list(self.dilations),
                 "fusion_dilations": list(self.fusion_dilations), "log_scale": self.log_scale}
+
+    @property
+    def input_kind(self) -> str:
+        """What the network reads, as recorded in its model card: ``single_pol_pair`` (one
+        intensity channel per date) or ``dual_pol_pair`` (two: VV, VH)."""
+        return "single_pol_pair" if self.channels == 1 else "dual_pol_pair"
 
     @property
     def receptive_radius(self) -> int:
