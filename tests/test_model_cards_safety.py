@@ -217,7 +217,7 @@ def test_processing_lists_user_cards_safely_and_names_duplicates(qgis_processing
         assert options[7].startswith("Automatic: ")  # the default, before the networks
         assert options[8:] == [
             "sarcnn_default (network, 1 look(s), sarcnn_default.json)",
-            "sarcnn_grdh (network, 4.5 look(s), sentinel1_iw_grdh + sentinel1_iw_grdh_ee speckle)",
+            "sarcnn_grdh (network, 2.833-10.016 looks, sentinel1_iw_grdh + sentinel1_iw_grdh_ee speckle)",
             "sarcnn_looks (network, 1-16 looks)",
             "mynet (user network, 1 look(s), mynet_v1.json)",
             "mynet (user network, 4 look(s), mynet_v2.json)",

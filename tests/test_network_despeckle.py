@@ -148,3 +148,29 @@ def test_progress_moves_within_a_tile_and_cancel_stops_there(speckled_tif, tmp_p
                          DespeckleSettings(model_card=model_card, looks=1.0, units="intensity"), cancel)
     assert max(reports) < 1.0  # stopped inside the only tile
     assert not any(name.startswith((".cancelled", "cancelled")) for name in os.listdir(tmp_path))
+
+
+def test_a_conditioned_network_of_correlated_speckle_reads_the_looks_per_pixel(tmp_path):
+    """The shipped sarcnn_grdh (conditioned, trained on correlated speckle) reads the geometric
+    mean of the block estimate and the estimate on every second pixel, which correlated speckle
+    pulls apart; a white conditioned network (sarcnn_looks) reads the block estimate."""
+    from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS
+    from sar_despeckle_plugin.core.feedback import Feedback
+    from sar_despeckle_plugin.core.speckle import estimate_looks, pixel_looks
+    from training.speckle_model import PRESETS
+
+    rows, cols = np.mgrid[0:256, 0:256]
+    scene = 1.0 + 0.5 * np.sin(rows / 30.0) * np.cos(cols / 45.0)
+    intensity = PRESETS["sentinel1_iw_grdh_ee"].apply(scene, np.random.default_rng(5)).astype(np.float32)
+    source = write_geotiff(str(tmp_path / "grdh.tif"), intensity)
+    valid = np.ones(intensity.shape, bool)
+    block, sparse = estimate_looks([intensity], [valid]), pixel_looks([intensity], [valid])
+    assert block > 1.15 * sparse  # correlated speckle pulls the two apart
+    for name, expected in (("sarcnn_grdh", (block * sparse) ** 0.5), ("sarcnn_looks", block)):
+        messages = []
+        despeckle_raster(str(source), str(tmp_path / f"{name}.tif"),
+                         DespeckleSettings(units="intensity", method="network",
+                                           model_card=os.path.join(SHIPPED_WEIGHTS, f"{name}.json")),
+                         Feedback(info=messages.append, warn=messages.append))
+        line = next(m for m in messages if "is conditioned on the looks" in m)
+        assert f"it reads {expected:.2f} look(s)" in line, (line, block, sparse)

@@ -47,7 +47,8 @@ def network_despeckler(
                 f"for {trained}: results may be over- or under-smoothed."
             )
     if model.module.conditioned:
-        per_pixel = "" if card.white else " per pixel (estimated on every second pixel: the speckle is correlated)"
+        per_pixel = "" if card.white else (" per pixel (the geometric mean of the block estimate and the estimate on "
+                                           "every second pixel: the speckle is correlated)")
         feedback.info(f"Model '{card.name}' is conditioned on the looks: it reads "
                       + ", ".join(f"{value:.2f}" for value in looks) + f" look(s){per_pixel} (band order).")
     precision = accelerate.network_precision(model, looks[0], device, feedback)
