@@ -53,8 +53,7 @@ class RealImageWatch:
             level) triples; their looks are estimated once (the ENL share's denominator, and what
             networks conditioned on the looks read).
         per_pixel: the network is trained on correlated speckle, so a conditioned one reads the
-            looks estimated on every second pixel, as the plugin feeds it
-            (``core.despeckle.settings.BandStatistics.looks_per_pixel``).
+            looks per pixel, as the plugin feeds it (``core.speckle.looks_per_pixel``).
     """
 
     def __init__(self, examples: list[tuple[str, torch.Tensor, float]], per_pixel: bool = False) -> None:
@@ -62,7 +61,8 @@ class RealImageWatch:
                          if min(noisy.shape[-2:]) >= MIN_SIDE]
         images = [([noisy[0, 0].double().numpy()], [noisy[0, 0].numpy() > 0]) for _, noisy, _ in self.examples]
         self.looks = [speckle.estimate_looks(*image) for image in images]
-        self.network_looks = [speckle.pixel_looks(*image) for image in images] if per_pixel else self.looks
+        self.network_looks = ([speckle.looks_per_pixel(looks, speckle.pixel_looks(*image))
+                               for looks, image in zip(self.looks, images)] if per_pixel else self.looks)
         self.estimates: list[np.ndarray] = []
 
     def __bool__(self) -> bool:

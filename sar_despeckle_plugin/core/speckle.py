@@ -287,10 +287,12 @@ def estimate_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray])
 PIXEL_LOOKS_STEP = 2
 
 
-def pixel_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray], step: int = PIXEL_LOOKS_STEP) -> float:
+def pixel_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray],
+                step: int = PIXEL_LOOKS_STEP) -> float | None:
     """The looks of single pixels (1 / the variance of their speckle: the ENL a product states)
     when neighbouring pixels' speckle is correlated: :func:`estimate_looks` on every ``step``-th
-    pixel along both axes (linear intensity windows, (rows, cols), and their validity masks).
+    pixel along both axes (linear intensity windows, (rows, cols), and their validity masks);
+    None when too few pixels are left for it.
 
     The block estimator reads each block's spread around the block's own mean; correlated
     neighbours spread less than independent pixels, so correlated speckle reads as more looks
@@ -300,4 +302,18 @@ def pixel_looks(intensity: Sequence[np.ndarray], valid: Sequence[np.ndarray], st
     texture counts more: over textured scenes this estimate reads fewer looks than there are
     (3.6 for the same speckle over the Risoul reference).
     """
-    return estimate_looks([values[::step, ::step] for values in intensity], [ok[::step, ::step] for ok in valid])
+    try:
+        return estimate_looks([values[::step, ::step] for values in intensity], [ok[::step, ::step] for ok in valid])
+    except SarDespeckleError:
+        return None
+
+
+def looks_per_pixel(block_looks: float, sparse_looks: float | None) -> float:
+    """The looks per pixel of correlated speckle from the two estimates that bracket them:
+    :func:`estimate_looks` on blocks of neighbours (reads more) and :func:`pixel_looks` on every
+    second pixel (reads fewer over texture): their geometric mean (on the Sen1Floods11 GRDH crop
+    4.83 and 3.23: 3.95); ``block_looks`` alone when there is no sparse estimate. Fed to a
+    conditioned network trained on correlated speckle, it scores within 0.03 dB of the sparse
+    estimate on synthetic GRDH speckle and leaves a ratio mean 2 % closer to 1 on that crop
+    (0.954 against 0.931), the sparse estimate reading its texture as fewer looks."""
+    return block_looks if sparse_looks is None else math.sqrt(block_looks * sparse_looks)

@@ -241,21 +241,20 @@ def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndar
     return (statistics.rows[0], statistics.cols[0]), (statistics.rows[1], statistics.cols[1])
 
 
-def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback):
+def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback,
+                      per_pixel: Sequence[float | None] | None = None):
     """``settings`` (``method`` "automatic", no ``model_card``) -> the settings of the chosen
     method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
-    uses them); the correlation, and the looks on every second pixel when LOOKS was not given,
-    are measured on each band's sample. The choice serves the most demanding band (fewest looks,
-    strongest correlation)."""
-    correlations, per_pixel = [], []
+    uses them); ``per_pixel``: each band's looks on every second pixel when LOOKS was not given
+    (None: measured here). The correlation is measured on each band's sample. The choice serves
+    the most demanding band (fewest looks, strongest correlation)."""
+    correlations, measured_per_pixel = [], []
     for sample in samples:
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
         correlations.append(measure_correlation(intensity, sample.valid))
-        if settings.looks is None:
-            try:
-                per_pixel.append(speckle.pixel_looks(intensity, [ok & (v > 0) for v, ok in zip(intensity, sample.valid)]))
-            except SarDespeckleError:  # too few pixels two apart: the cards see the block estimate
-                pass
+        if settings.looks is None and per_pixel is None:
+            measured_per_pixel.append(speckle.pixel_looks(intensity, [ok & (v > 0) for v, ok in zip(intensity, sample.valid)]))
+    per_pixel = [v for v in (measured_per_pixel if per_pixel is None else per_pixel) if v is not None]
     measured = [c for c in correlations if c is not None]
     # the most demanding band: the strongest lag-1 correlation on each axis, with its lag 2
     strongest = [max(measured, key=lambda c: c[0][axis]) for axis in (0, 1)] if measured else None

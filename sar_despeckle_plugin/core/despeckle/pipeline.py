@@ -82,7 +82,7 @@ def _channel_statistics(channels, names, settings: DespeckleSettings, path: str,
     automatic = settings.method == AUTOMATIC and not settings.model_card  # either may be chosen
     sparse = [None] * len(channels)
     if settings.looks is None and (settings.model_card or automatic):  # networks of correlated speckle read it
-        sparse = [_pixel_looks(sample) for sample in channels]
+        sparse = [speckle.pixel_looks(sample.values, sample.valid) for sample in channels]
     statistics = []
     for value, pixel_value, channel_values in zip(looks, sparse, values):
         median = reference_level(channel_values) if settings.model_card or automatic else None
@@ -91,13 +91,6 @@ def _channel_statistics(channels, names, settings: DespeckleSettings, path: str,
         statistics.append(BandStatistics(float(value), median, percentile_98, pixel_value))
     return statistics
 
-
-def _pixel_looks(sample) -> float | None:
-    """The looks on every second pixel of a channel's sample (None: too few pixels)."""
-    try:
-        return speckle.pixel_looks(sample.values, sample.valid)
-    except SarDespeckleError:
-        return None
 
 
 def _classical(settings: DespeckleSettings, statistics: list[BandStatistics]) -> BandDespeckler:
@@ -180,7 +173,8 @@ def despeckle_raster(
     statistics = _channel_statistics(channels, layouts.channel_names(layout, reader.bands), settings,
                                      input_path, feedback)
     if settings.method == AUTOMATIC and not settings.model_card:
-        settings = resolve_automatic(settings, channels, "intensity", [s.looks for s in statistics], feedback)
+        settings = resolve_automatic(settings, channels, "intensity", [s.looks for s in statistics], feedback,
+                                     per_pixel=[s.pixel_looks for s in statistics])
     del channels
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (

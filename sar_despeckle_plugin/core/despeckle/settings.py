@@ -5,7 +5,6 @@ pipeline (:class:`BandDespeckler`), and what it reports (:class:`DespeckleReport
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -148,13 +147,8 @@ class BandStatistics:
 
     @property
     def looks_per_pixel(self) -> float:
-        """The looks per pixel of correlated speckle: the geometric mean of the two estimates
-        where there are two (on the Sen1Floods11 GRDH crop 4.83 and 3.23: 3.95), else
-        ``looks``. Fed to a conditioned network trained on correlated speckle, it scores within
-        0.03 dB of the sparse estimate on synthetic GRDH speckle and leaves a ratio mean 2 %
-        closer to 1 on that crop (0.954 against 0.931), the sparse estimate reading its texture
-        as fewer looks."""
-        return self.looks if self.pixel_looks is None else math.sqrt(self.looks * self.pixel_looks)
+        """The looks per pixel of correlated speckle (``core.speckle.looks_per_pixel``)."""
+        return speckle.looks_per_pixel(self.looks, self.pixel_looks)
 
 
 @dataclass(frozen=True)
