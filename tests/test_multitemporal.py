@@ -18,7 +18,9 @@ from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
-from sar_despeckle_plugin.core.multitemporal.methods import complete_c2, local_means, own_change, quegan, super_image
+from sar_despeckle_plugin.core.multitemporal.methods import (
+    complete_c2, local_means, majority, own_change, quegan, super_image,
+)
 from sar_despeckle_plugin.core.multitemporal.pipeline import despeckle_stack
 from sar_despeckle_plugin.core.multitemporal.settings import MultitemporalSettings
 from sar_despeckle_plugin.core.raster import raster_info
@@ -120,6 +122,18 @@ def test_the_targets_own_change_goes_to_the_ratio_image_not_the_super_image():
     own = own_change(means, valid, 0, looks, 5)
     assert not own[0, 0, 8:12].any()
     np.testing.assert_allclose(super_image(intensity, valid, means, 0, looks, 5, own)[0, 0, 8:12, 8:16].numpy(), 16.0)
+
+
+def test_majority_drops_isolated_pixels_and_keeps_regions():
+    mask = torch.zeros((1, 1, 24, 24), dtype=torch.bool)
+    mask[0, 0, 2, 2] = True  # an isolated error of the change test
+    mask[0, 0, 8:20, 6:22] = True  # a change, reaching nothing else
+    mask[0, 0, 0:6, 18:24] = True  # a change in the image's corner
+    kept = majority(mask, 5)[0, 0]
+    assert not kept[2, 2]
+    assert kept[10:18, 6:22].all() and kept[8:20, 8:20].all()  # straight edges stay
+    assert int(kept[8:20, 6:22].sum()) == 12 * 16 - 4 * 3  # each corner loses a 3-pixel staircase
+    assert kept[0:4, 20:24].all() and int(kept[0:6, 18:24].sum()) == 36 - 3
 
 
 def test_c2_output_is_a_valid_covariance_with_the_dates_own_coherence():
