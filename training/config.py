@@ -23,10 +23,10 @@ from sar_despeckle_plugin.core.speckle import UNITS
 from .scenes import SCENES
 from .speckle_model import looks_interval, model_from_config
 
-MODES = ("supervised", "blind_spot", "contrastive", "change", "multitemporal")
+MODES = ("supervised", "blind_spot", "contrastive", "change", "multitemporal", "multitask")
 KINDS = ("clean", "single_look", "stack", "change_pair")
 #: The architecture each mode trains, where only one fits.
-MODE_ARCHITECTURE = {"blind_spot": "blind_spot", "change": "change_attention"}
+MODE_ARCHITECTURE = {"blind_spot": "blind_spot", "change": "change_attention", "multitask": "mtdn_multitask"}
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 
@@ -135,7 +135,9 @@ class TrainConfig:
         mode: ``supervised`` (synthetic speckle on clean references), ``blind_spot``
             (self-supervised on noisy images), ``contrastive`` (encoder pre-training),
             ``change`` (the change detector), ``multitemporal`` (Noise2Noise across the dates of
-            stacks: a ``log_residual`` network with ``auxiliary_channels = 1``, white speckle).
+            stacks: a ``log_residual`` network with ``auxiliary_channels = 1``, white speckle),
+            ``multitask`` (despeckling + change detection of two dates, ``mtdn_multitask``,
+            white speckle; reads ``[change]``).
         batch_size: patches per optimiser step, all processes together.
         time_budget_minutes: wall-clock limit of the run, resumes included (0: none). After the
             first epoch the run plans, once, as many epochs as fit (at most ``epochs``) from the
@@ -374,8 +376,8 @@ def _check_values(config: Config) -> None:
     if (train.mode == "multitemporal") != auxiliary:
         raise ConfigError("[train].mode 'multitemporal' trains a 'log_residual' network with "
                           "[model].hyperparameters.auxiliary_channels = 1, and such a network trains in that mode only.")
-    if train.mode == "multitemporal" and not data.speckle_model.white:
-        raise ConfigError("[train].mode 'multitemporal' draws white Gamma speckle per date: leave [data].speckle empty.")
+    if train.mode in ("multitemporal", "multitask") and not data.speckle_model.white:
+        raise ConfigError(f"[train].mode '{train.mode}' draws white Gamma speckle per date: leave [data].speckle empty.")
     if not data.train:
         raise ConfigError("[data].train lists no sources: give at least one path or synthetic source.")
     if train.amp not in AMP_CHOICES:

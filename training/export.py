@@ -17,6 +17,10 @@ METRIC_DEFINITIONS = {
                  "psnr_input = the noisy input's PSNR; loss = the training loss",
     "change": "kappa, F1, overall accuracy (oa), false/missed alarms of the mask at probability 0.5 "
               "over all validation pixels; loss = the training loss (BCE + soft Dice)",
+    "multitask": "change branch: kappa, F1, overall accuracy (oa), false/missed alarms at probability 0.5 over "
+                 "all validation pixels; psnr / psnr_single / psnr_input: PSNR (dB) on amplitude of both dates "
+                 "fused / of the despeckling branch alone / of the input, one-look synthetic pairs with a known "
+                 "change; loss = the training loss (BCE + soft Dice + masked Noise2Noise)",
 }
 
 
@@ -27,7 +31,7 @@ def card_metrics(checkpoint: dict) -> dict:
     return {
         **metrics,
         "measured_on": "validation: " + "; ".join(data["validation"]),
-        "definition": METRIC_DEFINITIONS["change" if checkpoint["mode"] == "change" else "despeckle"],
+        "definition": METRIC_DEFINITIONS.get(checkpoint["mode"], METRIC_DEFINITIONS["despeckle"]),
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
     }

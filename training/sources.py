@@ -19,6 +19,7 @@ MODE_KINDS = {
     "contrastive": ("clean", "stack"),
     "change": ("clean", "change_pair"),
     "multitemporal": ("clean", "stack"),
+    "multitask": ("clean", "change_pair"),
 }
 
 

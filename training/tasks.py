@@ -12,6 +12,10 @@
 * ``multitemporal``: Noise2Noise across dates after MTPI-Net (:mod:`training.stack_data`): a
   log-residual U-Net with an auxiliary channel reads a target date and the other dates'
   change-compensated mean, and learns another date's intensity where it agrees with the target.
+* ``multitask``: despeckling and change detection of two dates after MTDN
+  (:class:`MultiTaskNet`, :mod:`training.multitask_data`): the change branch's loss as in
+  ``change``; the despeckling branch learns Noise2Noise across the two dates, counted only where
+  the label says unchanged and weighted by the change branch's probability that nothing changed.
 * ``change``: the change detector (:class:`ChangeNet`, dual-pol or single-pol by its
   ``channels``) on labelled pairs and on synthetic changes inserted into speckled pairs;
   loss = binary cross-entropy + soft Dice
@@ -37,10 +41,12 @@ from sar_despeckle_plugin.core.models.base import pad_to_multiple
 from sar_despeckle_plugin.core.models.blind_spot import alpha_from_output, marginal_nll
 from sar_despeckle_plugin.core.models.log_residual import UNetEncoder
 from sar_despeckle_plugin.core.models.logdomain import intensity_to_log, normalise_log
+from sar_despeckle_plugin.core.models.multitask import MultiTaskNet
 
 from .change_data import ChangePatches, validation_pairs
 from .config import Config
 from .data import TrainingPatches, blind_spot_warning, speckle_model_of, speckle_statistics, validation_images
+from .multitask_data import MultitaskPatches, validation_examples
 from .metrics import change_scores, psnr_amplitude, ssim_amplitude
 from .scenes import POINT_SCATTERER_LN
 from .sources import load_sources
@@ -326,9 +332,7 @@ class ChangeTask(Task):
                      net.normalise(batch["second"], batch["reference_second"])).float()
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        logits = self.logits(model, batch)
-        return (F.binary_cross_entropy_with_logits(logits, batch["label"])
-                + self.config.change.dice_weight * soft_dice_loss(logits, batch["label"]))
+        return change_loss(self.logits(model, batch), batch["label"], self.config.change.dice_weight)
 
     def validate(self, model: nn.Module, device: torch.device) -> dict:
         model.eval()
@@ -406,8 +410,98 @@ class MultitemporalTask(Task):
             "masked where it differs from the target")}
 
 
+def change_loss(logits: torch.Tensor, label: torch.Tensor, dice_weight: float) -> torch.Tensor:
+    """Binary cross-entropy + ``dice_weight`` x soft Dice of change logits against a 0/1 label."""
+    return F.binary_cross_entropy_with_logits(logits, label) + dice_weight * soft_dice_loss(logits, label)
+
+
+def masked_noise2noise(estimates: torch.Tensor, z: torch.Tensor, unchanged: torch.Tensor) -> torch.Tensor:
+    """Mean squared error, in the normalised log domain, between each date's estimate
+    (B, 2, C, H, W) and the OTHER date's debiased log intensity ``z`` (B, 2, C, H, W), weighted
+    per pixel by ``unchanged`` (B, 1, H, W) in [0, 1]: a change is not learned as noise."""
+    weight = unchanged[:, None].expand_as(estimates)
+    return ((estimates - z.flip(1)) ** 2 * weight).sum() / weight.sum().clamp_min(1)
+
+
+class MultitaskTask(Task):
+    """Despeckling + change detection of two dates after MTDN (see the module doc). The weight
+    of the despeckling loss, ``(1 - label) * (1 - p)`` with p the change branch's probability,
+    is detached from the change branch: otherwise that branch would learn to fire everywhere to
+    silence the despeckling loss. Validated on the loss, Cohen's kappa of the change branch at
+    probability 0.5, and on the clean sources the PSNR of both dates fused (``psnr``) and of
+    the despeckling branch alone (``psnr_single``), one-look pairs with a known change."""
+
+    #: Looks of the synthetic validation pairs (the benchmarks' one-look case).
+    validation_looks = 1.0
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.channels = int(config.model.hyperparameters.get("channels", 1))
+        self.looks_range = speckle_model_of(config.data).looks_range
+        self.examples = validation_examples(self.validation_sets, config.change, config.train.seed,
+                                            self.validation_looks, self.looks_range, self.channels)
+
+    def train_dataset(self) -> MultitaskPatches:
+        return MultitaskPatches(self.train_sets, self.config.data, self.config.change, self.config.train.seed,
+                                self.looks_range, channels=self.channels)
+
+    def outputs(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The despeckler's inputs ``z`` and estimates (B, 2, C, H, W) and the change logits (B, 1, H, W)."""
+        net: MultiTaskNet = getattr(model, "module", model)
+        first, second, references, looks = batch["first"], batch["second"], batch["references"], batch["looks"]
+        z = net.normalise_logs(first, second, references, looks)
+        estimates, logits = model(z, *net.change_inputs(first, second, references), looks)
+        return z, estimates.float(), logits.float()
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        z, estimates, logits = self.outputs(model, batch)
+        unchanged = (1 - batch["label"]) * (1 - torch.sigmoid(logits).detach())
+        return (change_loss(logits, batch["label"], self.config.change.dice_weight)
+                + masked_noise2noise(estimates, z, unchanged))
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict:
+        net: MultiTaskNet = getattr(model, "module", model)
+        scores = {"loss": [], "psnr": [], "psnr_single": [], "psnr_input": []}
+        predicted, truth = [], []
+        model.eval()
+        with torch.no_grad():
+            for example in self.examples:
+                batch = {key: value.to(device) for key, value in example.items() if torch.is_tensor(value)}
+                scores["loss"].append(float(self.loss(model, batch)))
+                z, estimates, logits = self.outputs(model, batch)
+                predicted.append((logits > 0).cpu().numpy().ravel())
+                truth.append(batch["label"].cpu().numpy().ravel() > 0.5)
+                if "clean" in batch:
+                    fused = net.fuse(estimates, torch.sigmoid(logits))
+                    noisy = torch.stack([batch["first"], batch["second"]], 1)
+                    for key, images in (("psnr", net.to_intensity(fused, batch["references"])), ("psnr_input", noisy),
+                                        ("psnr_single", net.to_intensity(estimates, batch["references"]))):
+                        scores[key] += [psnr_amplitude(images[0, d, c], batch["clean"][0, d, c])
+                                        for d in range(2) for c in range(images.shape[2])]
+        model.train()
+        averages = {key: sum(values) / len(values) for key, values in scores.items() if values}
+        return {**averages, **change_scores(np.concatenate(predicted), np.concatenate(truth))}
+
+    def data_description(self) -> dict:
+        change = self.config.change
+        low, high = self.looks_range
+        return {
+            "mode": "multitask",
+            "train": [s.description for s in self.train_sets],
+            "validation": [s.description for s in self.validation_sets],
+            "pairs": (
+                f"two dates; on clean sources independent white speckle of one L per pair (log-uniform in "
+                f"{low:g}-{high:g}) and changes of {change.contrast_db[0]:g}-{change.contrast_db[1]:g} dB, "
+                f"+/-{change.gain_db:g} dB calibration offsets; labelled pairs make {100 * change.real_fraction:g} % "
+                "of patches when both are given (looks estimated per crop)"
+            ),
+            "supervision": ("change branch: the labels; despeckling branch: Noise2Noise across the two dates, "
+                            "where the label says unchanged, weighted by 1 - the change branch's probability"),
+        }
+
+
 TASKS = {"supervised": SupervisedTask, "blind_spot": BlindSpotTask, "contrastive": ContrastiveTask,
-         "change": ChangeTask, "multitemporal": MultitemporalTask}
+         "change": ChangeTask, "multitemporal": MultitemporalTask, "multitask": MultitaskTask}
 
 
 def make_task(config: Config) -> Task:

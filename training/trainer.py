@@ -113,7 +113,8 @@ def learning_rate(config: Config, step: int, total_steps: int, plan_step: int = 
 
 
 def initialise_from(model: nn.Module, path: str) -> str:
-    """Load the tensors of checkpoint or model card ``path`` whose names and shapes fit ``model``;
+    """Load the tensors of checkpoint or model card ``path`` whose names and shapes fit ``model``
+    (or, when no name fits, one part of a composed network: :func:`_into_part`);
     a convolution with fewer input channels (an unconditioned U-Net's stem, for a network
     conditioned on the looks) fills the first ones, the others start at zero."""
     if path.endswith(".json"):  # a model card, shipped or exported: checked and loaded as the plugin does
@@ -123,7 +124,7 @@ def initialise_from(model: nn.Module, path: str) -> str:
     else:
         state = load_checkpoint(path)["model"]
     target = model.state_dict()
-    matching = {key: value for key, value in state.items() if key in target}
+    matching = {key: value for key, value in state.items() if key in target} or _into_part(state, target)
     for key, value in list(matching.items()):  # an unconditioned stem into a conditioned one
         want = target[key]
         if (value.dim() == 4 and value.shape[0] == want.shape[0] and value.shape[2:] == want.shape[2:]
@@ -140,6 +141,16 @@ def initialise_from(model: nn.Module, path: str) -> str:
         )
     model.load_state_dict(matching, strict=False)
     return f"initialised {len(matching)} of {len(target)} tensors from {path}"
+
+
+def _into_part(state: dict, target: dict) -> dict:
+    """``state`` renamed into the one part of a composed network (``MultiTaskNet.despeckler``)
+    that holds every one of its tensor names; empty when no part does."""
+    for part in sorted({key.split(".", 1)[0] for key in target}):
+        renamed = {f"{part}.{key}": value for key, value in state.items()}
+        if all(key in target for key in renamed):
+            return renamed
+    return {}
 
 
 def check_resumable(saved: dict, current: dict) -> None:

@@ -87,6 +87,7 @@ MULTITEMPORAL_METHOD_LABELS = {
     "rabasar": "RABASAR-style ratio: temporal mean despeckled by the network, each date's ratio to it "
                "despeckled, multiplied back",
     "learned": "Learned multitemporal network (Noise2Noise across dates with change masking, after MTPI-Net)",
+    "multitask": "Multi-task despeckling + change network, two dates only (after MTDN)",
 }
 #: The default METHOD: it scored best in scripts/bench_multitemporal.py (docs/multitemporal.md).
 DEFAULT_MULTITEMPORAL_METHOD = "rabasar"
@@ -94,6 +95,8 @@ DEFAULT_MULTITEMPORAL_METHOD = "rabasar"
 MULTITEMPORAL_NETWORK = "sarcnn_looks"
 #: The shipped multitemporal network METHOD learned runs (card input kind ``stack``).
 MULTITEMPORAL_STACK_NETWORK = "sarcnn_stack"
+#: The shipped multi-task network METHOD multitask runs (card input kind ``date_pair``).
+MULTITEMPORAL_MULTITASK_NETWORK = "mtdn_multitask"
 
 # ------------------------------------------------------------------------------------------
 # sar_despeckle:decorrelate

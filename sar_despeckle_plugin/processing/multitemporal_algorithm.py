@@ -46,7 +46,8 @@ class MultitemporalAlgorithm(SarAlgorithm):
             "mean. Single-pol, dual-pol (VV, VH) intensities and the dual-pol covariance C2 "
             "(which stays a valid covariance matrix). The output is one "
             "GeoTIFF holding each target date's bands in date order, on the inputs' grid, in "
-            "their units and with their nodata."
+            "their units and with their nodata. Optional ratio images and a quality report "
+            "judge each target date without a reference, as for sar_despeckle:despeckle."
         )
 
     def initAlgorithm(self, config=None) -> None:
@@ -82,14 +83,16 @@ class MultitemporalAlgorithm(SarAlgorithm):
                 f"{index} = {label}" for index, label in enumerate(MULTITEMPORAL_METHOD_LABELS.values())
             ) + ". The ratio method removes much more speckle (see docs/multitemporal.md for the "
             "measurements) and runs the network twice per target date; the learned network (MODEL, "
-            "or the shipped one) once per target date; Quegan's filter is fast and needs no network.",
+            "or the shipped one) once per target date; Quegan's filter is fast and needs no network; "
+            "the multi-task network takes exactly two dates, despeckles both and keeps them apart "
+            "where its change branch sees change.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterFile("MODEL", "Multitemporal model card (learned method)", extension="json",
                                        optional=True),
             "For the learned method: the model card (.json beside its weights) of a multitemporal "
-            "network exported by `python -m training export` from a run in mode multitemporal; "
-            "empty = the shipped network. Its weights are checked against the card's sha256 before loading.",
+            "network exported by `python -m training export` from a run in mode multitemporal; for "
+            "the multi-task method: of a run in mode multitask; empty = the shipped network. Its weights are checked against the card's sha256 before loading.",
             advanced=True,
         ))
         self.addParameter(with_help(
@@ -153,6 +156,10 @@ class MultitemporalAlgorithm(SarAlgorithm):
             return str(error)
         if targets is not None and max(targets) > len(layers):
             return f"TARGET names date {max(targets)} but INPUTS has {len(layers)} dates."
+        method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)]
+        if method == "multitask" and len(layers) != 2:
+            return (f"The multi-task method despeckles two dates; INPUTS has {len(layers)}: give two dates, or "
+                    "choose another METHOD for longer stacks.")
         return model_card_problem(self.parameterAsFile(parameters, "MODEL", context))
 
     def processAlgorithm(self, parameters, context, feedback):

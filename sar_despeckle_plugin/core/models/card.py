@@ -51,7 +51,8 @@ class ModelCard:
         hyperparameters: keyword arguments of the architecture's constructor.
         input_kind: what the network reads: ``intensity`` (one date of linear intensity, the
             despeckling networks), ``dual_pol_pair`` (two dates of VV, VH intensity, the
-            dual-pol change detector) or ``single_pol_pair`` (two single-pol dates).
+            dual-pol change detector), ``single_pol_pair`` (two single-pol dates) or
+            ``date_pair`` (two dates despeckled with a change branch, ``models.multitask``).
         looks: equivalent number of looks the network expects.
         normalisation: input normalisation constants (see ``core.models.logdomain``).
         receptive_radius: reach in pixels (the halo a tile needs).

@@ -9,10 +9,11 @@ from torch import nn
 from .blind_spot import BlindSpotNet
 from .change_net import ChangeNet
 from .log_residual import LogResidualUNet
+from .multitask import MultiTaskNet
 
 #: Architecture name (as in model cards and training configs) -> class.
 ARCHITECTURES: dict[str, type[nn.Module]] = {
-    cls.architecture: cls for cls in (LogResidualUNet, BlindSpotNet, ChangeNet)
+    cls.architecture: cls for cls in (LogResidualUNet, BlindSpotNet, ChangeNet, MultiTaskNet)
 }
 
 

@@ -158,7 +158,8 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
 
 #: What each card input kind is for, in refusals.
 INPUT_KIND_USES = {"intensity": "a despeckling network", "dual_pol_pair": "a change detector (two dual-pol dates)",
-                   "single_pol_pair": "a change detector (two single-pol dates)"}
+                   "single_pol_pair": "a change detector (two single-pol dates)",
+                   "date_pair": "a multi-task despeckling and change network (two dates)"}
 
 
 def load_model(card_path: str, device: torch.device | str = "cpu", input_kind: str | None = None) -> LoadedModel:

@@ -27,7 +27,8 @@ import torch
 
 from .. import speckle, stack
 from ..choices import (
-    INTENSITY_BANDS, LAYOUT_BANDS, MULTITEMPORAL_NETWORK, MULTITEMPORAL_STACK_NETWORK, SHIPPED_WEIGHTS,
+    INTENSITY_BANDS, LAYOUT_BANDS, MULTITEMPORAL_MULTITASK_NETWORK, MULTITEMPORAL_NETWORK,
+    MULTITEMPORAL_STACK_NETWORK, SHIPPED_WEIGHTS,
 )
 from ..device import resolve_device
 from ..errors import SarDespeckleError
@@ -41,6 +42,7 @@ from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from .methods import LearnedStack, Rabasar, complete_c2, quegan
+from .multitask import MultiTaskPair
 from .report import intensity_bands, write_report
 from .settings import (
     MIN_SIDE, SAMPLE_PIXELS, MultitemporalReport, MultitemporalSettings, band_descriptions, check_output,
@@ -114,6 +116,16 @@ def _learned(settings, looks, covs, valids, device, feedback) -> _Method:
     return _Method(method, halo, NETWORK_BLEND, model.alignment, "learned", model.card)
 
 
+def _multitask(settings, looks, covs, valids, device, feedback) -> _Method:
+    """The multi-task network of ``settings.model`` (card input kind ``date_pair``), else the
+    shipped one, on a two-date stack; normalisation and change context set from the sample."""
+    model = _network(MULTITEMPORAL_MULTITASK_NETWORK, "date_pair", device, settings.model)
+    method = MultiTaskPair(model, looks)
+    method.fit([cov[:, list(INTENSITY_BANDS[settings.layout])] for cov in covs], valids)
+    return _Method(method, _network_halo(model, model.receptive_radius), NETWORK_BLEND, model.alignment,
+                   "multitask", model.card)
+
+
 def _quegan(settings, *unused) -> _Method:
     def apply(intensity, valid, targets):
         return quegan(intensity, valid, targets, settings.window)
@@ -123,7 +135,7 @@ def _quegan(settings, *unused) -> _Method:
 
 #: METHOD id -> how a run with the settings, the dates' looks, the sample, the device and the
 #: feedback filters (ids of ``choices.MULTITEMPORAL_METHOD_LABELS``).
-METHODS = {"quegan": _quegan, "rabasar": _rabasar, "learned": _learned}
+METHODS = {"quegan": _quegan, "rabasar": _rabasar, "learned": _learned, "multitask": _multitask}
 
 
 def despeckle_stack(

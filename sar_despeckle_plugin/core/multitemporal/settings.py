@@ -26,7 +26,8 @@ class MultitemporalSettings:
     """What the user chose; ``None`` means "work it out from the data".
 
     Attributes:
-        method: a key of ``choices.MULTITEMPORAL_METHOD_LABELS``: ``quegan`` or ``rabasar``.
+        method: a key of ``choices.MULTITEMPORAL_METHOD_LABELS``: ``quegan``, ``rabasar``,
+            ``learned`` or ``multitask`` (two dates only).
         layout: ``single`` (1 band per date), ``dual`` (VV, VH intensities) or ``c2`` (C11, C22,
             Re C12, Im C12, linear).
         units: ``intensity``, ``amplitude`` or ``dB`` of the single/dual-pol bands (detected when
@@ -47,7 +48,8 @@ class MultitemporalSettings:
         device: ``auto``, ``cpu`` or ``cuda``.
         model: ``learned``: the model card of a multitemporal network (input kind ``stack``,
             exported by ``python -m training export`` from a run in mode ``multitemporal``);
-            None: the shipped one.
+            ``multitask``: of a multi-task network (input kind ``date_pair``, mode
+            ``multitask``); None: the shipped one.
         tile: tile core side for the tiling engine (chosen from the image width when None).
     """
 
@@ -100,6 +102,11 @@ def check_settings(settings: MultitemporalSettings, dates: int) -> None:
                 f"TARGET must list date positions between 1 and {dates} (the number of INPUTS); got "
                 f"{list(settings.targets)}."
             )
+    if settings.method == "multitask" and dates != 2:
+        raise SarDespeckleError(
+            f"METHOD multitask despeckles two dates (its network was trained on pairs); INPUTS has {dates}: give "
+            "two dates, or choose the ratio, Quegan or learned method for longer stacks."
+        )
     if settings.window < 3 or settings.window % 2 == 0:
         raise SarDespeckleError(f"WINDOW must be an odd number >= 3; got {settings.window}.")
 
