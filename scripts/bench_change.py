@@ -248,6 +248,7 @@ def bench_mtdn(folder: str, quick: bool) -> dict:
                 f"({changed:.1f} % changed)", everything)
     held = [number - 1 for number in HELD_OUT if number <= len(patches)]
     held_out = mtdn_table(patches, files, held, METHODS, work, quick)
+    held_out.update(multitask_rows(patches, held))
     print_table(f"MTDN held-out patches {HELD_OUT[0]}-{HELD_OUT[-1]} (never seen in training or model "
                 "selection), pooled; omnibus grid scored on these same patches", held_out)
     learned = min(r["kappa"] for label, r in held_out.items() if label.startswith("learned"))
@@ -291,6 +292,31 @@ def mtdn_table(patches, files, indices, methods, work: str, quick: bool) -> dict
             setting += f" a={level:g}" if method == "omnibus" else ""
             rows[f"{method} {layout} (grid best)"] = {"setting": setting, **result}
     return rows
+
+
+def multitask_rows(patches, indices) -> dict:
+    """The change branch of the shipped multi-task network (METHOD multitask of
+    despeckle_multitemporal; trained on MTDN patches 1-20, selected on 21-24) on the patches
+    ``indices``, pooled: its probability over VV and VH at 0.5, as the method uses it. Empty when
+    the card is not shipped."""
+    from sar_despeckle_plugin.core.choices import MULTITEMPORAL_MULTITASK_NETWORK, SHIPPED_WEIGHTS
+    from sar_despeckle_plugin.core.models.weights import load_model
+    from sar_despeckle_plugin.core.multitemporal.multitask import MultiTaskPair
+
+    card = os.path.join(SHIPPED_WEIGHTS, MULTITEMPORAL_MULTITASK_NETWORK + ".json")
+    if not os.path.exists(card):
+        return {}
+    total: dict = {}
+    for index in indices:
+        first, second, truth = patches[index]
+        cov = np.stack([first[:2], second[:2]]).astype(np.float32)  # (2 dates, VV / VH, H, W)
+        valid = np.ones((2, *truth.shape), bool)
+        method = MultiTaskPair(load_model(card), [1.0, 1.0])
+        method.fit([cov], [valid])
+        probability = method.change_probability(torch.from_numpy(cov)[None], torch.from_numpy(valid)[None])
+        total = add(total, confusion(probability[0, 0].numpy() > 0.5, truth))
+    return {f"multitask change branch dual ({MULTITEMPORAL_MULTITASK_NETWORK})": {"setting": "defaults",
+                                                                                **scores(total)}}
 
 
 def print_table(title: str, rows: dict) -> None:

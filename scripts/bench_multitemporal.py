@@ -61,6 +61,8 @@ from training.benchmark import despeckle_array, load_reference, reference_paths,
 from training.data import speckled
 
 METHODS = list(MULTITEMPORAL_METHOD_LABELS)
+#: Methods that take two dates only (scored on the two-date stacks alone).
+TWO_DATE_METHODS = ("multitask",)
 SINGLE = "single-date default"
 QUIET = Feedback(warn=lambda message: None)
 #: The changes: the target's own (rows, cols, factor) rectangle and the other date's disc (centre, radius, factor).
@@ -76,6 +78,11 @@ TARGET_CHANGES = {
     "flat": ("6 x the rectangle's mean: no texture",
              lambda reference, own: np.full(int(own.sum()), TARGET_CHANGE[2] * reference[own].mean())),
 }
+def methods_for(dates: int) -> list[str]:
+    """The METHODs that run on a stack of ``dates`` dates."""
+    return [method for method in METHODS if dates == 2 or method not in TWO_DATE_METHODS]
+
+
 #: Pixels around a change left out of the "unchanged" score.
 MARGIN = 6
 
@@ -151,7 +158,7 @@ def synthetic(dates_list, looks_list, seeds, scratch, target_change: str = "scal
                            "target": target + 1}
                     row[SINGLE] = scores(despeckle_array(noisy[target], scratch, looks=looks, method="automatic"),
                                          clean[target], reference)
-                    for method in METHODS:
+                    for method in methods_for(dates):
                         out = os.path.join(scratch, f"{method}.tif")
                         despeckle_stack(paths, out, MultitemporalSettings(method=method, looks=(float(looks),),
                                                                           units="intensity", targets=(target + 1,),
@@ -159,7 +166,8 @@ def synthetic(dates_list, looks_list, seeds, scratch, target_change: str = "scal
                         row[method] = scores(read_tif(out)[0], clean[target], reference)
                     rows.append(row)
                     print(f"  {description}, L = {looks}, {dates} dates, seed {seed}: " + ", ".join(
-                        f"{name} {row[name]['psnr_unchanged']:.2f}" for name in (SINGLE, *METHODS)), file=sys.stderr)
+                        f"{name} {row[name]['psnr_unchanged']:.2f}" for name in (SINGLE, *methods_for(dates))),
+                        file=sys.stderr)
     return rows
 
 
@@ -172,7 +180,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             if not chosen:
                 continue
             entry = {"looks": looks, "dates": dates}
-            for name in (SINGLE, *METHODS):
+            for name in (SINGLE, *methods_for(dates)):
                 entry[name] = {key: float(np.mean([r[name][key] for r in chosen])) for key in chosen[0][name]}
             summary.append(entry)
     return summary
@@ -257,7 +265,7 @@ def speed(scratch, dates_list=(3, 5)) -> list[dict]:
     for dates in dates_list:
         paths = [write_tif(os.path.join(scratch, f"speed{t}.tif"),
                            speckled(reference, 1.0, np.random.default_rng([99, t]))) for t in range(dates)]
-        for method in METHODS:
+        for method in methods_for(dates):
             out = os.path.join(scratch, "speed.tif")
             cpu, wall = time.process_time(), time.perf_counter()
             despeckle_stack(paths, out, MultitemporalSettings(method=method, looks=(1.0,), units="intensity",
@@ -285,10 +293,9 @@ def markdown(result: dict) -> str:
              f"({TARGET_CHANGES[result.get('target_change', 'scaled')][0]}); "
              "*other*: inside the change of another date (x 0.2), where the ghost is its trace in the "
              "target (dB; 0 = none).", ""]
-    names = (SINGLE, *METHODS)
     rows = []
     for entry in result["summary"]:
-        for name in names:
+        for name in (SINGLE, *methods_for(entry["dates"])):
             s = entry[name]
             gain = s["psnr_unchanged"] - entry[SINGLE]["psnr_unchanged"]
             rows.append([f"{entry['looks']:g}", str(entry["dates"]), name, f"{s['psnr_unchanged']:.2f}",

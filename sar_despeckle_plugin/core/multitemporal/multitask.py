@@ -87,19 +87,25 @@ class MultiTaskPair:
         return (self.net.change.normalise(filled[:, 0, list(group)], references[0]),
                 self.net.change.normalise(filled[:, 1, list(group)], references[1]))
 
-    def __call__(self, intensity: torch.Tensor, valid: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
-        """(B, 2, C, H, W) -> (B, T, C, H, W)."""
+    def change_probability(self, intensity: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The change branch's probability (B, 1, H, W) of (B, 2, C, H, W) linear intensity: the
+        most probable of its channel groups; 1 where either date is invalid."""
         filled = self._filled(intensity, valid)
-        batch, channels = intensity.shape[0], intensity.shape[2]
-        looks = torch.tensor(self.looks, dtype=intensity.dtype, device=intensity.device).expand(batch, 2)
-        references = self.references.to(intensity)
         with torch.no_grad():
             probability = torch.stack([
                 torch.sigmoid(self.net.change(*self._change_inputs(filled, group), context))[:, 0]
                 for group, context in zip(self._pairs(intensity), self.contexts)
             ], 1).amax(1, keepdim=True)
-            probability = torch.where(valid.all(1, keepdim=True), probability, torch.ones_like(probability))
-            references = references[None].expand(batch, 2, channels)
+        return torch.where(valid.all(1, keepdim=True), probability, torch.ones_like(probability))
+
+    def __call__(self, intensity: torch.Tensor, valid: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+        """(B, 2, C, H, W) -> (B, T, C, H, W)."""
+        batch, channels = intensity.shape[0], intensity.shape[2]
+        looks = torch.tensor(self.looks, dtype=intensity.dtype, device=intensity.device).expand(batch, 2)
+        references = self.references.to(intensity)[None].expand(batch, 2, channels)
+        probability = self.change_probability(intensity, valid)
+        filled = self._filled(intensity, valid)
+        with torch.no_grad():
             z = self.net.normalise_logs(filled[:, 0], filled[:, 1], references, looks)
             estimates = torch.stack([self.net.despeckle_logs(z[:, d], looks[:, d]) for d in range(2)], 1)
             fused = self.net.to_intensity(self.net.fuse(estimates, probability), references)
