@@ -136,6 +136,29 @@ def test_majority_drops_isolated_pixels_and_keeps_regions():
     assert kept[0:4, 20:24].all() and int(kept[0:6, 18:24].sum()) == 36 - 3
 
 
+def test_ratio_method_despeckles_the_date_alone_block_by_block_as_the_whole_tile_would():
+    """The date-alone pass runs only on the 128-pixel blocks that hold the target's own change:
+    the same values as the network on the whole tile, there, and nothing changed elsewhere."""
+    from sar_despeckle_plugin.core.multitemporal import methods
+    from sar_despeckle_plugin.core.multitemporal.pipeline import _network
+
+    model = _network("sarcnn_looks", "intensity", torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    clean = np.exp(0.3 * rng.standard_normal((200, 300)))
+    dates = np.stack([clean * rng.gamma(1.0, 1.0, clean.shape) for _ in range(4)]).astype(np.float32)
+    dates[1, 100:160, 40:290] *= 6.0  # across block boundaries
+    intensity, valid = torch.from_numpy(dates)[None, :, None], torch.ones((1, 4, 200, 300), dtype=torch.bool)
+    method = methods.Rabasar(model, 4.0, [1.0], [1.0] * 4, 7, False)
+    blocked = method(intensity, valid, [1])
+    settled = majority(own_change(local_means(intensity, valid, 7), valid, 1, [1.0] * 4, 7), 7)
+    assert settled.sum() > 10_000 and not settled[..., :60, :].any()
+    whole = model.despeckle(intensity[:, 1], valid[:, 1, None], 1.0, False, 1.0)
+    assert torch.equal(blocked[0, 0][settled[0]], whole[settled])
+    method._alone = lambda result, *unused: result  # no date-alone pass
+    without = method(intensity, valid, [1])
+    assert torch.equal(blocked[0, 0][~settled[0]], without[0, 0][~settled[0]])
+
+
 def test_c2_output_is_a_valid_covariance_with_the_dates_own_coherence():
     rng = np.random.default_rng(0)
     cov = torch.from_numpy(c2_dates(rng, 2, (16, 16), looks=1)).float()[None]  # (1, k, 4, H, W)
