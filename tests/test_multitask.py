@@ -52,12 +52,31 @@ def tiny_card(tmp_path_factory, one_torch_thread):
     return before, after, str(folder / "models" / "tiny_multitask.json")
 
 
-def test_fusion_keeps_each_date_where_changed_and_averages_where_not():
-    estimates = torch.stack([torch.full((1, 1, 4, 4), 1.0), torch.full((1, 1, 4, 4), 3.0)], 1)
-    changed = MultiTaskNet.fuse(estimates, torch.ones(1, 1, 4, 4))
-    unchanged = MultiTaskNet.fuse(estimates, torch.zeros(1, 1, 4, 4))
-    torch.testing.assert_close(changed, estimates)
-    torch.testing.assert_close(unchanged, torch.full_like(estimates, 2.0))
+def test_each_date_keeps_its_own_estimate_where_changed_and_the_joint_one_where_not():
+    own = torch.stack([torch.full((1, 1, 4, 4), 1.0), torch.full((1, 1, 4, 4), 3.0)], 1)
+    joint = torch.full((1, 1, 4, 4), 2.5)
+    torch.testing.assert_close(MultiTaskNet.combine(own, joint, torch.ones(1, 1, 4, 4)), own)
+    torch.testing.assert_close(MultiTaskNet.combine(own, joint, torch.zeros(1, 1, 4, 4)), torch.full_like(own, 2.5))
+
+
+def test_the_joint_estimate_reads_both_dates_at_their_mean_s_looks():
+    """Two dates of one flat scene at different calibrations: their mean, each relative to its
+    own level, has twice the looks of one date; the joint estimate is that mean despeckled."""
+    model = build_model("mtdn_multitask", widths=[8, 8], convs_per_level=1, change_width=8)
+    seen = {}
+
+    def record(z, looks=None):
+        seen["z"], seen["looks"] = z, looks
+        return z
+
+    model.despeckler.forward = record
+    rng = np.random.default_rng(3)
+    first, second = (torch.from_numpy(rng.gamma(4.0, 0.25, (1, 1, 64, 64)).astype(np.float32)) for _ in range(2))
+    model.joint_logs(first, 10 * second, torch.tensor([[[1.0], [10.0]]]), torch.tensor([[4.0, 4.0]]))
+    assert seen["looks"].tolist() == [8.0]
+    log_speckle = seen["z"] * model.log_scale  # debiased for 8 looks: mean 0, variance psi1(8) = 0.133 (4: 0.284)
+    assert float(log_speckle.mean()) == pytest.approx(0.0, abs=0.02)
+    assert float(log_speckle.var()) == pytest.approx(0.1331, rel=0.1)
 
 
 def test_the_despeckling_part_starts_from_a_single_date_card():

@@ -274,7 +274,8 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
 
     steps_per_epoch = config.data.samples_per_epoch // config.train.batch_size
     total_steps = steps_per_epoch * config.train.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), config.train.learning_rate, weight_decay=config.train.weight_decay)
+    optimizer = torch.optim.AdamW(task.parameter_groups(model), config.train.learning_rate,
+                                  weight_decay=config.train.weight_decay)
     amp_dtype = mixed_precision(config.train.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if checkpoint is not None:
@@ -384,7 +385,7 @@ def _train(config, output, resume, log, processes, device, last_path, best_path)
                 optimizer.zero_grad(set_to_none=True)
                 rate = schedule_rate()
                 for group in optimizer.param_groups:
-                    group["lr"] = rate
+                    group["lr"] = rate * group.get("lr_scale", 1.0)
                 scaler.scale(loss).backward()
                 if config.train.grad_clip:
                     scaler.unscale_(optimizer)

@@ -13,12 +13,15 @@ branch) and a :class:`ChangeNet` (the change branch).
   own speckle would learn to copy it.
 * **Change branch**: :class:`ChangeNet` on both dates (its own normalisation, ``channels``
   intensity channels per date), change logits (B, 1, H, W).
-* **Fusion** (:meth:`MultiTaskNet.fuse`, inference only): the two dates' estimates are
-  independent estimates of one reflectivity where nothing changed, so each date's output is
-  moved towards their mean by the probability that nothing changed:
-  ``fused_t = est_t + (1 - p) / 2 * (est_other - est_t)`` in the normalised log domain, each
-  estimate relative to its own date's reference level (calibration offsets between dates cancel).
-  Where the change branch fires (p -> 1) each date keeps its own estimate: no smearing, no ghost.
+* **Fusion** (:meth:`MultiTaskNet.combine`, inference only): where nothing changed the two
+  dates are two looks at one reflectivity, so the despeckling branch also despeckles their mean
+  (each date relative to its own reference level, so calibration offsets between dates cancel;
+  ENL 4 L1 L2 / (L1 + L2), twice a date's for equal looks): the *joint* estimate. Each date's
+  output is the joint estimate moved towards the date's own estimate by the change branch's
+  probability p, ``out_t = joint + p * (own_t - joint)`` in the normalised log domain. Where the
+  change branch fires (p -> 1) each date keeps its own estimate: no smearing, no ghost. The
+  joint estimate is not trained as such (with two dates no independent target is left for it):
+  the branch learns a range of looks, and the mean is despeckled at its own.
 
 Layouts: dates (B, C, H, W) of LINEAR INTENSITY; C = ``channels`` (1 single-pol; 2 VV, VH).
 """
@@ -109,26 +112,46 @@ class MultiTaskNet(DespecklingNet):
                 context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised inputs (:meth:`normalise_logs`, :meth:`change_inputs`) -> (each date's normalised log estimate
         (B, 2, C, H, W), change logits (B, 1, H, W)); ``looks`` (B, 2)."""
-        estimates = torch.stack([self.despeckle_logs(z[:, d], looks[:, d]) for d in range(2)], 1)
-        return estimates, self.change(change_first, change_second, context)
+        return self.own_logs(z, looks), self.change(change_first, change_second, context)
+
+    def own_logs(self, z: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
+        """Each date despeckled alone: ``z`` (B, 2, C, H, W), ``looks`` (B, 2) -> (B, 2, C, H, W)."""
+        return torch.stack([self.despeckle_logs(z[:, d], looks[:, d]) for d in range(2)], 1)
+
+    def joint_logs(self, first: torch.Tensor, second: torch.Tensor, references: torch.Tensor,
+                   looks: torch.Tensor) -> torch.Tensor:
+        """The joint estimate (B, C, H, W): the despeckling branch on the mean of ``first`` and
+        ``second`` (B, C, H, W linear intensity), each divided by its reference level
+        (``references`` (B, 2, C)), at the mean's looks 4 L1 L2 / (L1 + L2) (``looks`` (B, 2));
+        normalised log, relative to each date's own level."""
+        relative = 0.5 * (first / references[:, 0, :, None, None] + second / references[:, 1, :, None, None])
+        joint_looks = 4 * looks[:, 0] * looks[:, 1] / (looks[:, 0] + looks[:, 1])
+        channels = first.shape[1]
+        z = normalise_log(relative.reshape(-1, 1, *relative.shape[-2:]), 1.0, joint_looks.repeat_interleave(channels),
+                          self.log_scale).reshape(relative.shape)
+        return self.despeckle_logs(z, joint_looks)
 
     @staticmethod
-    def fuse(estimates: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
-        """Each date's log estimate (B, 2, C, H, W) moved towards the two dates' mean by the
-        probability that nothing changed, 1 - ``probability`` (B, 1, H, W): see the module doc."""
-        keep = probability[:, None]
-        return estimates + (1 - keep) * 0.5 * (estimates.flip(1) - estimates)
+    def combine(own: torch.Tensor, joint: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
+        """Each date's output (B, 2, C, H, W): the ``joint`` estimate (B, C, H, W) moved towards
+        the date's ``own`` (B, 2, C, H, W) by the change ``probability`` (B, 1, H, W), all
+        normalised logs (see the module doc)."""
+        joint = joint[:, None]
+        return joint + probability[:, None] * (own - joint)
 
     def despeckle_pair(self, first: torch.Tensor, second: torch.Tensor, references: torch.Tensor,
-                       looks: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       looks: torch.Tensor, context: torch.Tensor | None = None,
+                       probability: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear intensities ``first``, ``second`` (B, C, H, W), ``references`` (B, 2, C),
-        ``looks`` (B, 2) -> (both dates despeckled and fused, linear intensity (B, 2, C, H, W);
-        change probability (B, 1, H, W)). ``context``: the change branch's, pooled over the
-        whole image (:meth:`ChangeNet.context`); over this input when None."""
-        z = self.normalise_logs(first, second, references, looks)
-        estimates, logits = self(z, *self.change_inputs(first, second, references), looks, context)
-        probability = torch.sigmoid(logits)
-        return self.to_intensity(self.fuse(estimates, probability), references), probability
+        ``looks`` (B, 2) -> (both dates despeckled, linear intensity (B, 2, C, H, W); change
+        probability (B, 1, H, W)). The change branch gives the probability unless one is given;
+        ``context``: its context, pooled over the whole image (:meth:`ChangeNet.context`); over
+        this input when None."""
+        own = self.own_logs(self.normalise_logs(first, second, references, looks), looks)
+        if probability is None:
+            probability = torch.sigmoid(self.change(*self.change_inputs(first, second, references), context))
+        joint = self.joint_logs(first, second, references, looks)
+        return self.to_intensity(self.combine(own, joint, probability), references), probability
 
     def to_intensity(self, estimates: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
         """Normalised log estimates (B, 2, C, H, W), each relative to its date's and channel's

@@ -5,8 +5,8 @@ Reads the intensity channels of exactly two dates, LINEAR INTENSITY float32 (B, 
 (C = 1 single-pol; 2 for VV, VH or C11, C22), with each date's validity (B, 2, H, W), and
 returns the target dates' despeckled intensities (B, T, C, H, W) in the order of ``targets``.
 
-Each date is despeckled by the network's despeckling branch and moved towards the other date's
-estimate by the probability that nothing changed (:meth:`MultiTaskNet.fuse`). A network of one
+Each date is the network's joint estimate of both dates where its change branch sees no change
+and the date's own estimate where it does (:meth:`MultiTaskNet.combine`). A network of one
 channel (single-pol card) serves dual-pol stacks too: its change branch reads each channel's pair
 and the pixel counts as changed by the most probable one (a change in VH alone keeps VV apart as
 well). Where either date is invalid the change probability is 1: each date keeps its own estimate.
@@ -106,7 +106,5 @@ class MultiTaskPair:
         probability = self.change_probability(intensity, valid)
         filled = self._filled(intensity, valid)
         with torch.no_grad():
-            z = self.net.normalise_logs(filled[:, 0], filled[:, 1], references, looks)
-            estimates = torch.stack([self.net.despeckle_logs(z[:, d], looks[:, d]) for d in range(2)], 1)
-            fused = self.net.to_intensity(self.net.fuse(estimates, probability), references)
-        return fused[:, list(targets)]
+            estimate = self.net.despeckle_pair(filled[:, 0], filled[:, 1], references, looks, probability=probability)[0]
+        return estimate[:, list(targets)]
