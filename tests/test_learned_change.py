@@ -115,7 +115,7 @@ def test_synthetic_pairs_hold_their_label_and_calibration_offsets():
     rng = np.random.default_rng(3)
     settings = ChangeConfig(contrast_db=[8.0, 8.0], looks=[50.0, 50.0], gain_db=0.0)
     clean = piecewise_scene(96, 96)
-    pairs = [synthetic_pair(clean, settings, rng) for _ in range(20)]
+    pairs = [synthetic_pair(clean, settings, rng) for _ in range(40)]
     for pair in pairs:
         assert pair.shape == (5, 96, 96) and pair.dtype == np.float32 and np.isin(pair[4], (0, 1)).all()
         check_pair(pair, "synthetic")

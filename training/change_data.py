@@ -122,8 +122,7 @@ def with_channels(pair: np.ndarray, channels: int, rng: np.random.Generator) -> 
 
 #: Largest share of a synthetic patch that may change: changes stay a minority, so that each
 #: date's median (the reference level the network normalises by) is an unchanged level, as it is
-#: in real scenes. Patches mostly changed taught a detector that regions at the median level are
-#: unchanged, and it then missed dark regions brightened to that level.
+#: in real scenes and as the normalisation assumes.
 MAX_CHANGED_SHARE = 0.4
 
 
@@ -158,11 +157,14 @@ def synthetic_pair(clean: np.ndarray, settings: ChangeConfig, rng: np.random.Gen
     (P, P): dual-pol (``channels`` 2) or single-pol (1, the clean patch itself).
 
     VH is VV times a cross-pol ratio (-10 to -4 dB, mildly textured); inside random blobs date 2
-    is multiplied by a change of ``settings.contrast_db`` (either sign; dual-pol: one or both
-    channels). In half the pairs the dates swap, so that changes which erase a region's contrast
-    (date 1 holds the blob) are as common as changes which create it. Each date gets its own looks
-    (uniform in ``settings.looks``) and a calibration gain (+/- ``settings.gain_db``) per channel,
-    so that only local contrast marks change.
+    is multiplied by a change of ``settings.contrast_db`` (dual-pol: in one or both channels), of
+    random sign, or in half the pairs towards the patch's median level, so that a level far from
+    the scene's (brightened bright ground, darkened dark ground) is no cue for change by itself:
+    trained on random signs only, a single-pol detector missed dark ground brightened to the
+    scene's level. In half the pairs the dates swap, so that changes which erase a region's
+    contrast (date 1 holds the blob) are as common as changes which create it. Each date gets its
+    own looks (uniform in ``settings.looks``) and a calibration gain (+/- ``settings.gain_db``) per
+    channel, so that only local contrast marks change.
     """
     side = clean.shape[-1]
     if channels == 2:
@@ -172,6 +174,8 @@ def synthetic_pair(clean: np.ndarray, settings: ChangeConfig, rng: np.random.Gen
         first = clean[None].astype(np.float64)
     mask = _blobs(side, rng)
     change_db = rng.uniform(*settings.contrast_db) * rng.choice([-1.0, 1.0])
+    if mask.any() and rng.random() < 0.5:  # towards the patch's median level (see the docstring)
+        change_db = abs(change_db) * (-1.0 if np.median(clean[mask]) > np.median(clean) else 1.0)
     if channels == 2:  # both channels, or one fully and the other in part
         shares = [[1.0, 1.0], [1.0, rng.uniform(0, 1)], [rng.uniform(0, 1), 1.0]][int(rng.integers(3))]
     else:
