@@ -123,7 +123,7 @@ def test_noise2noise_loss_is_masked_where_the_change_branch_fires():
     changed = second.clone()
     changed[(...,) + box] *= 8.0
     batch = {"first": first, "references": torch.ones(1, 2, 1), "looks": torch.ones(1, 2),
-             "label": torch.zeros(1, 1, 32, 32)}
+             "label": torch.zeros(1, 1, 32, 32), "noise2noise": torch.ones(1)}
     losses = {}
     for fires in (True, False):
         model = task.build_model()
@@ -143,7 +143,8 @@ def test_the_known_label_masks_the_loss_too():
     first, second = (torch.from_numpy(rng.gamma(1.0, 1.0, (1, 1, 32, 32)).astype(np.float32)) for _ in range(2))
     label = torch.zeros(1, 1, 32, 32)
     label[..., 4:28, 4:28] = 1
-    batch = {"first": first, "references": torch.ones(1, 2, 1), "looks": torch.ones(1, 2), "label": label}
+    batch = {"first": first, "references": torch.ones(1, 2, 1), "looks": torch.ones(1, 2), "label": label,
+             "noise2noise": torch.ones(1)}
     changed = second.clone()
     changed[..., 4:28, 4:28] *= 8.0
     assert float(task.loss(model, {**batch, "second": second})) == pytest.approx(
@@ -205,3 +206,21 @@ def test_method_through_processing_run(qgis_processing, tiny_card, tmp_path):
                                                             model=card_path))
     np.testing.assert_array_equal(read_geotiff(result["OUTPUT"]), read_geotiff(reference))
     assert raster_info(result["OUTPUT"]).metadata["SAR_DESPECKLE_MODEL"] == "tiny_multitask"
+
+
+def test_labelled_real_pairs_train_the_change_branch_only():
+    """Real pairs (correlated, multi-looked speckle of estimated looks) are no Noise2Noise
+    targets for the despeckling branch; synthetic pairs are."""
+    from training.data import ImageSet
+    from training.multitask_data import MultitaskPatches
+
+    rng = np.random.default_rng(4)
+    pair = np.concatenate([rng.gamma(4.0, 0.25, (2, 48, 48)), np.zeros((1, 48, 48))]).astype(np.float32)
+    settings = tiny()
+    sets = [ImageSet([pair], "change_pair", "a labelled pair"),
+            ImageSet([np.full((1, 64, 64), 100.0, np.float32)], "clean", "a flat clean scene")]
+    patches = MultitaskPatches(sets, settings.data, settings.change, 0, (1.0, 4.0), length=24)
+    items = [patches[i] for i in range(len(patches))]
+    real = [float(item["references"].mean()) < 10 for item in items]  # the real pair's level is 1, the clean 100
+    assert 0 < sum(real) < len(items)
+    assert [float(item["noise2noise"]) for item in items] == [0.0 if r else 1.0 for r in real]

@@ -430,7 +430,8 @@ def masked_noise2noise(estimates: torch.Tensor, z: torch.Tensor, unchanged: torc
 
 class MultitaskTask(Task):
     """Despeckling + change detection of two dates after MTDN (see the module doc). The weight
-    of the despeckling loss, ``(1 - label) * (1 - p)`` with p the change branch's probability,
+    of the despeckling loss, ``(1 - label) * (1 - p)`` with p the change branch's probability
+    (and 0 on the pairs whose ``noise2noise`` is 0: :mod:`training.multitask_data`),
     is detached from the change branch: otherwise that branch would learn to fire everywhere to
     silence the despeckling loss. Validated on the loss, Cohen's kappa of the change branch at
     probability 0.5, and on the clean sources the PSNR of both dates fused (``psnr``) and of
@@ -439,10 +440,8 @@ class MultitaskTask(Task):
     #: Looks of the synthetic validation pairs (the benchmarks' one-look case).
     validation_looks = 1.0
     #: Learning-rate scale of the despeckling branch when it starts from a card (``init_from``;
-    #: from scratch it learns at the full rate). At the
-    #: change branch's rate, 1e-3, Noise2Noise's one-look targets took the shipped sarcnn_looks
-    #: from 22.5 to 19.7 dB on the validation pair in two epochs (2048 patches), while the change
-    #: branch went from kappa 0 to 0.63.
+    #: from scratch it learns at the full rate): a supervised card is fine-tuned gently by
+    #: Noise2Noise's noisy one-look targets while the new change branch learns at the full rate.
     despeckler_lr_scale = 0.1
 
     def __init__(self, config: Config) -> None:
@@ -471,7 +470,7 @@ class MultitaskTask(Task):
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         z, estimates, logits = self.outputs(model, batch)
-        unchanged = (1 - batch["label"]) * (1 - torch.sigmoid(logits).detach())
+        unchanged = (1 - batch["label"]) * (1 - torch.sigmoid(logits).detach()) * batch["noise2noise"].reshape(-1, 1, 1, 1)
         return (change_loss(logits, batch["label"], self.config.change.dice_weight)
                 + masked_noise2noise(estimates, z, unchanged))
 
