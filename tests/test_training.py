@@ -4,6 +4,7 @@ evaluation and metrics -- on tiny synthetic data, a few seconds each."""
 import copy
 import json
 import os
+import re
 import socket
 import tomllib
 
@@ -55,18 +56,27 @@ def silent(message):
 
 
 def test_shipped_configs_parse_and_state_their_budget():
+    """Every config `make weights` trains (read from the Makefile's recipe), and the examples."""
     folder = os.path.join(ROOT, "training", "configs")
-    names = ("tiny_test", "sarcnn_default", "sarcnn_default_scatterers", "blind_spot", "contrastive_pretrain",
-             "change_default")
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as handle:
+        recipe = handle.read().split("\nweights:", 1)[1].split("\n\n", 1)[0]
+    weights = sorted(set(re.findall(r"training/configs/(\w+)\.toml", recipe)))
+    assert {"sarcnn_default", "sarcnn_looks", "sarcnn_grdh", "sarcnn_grdh_mixed", "sarcnn_grdh_looks", "sarcnn_stack",
+            "change_default", "change_single"} <= set(weights)
+    names = ("tiny_test", "blind_spot", "contrastive_pretrain", *weights)
     for name in names:
         path = os.path.join(folder, name + ".toml")
         raw = tomllib.load(open(path, "rb"))
-        assert raw["train"]["mode"] in ("supervised", "blind_spot", "contrastive", "change")
+        assert raw["train"]["mode"] in ("supervised", "blind_spot", "contrastive", "change", "multitemporal",
+                                        "multitask")
         if name != "tiny_test":
             assert raw["train"]["time_budget_minutes"] > 0
+        if name.startswith("sarcnn_"):  # the held-out protocol: rows 300-499 never trained on
+            assert all(s.get("rows") == [0, 300] for s in raw["data"]["train"]), name
         if os.path.isdir(os.path.join(os.path.dirname(ROOT), "shared", "data")) or name == "tiny_test":
-            init_from = os.path.join(folder, raw["train"].get("init_from", ""))
-            if os.path.isfile(init_from) or not raw["train"].get("init_from"):
+            init_from = raw["train"].get("init_from", "")
+            checkpoint = init_from.endswith(".pt")  # else a model card's name or path
+            if not checkpoint or os.path.isfile(os.path.join(folder, init_from)):
                 load_config(path)
             else:  # a later stage, before the run it starts from exists
                 with pytest.raises(ConfigError, match="init_from"):
