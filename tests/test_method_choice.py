@@ -396,23 +396,25 @@ def test_qgis_process_explicit_methods_still_work(qgis_process, correlated_four_
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_default"
 
 
-def test_estimated_looks_of_correlated_speckle_are_an_interval():
-    """Correlated speckle: the cards meet the interval between the block estimate (too many looks)
-    and the estimate on every second pixel (too few over texture). Earth Engine-processed GRDH
-    (4.46 looks) reads 6.2 / 4.8 on a smooth scene, the real Sen1Floods11 crop 4.83 / 3.23: both
-    keep the GRDH network (the first fell to Frost on the block estimate alone). Given LOOKS are
-    taken as they are; white speckle keeps the block estimate."""
+def test_estimated_looks_of_correlated_speckle_are_read_per_pixel():
+    """Correlated speckle: cards are compared with the looks per pixel, the geometric mean of the
+    block estimate (too many looks) and the estimate on every second pixel (too few over
+    texture). Earth Engine-processed GRDH (4.46 looks) reads 6.2 / 4.8 on a smooth scene, the real
+    Sen1Floods11 crop 4.83 / 3.23: both in a 4.5-look card (the first fell to Frost on the block
+    estimate alone); a 100 x 100 MTDN patch reads 3.23 / 1.08 (1.87 per pixel): not. Given LOOKS
+    are taken as they are; white speckle keeps the block estimate."""
     grdh = card("grdh", looks=4.5, max_correlation=0.815, speckle_model="sentinel1_iw_grdh")
     for block, sparse in ((6.2, 4.8), (4.83, 3.23)):
         chosen = choose_method(block, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=sparse)
         assert chosen.model_card == "grdh.json"
-        assert (f"input {block:.2f} looks (estimated; {sparse:.2f} on every second pixel, the speckle being "
-                "correlated)") in chosen.reason
+        assert (f"input {block:.2f} looks (estimated; {sparse:.2f} on every second pixel, so "
+                f"{(block * sparse) ** 0.5:.2f} per pixel, the speckle being correlated)") in chosen.reason
     assert choose_method(6.2, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48)).model_card is None
     assert choose_method(6.2, (0.73, 0.77), [("grdh.json", grdh)], looks_given=True, lag2=(0.30, 0.48),
                          per_pixel=4.8).model_card is None
-    assert choose_method(2.6, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=2.1).model_card is None
-    assert choose_method(13.0, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48), per_pixel=9.0).model_card is None
+    for block, sparse in ((3.23, 1.08), (2.6, 2.1), (13.0, 9.0)):
+        assert choose_method(block, (0.73, 0.77), [("grdh.json", grdh)], lag2=(0.30, 0.48),
+                             per_pixel=sparse).model_card is None, (block, sparse)
     white = card("white4", looks=4.0)
     assert choose_method(6.2, (0.02, 0.01), [("w.json", white)], per_pixel=4.0).model_card is None
 

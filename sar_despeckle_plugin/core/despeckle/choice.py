@@ -11,8 +11,8 @@ The rule:
 
 1. A network serves the input when its card's ``looks_range`` holds the looks (widened by
    :data:`core.models.card.LOOKS_TOLERANCE`, 25 %, each way; for correlated speckle whose looks
-   were estimated, the range must meet the interval between the block estimate and the estimate
-   on every second pixel, :func:`core.speckle.pixel_looks`) and it was trained on the same kind
+   were estimated, the looks per pixel, :func:`core.speckle.looks_per_pixel`, between the block
+   estimate and the estimate on every second pixel) and it was trained on the same kind
    of speckle: white for white input, correlated (``max_correlation`` above
    :data:`core.models.card.WHITE_CORRELATION`, at least the measured lag-1 autocorrelation on
    both axes less :data:`CORRELATION_MARGIN`) for correlated input. Speckle counts as
@@ -124,19 +124,15 @@ def speckle_correlation(correlation: tuple[float, float] | None,
 
 
 def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | None,
-           lag2: tuple[float, float] | None = None, looks_up_to: float | None = None) -> bool:
+           lag2: tuple[float, float] | None = None) -> bool:
     """Whether the network of ``card`` is made for ``looks`` and speckle of lag-1
     ``correlation`` (rows, cols; None: not measured, taken as white; ``lag2``: the lag-2 values,
     see :func:`speckle_correlation`): the looks in its range, and the same kind of speckle — a
     network trained on white speckle for white speckle, one trained on correlated speckle for
     correlated speckle whose lag-1 autocorrelation is at most its ``max_correlation`` (plus
-    :data:`CORRELATION_MARGIN`, the measurement's own spread). ``looks_up_to``: the looks are
-    only known to lie between ``looks`` and it (correlated speckle, see :func:`choose_method`);
-    the card's range must meet that interval."""
+    :data:`CORRELATION_MARGIN`, the measurement's own spread)."""
     input_white = speckle_correlation(correlation, lag2) <= WHITE_CORRELATION
-    high = looks if looks_up_to is None else looks_up_to
-    met = card.covers(looks, LOOKS_TOLERANCE) or card.covers(high, LOOKS_TOLERANCE) or looks <= card.looks_range[0] <= high
-    if not met or card.white != input_white:
+    if not card.covers(looks, LOOKS_TOLERANCE) or card.white != input_white:
         return False
     return card.white or max(correlation) <= card.max_correlation + CORRELATION_MARGIN
 
@@ -169,9 +165,10 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
     card), in METHOD order) and the classical filters (see the module doc for the rule).
     ``looks_given``: the user gave LOOKS (else they were estimated). ``per_pixel``: the looks
     estimated on every second pixel (:func:`core.speckle.pixel_looks`). When the speckle is
-    correlated and LOOKS was not given, the looks per pixel lie between the two estimates: the
+    correlated and LOOKS was not given, the looks per pixel lie between the two estimates (the
     block estimate reads correlated speckle as more looks, the sparse one reads scene texture
-    (over blocks twice as wide) as fewer; a card serves when its range meets that interval."""
+    over blocks twice as wide as fewer): cards are compared with
+    :func:`core.speckle.looks_per_pixel`, the looks a network conditioned on them reads."""
     source = "given" if looks_given else "estimated"
     correlated = speckle_correlation(correlation, lag2) > WHITE_CORRELATION
     if correlation is None:
@@ -181,14 +178,15 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
         if not correlated and max(correlation) > WHITE_CORRELATION:
             measured += (f", lag 2 {lag2[0]:.2f} / {lag2[1]:.2f}: scene texture, correlated over many pixels; "
                          "the speckle itself is white")
-    low = high = looks
+    card_looks = looks
     if correlated and not looks_given and per_pixel is not None:
-        low, high = sorted((looks, per_pixel))
-        source += f"; {per_pixel:.2f} on every second pixel, the speckle being correlated"
+        card_looks = speckle.looks_per_pixel(looks, per_pixel)
+        source += (f"; {per_pixel:.2f} on every second pixel, so {card_looks:.2f} per pixel, the speckle being "
+                   "correlated")
     head = f"METHOD automatic: input {looks:.2f} looks ({source}), {measured}"
     ordered = sorted(cards, key=lambda item: item[1].name != DEFAULT_NETWORK)
     for path, card in ordered:
-        if serves(card, low, correlation, lag2, looks_up_to=high):
+        if serves(card, card_looks, correlation, lag2):
             return Choice(card.name, None, path, f"{head}: using network {_card_text(card)}, whose model card "
                           "covers these looks and this speckle.")
     if speckle_correlation(correlation, lag2) <= WHITE_NETWORK_TOLERANCE:
