@@ -56,6 +56,8 @@ def test_each_date_keeps_its_own_estimate_where_changed_and_the_joint_one_where_
     own = torch.stack([torch.full((1, 1, 4, 4), 1.0), torch.full((1, 1, 4, 4), 3.0)], 1)
     joint = torch.full((1, 1, 4, 4), 2.5)
     torch.testing.assert_close(MultiTaskNet.combine(own, joint, torch.ones(1, 1, 4, 4)), own)
+    torch.testing.assert_close(MultiTaskNet.combine(own, joint, torch.full((1, 1, 4, 4), 0.5)), own)
+    torch.testing.assert_close(MultiTaskNet.combine(own, joint, torch.full((1, 1, 4, 4), 0.25)), (own + joint) / 2)
     torch.testing.assert_close(MultiTaskNet.combine(own, joint, torch.zeros(1, 1, 4, 4)), torch.full_like(own, 2.5))
 
 

@@ -18,8 +18,10 @@ branch) and a :class:`ChangeNet` (the change branch).
   (each date relative to its own reference level, so calibration offsets between dates cancel;
   ENL 4 L1 L2 / (L1 + L2), twice a date's for equal looks): the *joint* estimate. Each date's
   output is the joint estimate moved towards the date's own estimate by the change branch's
-  probability p, ``out_t = joint + p * (own_t - joint)`` in the normalised log domain. Where the
-  change branch fires (p -> 1) each date keeps its own estimate: no smearing, no ghost. The
+  probability p, ``out_t = joint + min(2 p, 1) * (own_t - joint)`` in the normalised log domain:
+  wherever the branch leans to change (p >= 0.5) each date keeps its own estimate, no smearing,
+  no ghost (with ``p`` instead of ``min(2 p, 1)`` the mean leaked into changes: 16.61 against
+  17.00 dB inside a 6x change of one-look pairs, for 27.43 against 27.22 elsewhere). The
   joint estimate is not trained as such (with two dates no independent target is left for it):
   the branch learns a range of looks, and the mean is despeckled at its own.
 
@@ -134,10 +136,10 @@ class MultiTaskNet(DespecklingNet):
     @staticmethod
     def combine(own: torch.Tensor, joint: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
         """Each date's output (B, 2, C, H, W): the ``joint`` estimate (B, C, H, W) moved towards
-        the date's ``own`` (B, 2, C, H, W) by the change ``probability`` (B, 1, H, W), all
-        normalised logs (see the module doc)."""
+        the date's ``own`` (B, 2, C, H, W) by min(2 p, 1), p the change ``probability``
+        (B, 1, H, W), all normalised logs (see the module doc)."""
         joint = joint[:, None]
-        return joint + probability[:, None] * (own - joint)
+        return joint + (2 * probability[:, None]).clamp(max=1) * (own - joint)
 
     def despeckle_pair(self, first: torch.Tensor, second: torch.Tensor, references: torch.Tensor,
                        looks: torch.Tensor, context: torch.Tensor | None = None,
