@@ -26,7 +26,7 @@ from ..device import resolve_device
 from ..errors import SarDespeckleError
 from ..feedback import Feedback
 from ..models.normalisation import reference_level
-from ..outputs import OutputSet, check_destinations, staged_file
+from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterReader, RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
@@ -225,12 +225,9 @@ def despeckle_raster(
                     if not extra:
                         run_tiled(reader, writer, process, options, bands, finish, feedback)
                     else:
-                        ratio_writer = stack.enter_context(RasterWriter(
-                            ratio_path, info, len(intensity_bands), quality_report.RATIO_NODATA,
-                            [f"ratio I/I_hat {descriptions[i] or f'band {reader.bands[i]}'}" for i in intensity_bands],
-                            {**metadata, "units": "ratio", "output": "ratio I / I_hat of linear "
-                             "intensities, whatever the input's units"}, outputs=run,
-                        )) if ratio_path else None
+                        ratio_writer = stack.enter_context(quality_report.ratio_writer(
+                            ratio_path, info, [descriptions[i] or f"band {reader.bands[i]}" for i in intensity_bands],
+                            metadata, run)) if ratio_path else None
                         quicklook = (quality_report.QuickLook(len(intensity_bands), info.height, info.width)
                                      if report_path else None)
                         sink = quality_report.RunSink(writer, finish, bands,
@@ -277,7 +274,6 @@ def _write_report(input_path, output_path, ratio_path, report_path, run: OutputS
         entries.append(entry)
         details.append(detail)
         feedback.info(quality_report.summary(entry))
-    paths = quality_report.report_paths(report_path)
     report = quality_report.build_report(
         input_path=input_path, output_path=os.path.abspath(output_path),
         ratio_path=os.path.abspath(ratio_path) if ratio_path else None,
@@ -288,10 +284,5 @@ def _write_report(input_path, output_path, ratio_path, report_path, run: OutputS
         plugin_version=plugin_version(),
     )
     names = [f"BAND {e['band']} {e['description']}".strip() for e in entries]
-    with staged_file(paths["REPORT quick-look"], run) as partial:
-        quality_report.quicklook_png(partial, quicklook, details, names)
-    with staged_file(paths["REPORT JSON twin"], run) as partial:
-        quality_report.write_json(report, partial)
-    with staged_file(report_path, run) as partial:
-        quality_report.write_html(report, partial)
+    quality_report.write_report_files(report, report_path, quicklook, details, names, run)
     return report

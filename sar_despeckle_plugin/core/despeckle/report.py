@@ -344,6 +344,33 @@ def check_extensions(ratio_path: str | None, report_path: str | None) -> None:
                                 "twin and quick-look PNG are written beside it.")
 
 
+def ratio_writer(ratio_path: str, info, descriptions: Sequence[str], metadata: dict, run):
+    """The RATIO GeoTIFF's writer (``core.raster.RasterWriter``, staged in the output set ``run``):
+    one float band per intensity band, described ``ratio I/I_hat <band>``, nodata
+    :data:`RATIO_NODATA`, on the input's grid (``info``)."""
+    from ..raster import RasterWriter
+
+    return RasterWriter(ratio_path, info, len(descriptions), RATIO_NODATA,
+                        [f"ratio I/I_hat {description}" for description in descriptions],
+                        {**metadata, "units": "ratio",
+                         "output": "ratio I / I_hat of linear intensities, whatever the input's units"}, outputs=run)
+
+
+def write_report_files(report: dict, report_path: str, quicklook: "QuickLook", details, names: Sequence[str],
+                       run) -> None:
+    """The REPORT page, its JSON twin and its quick-look PNG (:func:`report_paths`), each staged
+    in the output set ``run`` (committed with the rasters, or not at all)."""
+    from ..outputs import staged_file
+
+    paths = report_paths(report_path)
+    with staged_file(paths["REPORT quick-look"], run) as partial:
+        quicklook_png(partial, quicklook, details, names)
+    with staged_file(paths["REPORT JSON twin"], run) as partial:
+        write_json(report, partial)
+    with staged_file(report_path, run) as partial:
+        write_html(report, partial)
+
+
 def write_json(report: dict, path: str) -> None:
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(report, stream, indent=2, allow_nan=False)

@@ -251,12 +251,8 @@ def despeckle_stack(
             if not extra:
                 run_tiled(stack_reader, writer, process, options, out_bands, finish, feedback)
             else:
-                ratio_writer = writers.enter_context(RasterWriter(
-                    ratio_path, info, len(ratio_bands), quality_report.RATIO_NODATA,
-                    [f"ratio I/I_hat {descriptions[band]}" for band in ratio_bands],
-                    {**metadata, "units": "ratio", "output": "ratio I / I_hat of linear intensities, whatever "
-                     "the input's units"}, outputs=run,
-                )) if ratio_path else None
+                ratio_writer = writers.enter_context(quality_report.ratio_writer(
+                    ratio_path, info, [descriptions[band] for band in ratio_bands], metadata, run)) if ratio_path else None
                 quicklook = quality_report.QuickLook(len(ratio_bands), info.height, info.width) if report_path else None
                 sink = quality_report.RunSink(writer, finish, out_bands, lambda v: speckle.to_intensity(v, units),
                                               ratio_writer, quicklook, ratio_bands)

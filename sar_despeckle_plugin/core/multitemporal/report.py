@@ -29,7 +29,7 @@ import torch
 from .. import speckle, stack
 from ..choices import INTENSITY_BANDS, LAYOUT_BANDS
 from ..despeckle import report as quality_report
-from ..outputs import OutputSet, staged_file
+from ..outputs import OutputSet
 from ..raster import RasterReader
 from ..version import plugin_version
 from .settings import BAND_NAMES, SAMPLE_PIXELS
@@ -95,11 +95,5 @@ def write_report(*, inputs: Sequence[str], output_path: str, ratio_path: str | N
     )
     report.update(algorithm="despeckle_multitemporal", inputs=list(inputs), layout=layout,
                   targets=[t + 1 for t in targets], looks=list(looks), super_looks=super_looks)
-    paths = quality_report.report_paths(report_path)
-    with staged_file(paths["REPORT quick-look"], run) as partial:
-        quality_report.quicklook_png(partial, quicklook, details, names)
-    with staged_file(paths["REPORT JSON twin"], run) as partial:
-        quality_report.write_json(report, partial)
-    with staged_file(report_path, run) as partial:
-        quality_report.write_html(report, partial)
+    quality_report.write_report_files(report, report_path, quicklook, details, names, run)
     return report
