@@ -439,3 +439,16 @@ def test_pixel_looks_undo_the_block_estimators_correlation_bias():
             assert block > 1.2 * truth and abs(per_pixel / truth - 1) < 0.2, (name, seed, block, per_pixel, truth)
     white = multilook_white(4.0).apply(scene, np.random.default_rng(4))
     assert abs(pixel_looks([white], [valid]) / estimate_looks([white], [valid]) - 1) < 0.05
+
+
+def test_mildly_correlated_multi_look_speckle_goes_to_the_white_networks():
+    """Block-averaged single-look crops have mildly correlated speckle (own lag-1 part 0.1-0.25):
+    a network trained on GRDH-like speckle over-smooths it; the white looks network takes it."""
+    grdh = card("grdh", looks=4.5, max_correlation=0.93, speckle_model="sentinel1_iw_grdh")
+    grdh = dataclasses.replace(grdh, looks_range=(2.8, 10.0))
+    white = dataclasses.replace(card("looks", looks=4.0), looks_range=(1.0, 16.0))
+    cards = [("grdh.json", grdh), ("looks.json", white)]
+    mild = choose_method(2.65, (0.15, 0.07), cards, lag2=(0.04, 0.03), per_pixel=2.1)  # Envisat 2 x 2
+    assert mild.model_card == "looks.json" and "still beats every classical filter" in mild.reason
+    strong = choose_method(4.83, (0.72, 0.75), cards, lag2=(0.30, 0.43), per_pixel=3.23)  # the GRDH crop
+    assert strong.model_card == "grdh.json"
