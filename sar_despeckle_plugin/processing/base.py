@@ -16,8 +16,11 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingOutputFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
 )
 
 from ..core.choices import BAND_LAYOUT_LABELS, DEVICES
@@ -249,6 +252,35 @@ class SarAlgorithm(QgsProcessingAlgorithm):
             "4.4 for Sentinel-1 IW GRDH). Left empty, estimated from the image as the mode of "
             "local coefficients of variation, which heterogeneous areas do not bias.",
         ))
+
+    def add_quality_outputs(self, ratio_label: str, ratio_help: str, report_help: str) -> None:
+        """The optional RATIO raster and REPORT page of a despeckling run, and the REPORT_JSON
+        output naming the report's JSON twin."""
+        self.addParameter(with_help(
+            QgsProcessingParameterRasterDestination("RATIO", ratio_label, optional=True, createByDefault=False),
+            ratio_help,
+        ))
+        self.addParameter(with_help(
+            QgsProcessingParameterFileDestination(
+                "REPORT", "Quality report (HTML)", fileFilter="HTML files (*.html)", optional=True,
+                createByDefault=False,
+            ),
+            report_help,
+        ))
+        self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
+
+    def quality_paths(self, parameters, context) -> tuple[str | None, str | None]:
+        """(RATIO, REPORT) destinations of the run; None where not asked for."""
+        return (self.parameterAsOutputLayer(parameters, "RATIO", context) or None,
+                self.parameterAsFileOutput(parameters, "REPORT", context) or None)
+
+    @staticmethod
+    def quality_results(ratio: str | None, report: str | None) -> dict:
+        """The RATIO, REPORT and REPORT_JSON entries of an algorithm's results."""
+        results = {"RATIO": ratio} if ratio else {}
+        if report:
+            results.update(REPORT=report, REPORT_JSON=os.path.splitext(report)[0] + ".json")
+        return results
 
     def add_device_parameter(self) -> None:
         self.addParameter(with_help(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 
 from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
-    QgsProcessingOutputFile,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -182,28 +179,19 @@ class DespeckleAlgorithm(SarAlgorithm):
             "The despeckled GeoTIFF (float32, same units, bands and band descriptions as the input; "
             "C2: a valid covariance matrix at every pixel).",
         ))
-        self.addParameter(with_help(
-            QgsProcessingParameterRasterDestination(
-                "RATIO", "Ratio image I / I_hat", optional=True, createByDefault=False
-            ),
+        self.add_quality_outputs(
+            "Ratio image I / I_hat",
             "Optional quality check without a reference: the input divided by the output, in "
             "linear intensity whatever the input's units (float32, one band per despeckled band; "
             "C2: C11 and C22 only; nodata -1 where the output is nodata). A good despeckler leaves pure speckle here: "
             "mean 1 and no visible edges or shapes of the scene.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterFileDestination(
-                "REPORT", "Quality report (HTML)", fileFilter="HTML files (*.html)", optional=True,
-                createByDefault=False,
-            ),
             "Optional quality report for users without a reference, opened in the Results "
             "Viewer: per band the input's looks estimate, the ratio image's mean, ENL and "
             "autocorrelation at lags 1-2 along rows and columns beside the input speckle's own, "
             "the output's ENL, edge preservation (EPD-ROA), the time and device, and a "
             "quick-look of input, output and ratio (C2: C11 and C22 only). A JSON twin (same name, .json) and the "
             "quick-look (.png) are written beside it. Measured on up to 4 Mpx per band.",
-        ))
-        self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
+        )
 
     def parameter_problem(self, parameters, context):
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
@@ -231,19 +219,13 @@ class DespeckleAlgorithm(SarAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         settings = settings_from_parameters(self.parameter_values(parameters, context, PARAMETERS), self.methods)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        ratio = self.parameterAsOutputLayer(parameters, "RATIO", context) or None
-        report = self.parameterAsFileOutput(parameters, "REPORT", context) or None
+        ratio, report = self.quality_paths(parameters, context)
         self.run_core(
             despeckle_raster, layer.source(), output, settings, self.core_feedback(feedback),
             ratio_path=ratio, report_path=report,
         )
         method = styles.recorded_method(output, settings.method)
         styles.style_on_load(context, output, styles.layer_name(layer.name(), method), styles.backscatter)
-        results = {"OUTPUT": output}
         if ratio:
             styles.style_on_load(context, ratio, styles.layer_name(layer.name(), method, "ratio"), styles.ratio)
-            results["RATIO"] = ratio
-        if report:
-            results["REPORT"] = report
-            results["REPORT_JSON"] = os.path.splitext(report)[0] + ".json"
-        return results
+        return {"OUTPUT": output, **self.quality_results(ratio, report)}

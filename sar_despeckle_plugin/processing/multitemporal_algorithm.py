@@ -3,14 +3,11 @@ help of the other dates."""
 
 from __future__ import annotations
 
-import os
 
 from qgis.core import (
-    QgsProcessingOutputFile,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
@@ -119,21 +116,13 @@ class MultitemporalAlgorithm(SarAlgorithm):
             "BAND_LAYOUT), described 'date N (file) band'; the inputs' grid, CRS, units and nodata; "
             "a pixel that is nodata in a date is nodata in that date's bands.",
         ))
-        self.addParameter(with_help(
-            QgsProcessingParameterRasterDestination(
-                "RATIO", "Ratio images I / I_hat", optional=True, createByDefault=False
-            ),
+        self.add_quality_outputs(
+            "Ratio images I / I_hat",
             "Optional quality check without a reference: for each target date in date order, its "
             "input divided by its output for each intensity band (the single-pol band; VV, VH; "
             "C11, C22 of C2), in linear intensity whatever the input's units (float32, nodata -1 "
             "where the output is nodata). A good despeckler leaves pure speckle here: mean 1 and no "
             "visible edges or shapes of the scene; a change of the date that shows here was smoothed.",
-        ))
-        self.addParameter(with_help(
-            QgsProcessingParameterFileDestination(
-                "REPORT", "Quality report (HTML)", fileFilter="HTML files (*.html)", optional=True,
-                createByDefault=False,
-            ),
             "Optional quality report for users without a reference, opened in the Results "
             "Viewer: for each target date and intensity band the input's looks estimate, the "
             "ratio image's mean, ENL and autocorrelation at lags 1-2 along rows and columns beside "
@@ -141,8 +130,7 @@ class MultitemporalAlgorithm(SarAlgorithm):
             "method, time and device; and a quick-look of input, output and ratio per target "
             "date. A JSON twin (same name, .json) and the quick-look (.png) are written beside "
             "it. Measured on up to 1 Mpx per band.",
-        ))
-        self.addOutput(QgsProcessingOutputFile("REPORT_JSON", "Quality report (JSON twin)"))
+        )
 
     def parameter_problem(self, parameters, context):
         problem = self.dates_problem(parameters, context, "Multitemporal despeckling needs",
@@ -169,15 +157,8 @@ class MultitemporalAlgorithm(SarAlgorithm):
         sources = [layer.source() for layer in self.parameterAsLayerList(parameters, "INPUTS", context)]
         settings = settings_from_parameters(self.parameter_values(parameters, context, PARAMETERS))
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        ratio = self.parameterAsOutputLayer(parameters, "RATIO", context) or None
-        report_path = self.parameterAsFileOutput(parameters, "REPORT", context) or None
+        ratio, report_path = self.quality_paths(parameters, context)
         report = self.run_core(despeckle_stack, sources, output, settings, self.core_feedback(feedback),
                                ratio_path=ratio, report_path=report_path)
         feedback.pushInfo(f"Wrote date(s) {', '.join(map(str, report.targets))} to {output}.")
-        results = {"OUTPUT": output}
-        if ratio:
-            results["RATIO"] = ratio
-        if report_path:
-            results["REPORT"] = report_path
-            results["REPORT_JSON"] = os.path.splitext(report_path)[0] + ".json"
-        return results
+        return {"OUTPUT": output, **self.quality_results(ratio, report_path)}
