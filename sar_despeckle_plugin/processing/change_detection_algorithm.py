@@ -169,6 +169,18 @@ class ChangeDetectionAlgorithm(SarAlgorithm):
             "samples; the log gives it. 0 keeps every pixel's own decision.",
         ))
         self.addParameter(with_help(
+            QgsProcessingParameterBoolean("REFINE_BOUNDARIES", "Refine region outlines (half-contrast rule)",
+                                          defaultValue=False),
+            "After MIN_AREA, the pixels just outside each changed region join it where their own "
+            "log-ratio lies past half the contrast between the region and its unchanged surroundings "
+            "(both measured over 7 x 7 pixels away from the outline). The prefilter and the "
+            "detector's window read both sides near an outline and shrink regions by about a pixel "
+            "where the change is weak against the speckle; this puts that ring back. Off by default: "
+            "on the benchmark pairs it recovered Yellow River's missed ring (kappa 0.895 to 0.924) "
+            "but cost San Francisco and Sulzberger, whose reference outlines are drawn tighter "
+            "(0.915 to 0.905, 0.944 to 0.940). The change map is not altered.",
+        ))
+        self.addParameter(with_help(
             QgsProcessingParameterBoolean("NORMALISE", "Normalise radiometry to the first date",
                                           defaultValue=False),
             "Scale every later date so that its median log-ratio to date 1 is zero. For "

@@ -21,6 +21,7 @@ PARAMETERS = (
     Parameter("WINDOW", "integer", 1),
     Parameter("PREFILTER", "boolean", True),
     Parameter("MIN_AREA", "integer", None),
+    Parameter("REFINE_BOUNDARIES", "boolean", False),
     Parameter("NORMALISE", "boolean", False),
     Parameter("ZEROS_AS_NODATA", "boolean", True),
     Parameter("DEVICE", "enum", 0, DEVICES),
@@ -60,6 +61,7 @@ def settings_from_parameters(values: Mapping[str, object]) -> ChangeSettings:
         window=values["WINDOW"],
         prefilter=values["PREFILTER"],
         min_area=values["MIN_AREA"],
+        refine_boundaries=values["REFINE_BOUNDARIES"],
         normalise=values["NORMALISE"],
         model=values["MODEL"] or None,
     )

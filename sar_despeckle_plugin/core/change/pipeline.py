@@ -37,7 +37,7 @@ from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
-from . import prefilter, regions
+from . import boundaries, prefilter, regions
 from .automatic import choose_change_method
 from .detectors import DETECTORS, Stack, shipped_change_model
 from .looks import averaging_factor, radiometric_gains
@@ -153,11 +153,13 @@ def _plan(settings, readers, raw, fills, feedback, floors_=None) -> _Plan:
 
 
 class _SplitSink:
-    """Receives (4, rows, cols) strips of (map, changed, date, invalid on some input date), NaN =
-    nodata, writes the first three and counts the pixels: changed, valid, and nodata by cause."""
+    """Receives (4 + E, rows, cols) strips of (map, changed, date, invalid on some input date,
+    then the E bands of REFINE_BOUNDARIES' evidence, if any), NaN = nodata, writes all but the
+    fourth and counts the pixels: changed, valid, and nodata by cause."""
 
-    def __init__(self, map_writer, mask_writer, date_writer, candidate_dates: bool) -> None:
+    def __init__(self, map_writer, mask_writer, date_writer, evidence_writer, candidate_dates: bool) -> None:
         self.writers = (map_writer, mask_writer, date_writer)
+        self.evidence_writer = evidence_writer
         self.candidate_dates = candidate_dates
         self.changed = 0
         self.valid = 0
@@ -178,6 +180,8 @@ class _SplitSink:
         if date_writer is not None:
             dates = values[2] if self.candidate_dates else np.where(values[1] == 1, values[2], 0)
             date_writer.write(np.where(nodata, MASK_NODATA, dates).astype(np.uint8)[None], row, col)
+        if self.evidence_writer is not None:
+            self.evidence_writer.write(np.where(nodata, np.float32(0), values[4:]), row, col)
 
 
 def detect_changes(
@@ -277,7 +281,8 @@ def _detect(inputs, readers, names, outputs, settings, scratch, feedback, asked:
         input_invalid = ~valid.all(1)
         result = torch.stack([change_map.float(), changed.float(), date.float()], 1)
         result = torch.where(prepared.valid[:, None], result, torch.full_like(result, math.nan))
-        return torch.cat([result, input_invalid[:, None].float()], 1)
+        extra = [boundaries.evidence(prepared)] if settings.refine_boundaries else []
+        return torch.cat([result, input_invalid[:, None].float(), *extra], 1)
 
     handled = prefiltered or plan.prefilter
     info = readers[0].info
@@ -342,10 +347,12 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
     """
     k = len(plan.looks)
     sieve = settings.min_area > 1
+    reshaped = sieve or settings.refine_boundaries  # the final mask differs from the detector's
     mask_path = outputs.change_mask or (
         os.path.join(scratch, "mask.tif")
-        if outputs.change_polygons or (sieve and outputs.change_date) else None
+        if outputs.change_polygons or (reshaped and outputs.change_date) else None
     )
+    evidence_path = os.path.join(scratch, "evidence.tif") if settings.refine_boundaries and mask_path else None
     date_path = outputs.change_date or (
         os.path.join(scratch, "date.tif") if outputs.change_polygons and k > 2 else None
     )
@@ -365,12 +372,16 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
                 ("date", date_path, MASK_NODATA, gdal.GDT_Byte),
             )
         ]
-        tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, info.band_count * k + 3),
+        evidence_bands = (k - 1) * len(INTENSITY_BANDS[plan.layout]) if settings.refine_boundaries else 0
+        writers.append(RasterWriter(evidence_path, info, evidence_bands, None,
+                                    [f"evidence {band + 1}" for band in range(evidence_bands)], {})
+                       if evidence_path else None)
+        tile = fit_tile_to_image(settings.tile or tile_for_width(info.width, info.band_count * k + 3 + evidence_bands),
                                  info.height, info.width)
         options = TilingOptions(tile, settings.window // 2 + detector.halo, 0, device=device)
         with contextlib.ExitStack() as stack:
-            sink = _SplitSink(*(stack.enter_context(w) if w else None for w in writers), sieve and bool(date_path))
-            run_tiled(stack_reader, sink, process, options, 4, feedback=feedback)
+            sink = _SplitSink(*(stack.enter_context(w) if w else None for w in writers), reshaped and bool(date_path))
+            run_tiled(stack_reader, sink, process, options, 4 + evidence_bands, feedback=feedback)
         mask_path = run.staged_path(mask_path) if mask_path else None
         date_path = run.staged_path(date_path) if date_path else None
         counts = (sink.changed, sink.valid)
@@ -378,8 +389,14 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
         if sieve and mask_path:
             feedback.info(f"Merging regions smaller than {settings.min_area} pixels into their surroundings.")
             counts = regions.sieve_in_place(mask_path, settings.min_area, MASK_NODATA)
-            if date_path:
-                regions.finalise_dates(date_path, mask_path, MASK_NODATA)
+        if evidence_path:
+            feedback.info("REFINE_BOUNDARIES: the pixels just outside each changed region join it where their own "
+                          "log-ratio is past half the contrast between the region and its surroundings.")
+            counts = boundaries.refine_mask_file(mask_path, evidence_path, MASK_NODATA,
+                                                 os.path.join(scratch, "refined.tif"), device,
+                                                 dataclasses.replace(feedback, progress=lambda fraction: None))
+        if reshaped and date_path:
+            regions.finalise_dates(date_path, mask_path, MASK_NODATA)
         polygons = None
         if outputs.change_polygons:
             polygons = regions.polygonize_changes(

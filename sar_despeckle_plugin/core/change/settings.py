@@ -50,6 +50,8 @@ class ChangeSettings:
         min_area: changed or unchanged regions smaller than this many pixels are merged into
             their surroundings in the mask (GDAL sieve, 4-connected; 0 or 1: off); None: the
             minimum mapping unit measured on the image (``core.change.mapping_unit``).
+        refine_boundaries: after the sieve, re-decide the pixels just outside each changed
+            region by the half-contrast rule (``core.change.boundaries``); the map is unchanged.
         normalise: scale each date so its median log-ratio to date 1 is zero (uncalibrated data).
         zeros_as_nodata: exact zeros that form the border fill (``speckle.fill_mask``) are
             nodata; isolated zeros, and every zero of 8-bit bands, are dark data.
@@ -69,6 +71,7 @@ class ChangeSettings:
     window: int = 1
     prefilter: bool = True
     min_area: int | None = None
+    refine_boundaries: bool = False
     normalise: bool = False
     zeros_as_nodata: bool = True
     device: str = "auto"
