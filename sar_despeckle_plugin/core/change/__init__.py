@@ -76,7 +76,8 @@ their checks; torch-free), ``parameters`` (the Processing parameters' values -> 
 ``statistics`` (Wishart and log-ratio tests), ``thresholds`` (automatic thresholds on the
 log-ratio index, and their noise floor), ``detectors`` (one per METHOD, and their registry),
 ``unsupervised`` (the detector trained on the pair), ``mapping_unit`` (the measured MIN_AREA),
-``regions`` (sieve and polygons of the mask, with GDAL; torch-free), ``pipeline`` (whole runs:
+``regions`` (sieve and polygons of the mask, with GDAL; torch-free), ``boundaries``
+(REFINE_BOUNDARIES: the outlines re-decided by the half-contrast rule after the sieve), ``pipeline`` (whole runs:
 ``detect_changes``).
 This ``__init__`` imports nothing, so ``core.change.settings`` loads without torch.
 """
