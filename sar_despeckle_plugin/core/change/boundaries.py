@@ -22,12 +22,12 @@ is a pixel wide, and growing further would follow the blur of the despeckled edg
 edge. Pixels with no region or no surroundings level in their window stay as they are.
 
 It runs after the MIN_AREA sieve, so only regions that are evidence of change grow (before it,
-speckle regions just under the unit grew over it: kappa 0.911 against 0.924 on Yellow River).
-Measured with defaults otherwise (unsupervised on despeckled dates, scripts/bench_change.py): it
-recovers Yellow River's missed ring (kappa 0.895 -> 0.924) but costs San Francisco and
-Sulzberger (0.915 -> 0.905, 0.944 -> 0.940), whose reference maps draw the outlines tighter:
-there the ring's pixels sit at 37-43 % of the contrast whichever class the reference gives them.
-Hence off by default.
+speckle regions just under the unit grew over it: on a prototype, kappa 0.911 against 0.924 on
+Yellow River). Measured with defaults otherwise (unsupervised on despeckled dates,
+scripts/bench_change.py): it recovers Yellow River's missed ring (kappa 0.895 -> 0.923) but costs
+San Francisco and Sulzberger (0.915 -> 0.906, 0.944 -> 0.940), whose reference maps put their
+outlines further in than Yellow River's (median f of the reference's outer ring 0.42 and 0.45
+against 0.24; the default detector's 0.41-0.50 on all three). Hence off by default.
 
 Layouts: masks (B, H, W) bool, evidence (B, E, H, W) float, E = (dates - 1) x intensity channels.
 """
