@@ -123,6 +123,35 @@ def test_the_pipeline_recovers_the_outline_the_defaults_leave_short(tmp_path):
     assert any(line.startswith("REFINE_BOUNDARIES") for line in lines)
 
 
+def test_added_pixels_take_the_date_of_the_pair_that_changed_and_regions_stay_whole(tmp_path):
+    """Three dual-pol dates, the block brightens 6 dB at date 3: the unsupervised detector's
+    region, refined, keeps date 3 on its new ring (one polygon); and two regions of different
+    dates each give theirs to the pixels that join them."""
+    rng = np.random.default_rng(10)
+    t = truth()
+    paths = []
+    for index in range(3):
+        gain = np.where(t, 4.0, 1.0) if index == 2 else np.ones(SHAPE)
+        bands = np.stack([gain * rng.gamma(4, 1 / 4, SHAPE), 0.25 * gain * rng.gamma(4, 1 / 4, SHAPE)])
+        paths.append(write_geotiff(str(tmp_path / f"date{index + 1}.tif"), bands.astype(np.float32)))
+    outputs = ChangeOutputs(change_mask=str(tmp_path / "mask.tif"), change_date=str(tmp_path / "date.tif"),
+                            change_polygons=str(tmp_path / "changes.gpkg"))
+    report = detect_changes(paths, outputs, ChangeSettings(layout="dual", method="unsupervised",
+                                                           refine_boundaries=True), Feedback(warn=lambda m: None))
+    mask, dates = read_geotiff(outputs.change_mask)[0], read_geotiff(outputs.change_date)[0]
+    assert (mask == 1)[outline(t)].mean() > 0.9
+    assert set(np.unique(dates[mask == 1])) == {3} and report.polygons == 1
+    changed = np.zeros(SHAPE, bool)
+    changed[10:20, 10:20] = changed[10:20, 21:30] = True  # one column apart
+    candidates = np.where(np.arange(SHAPE[1]) < 21, 2, 3)[None].repeat(SHAPE[0], 0)
+    added = np.zeros(SHAPE, bool)
+    added[20, 12] = added[20, 25] = added[15, 20] = True  # below each; between both (a tie)
+    dates = boundaries.neighbour_dates(torch.from_numpy(changed)[None], torch.from_numpy(candidates)[None],
+                                       torch.from_numpy(added)[None])[0].numpy()
+    assert (dates[20, 12], dates[20, 25], dates[15, 20]) == (2, 3, 2)
+    np.testing.assert_array_equal(dates[~added], candidates[~added])
+
+
 def test_the_pipeline_adds_nothing_to_a_change_free_pair(tmp_path):
     paths = pair(tmp_path, looks=(4, 1), contrast_db=0.0, seed=5)
     plain, _ = mask_of(paths, tmp_path, ChangeSettings())

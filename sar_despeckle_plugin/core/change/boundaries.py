@@ -19,7 +19,9 @@ f = <e - u, c - u> / |c - u|^2 (0 at the surroundings, 1 in the region; the proj
 line joining the two levels, so both signs of change and any number of channels and pairs are
 handled alike), decides: the pixel joins the region where f > 1/2. One ring, one pass: the blur
 is a pixel wide, and growing further would follow the blur of the despeckled edge instead of the
-edge. Pixels with no region or no surroundings level in their window stay as they are.
+edge. Pixels with no region or no surroundings level in their window stay as they are. A pixel
+that joins a region takes its first change date (:func:`neighbour_dates`), so a region keeps one
+date across its new ring.
 
 It runs after the MIN_AREA sieve, so only regions that are evidence of change grow (before it,
 speckle regions just under the unit grew over it: on a prototype, kappa 0.911 against 0.924 on
@@ -98,65 +100,89 @@ def refine_boundaries(changed: torch.Tensor, values: torch.Tensor, valid: torch.
     return changed | joins
 
 
-class _MaskAndEvidence:
-    """Windows of the mask (band 1; valid where it is not nodata) and the evidence (bands 2..),
-    as the tiling engine reads them."""
+def neighbour_dates(changed: torch.Tensor, dates: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+    """``dates`` (B, H, W) long, first change dates (2..k) with the pixels ``added`` (B, H, W) to
+    the regions of ``changed`` (B, H, W) given the date most of their changed 4-neighbours have
+    (the earliest of a tie): the date of the region they joined."""
+    best = torch.zeros_like(dates)
+    most = torch.zeros(dates.shape, dtype=torch.float32, device=dates.device)
+    for date in torch.unique(dates[changed]).tolist():  # ascending: a tie keeps the earlier date
+        count = _neighbours(changed & (dates == date))
+        best = torch.where(count > most, date, best)
+        most = torch.maximum(count, most)
+    return torch.where(added, best, dates)
 
-    def __init__(self, mask_path: str, evidence_path: str) -> None:
+
+class _MaskAndEvidence:
+    """Windows of the mask (band 1; valid where it is not nodata), the candidate first change
+    dates (band 2; 2 everywhere without a date raster) and the evidence (bands 3..), as the
+    tiling engine reads them."""
+
+    def __init__(self, mask_path: str, evidence_path: str, date_path: str | None) -> None:
         self.mask = RasterReader(mask_path)
+        self.dates = RasterReader(date_path) if date_path else None
         self.evidence = RasterReader(evidence_path)
         self.height, self.width = self.mask.height, self.mask.width
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         mask, ok = self.mask.read(row, col, height, width)
+        dates = self.dates.read(row, col, height, width)[0] if self.dates else np.full_like(mask, 2)
         values, _ = self.evidence.read(row, col, height, width)
-        valid = np.broadcast_to(ok, (1 + len(values), height, width))
-        return np.concatenate([mask, values]), np.ascontiguousarray(valid)
+        valid = np.broadcast_to(ok, (2 + len(values), height, width))
+        return np.concatenate([mask, dates, values]), np.ascontiguousarray(valid)
 
 
 class _ByteSink:
-    """Writes (1, rows, cols) strips of 1 / 0 / NaN (nodata) to a uint8 writer."""
+    """Writes (bands, rows, cols) strips of small integers, NaN = nodata, to a uint8 writer."""
 
     def __init__(self, writer: RasterWriter, nodata: int) -> None:
         self.writer, self.nodata = writer, nodata
 
     def write(self, values, row, col):
-        band = values[0]
-        self.writer.write(np.where(np.isnan(band), self.nodata, band).astype(np.uint8)[None], row, col)
+        self.writer.write(np.where(np.isnan(values), self.nodata, values).astype(np.uint8), row, col)
 
 
 def refine_mask_file(mask_path: str, evidence_path: str, nodata: int, scratch_path: str, device: torch.device,
-                     feedback) -> tuple[int, int]:
+                     feedback, date_path: str | None = None) -> tuple[int, int]:
     """Refine the uint8 mask at ``mask_path`` (1 changed, 0 unchanged, ``nodata``) in place with
-    the evidence raster at ``evidence_path`` (E float32 bands, same grid; :func:`evidence`),
-    tile by tile through ``scratch_path``. Returns (changed pixels, valid pixels) after it."""
-    source = _MaskAndEvidence(mask_path, evidence_path)
+    the evidence raster at ``evidence_path`` (E float32 bands, same grid; :func:`evidence`), tile
+    by tile through ``scratch_path``; the pixels it adds get the date of the region they join in
+    the candidate first change dates at ``date_path`` (uint8, every valid pixel), when given.
+    Returns (changed pixels, valid pixels) after it."""
+    source = _MaskAndEvidence(mask_path, evidence_path, date_path)
 
     def process(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         ok = valid[:, 0]
-        refined = refine_boundaries((values[:, 0] > 0.5) & ok, values[:, 1:], ok).float()
-        return torch.where(ok, refined, torch.full_like(refined, float("nan")))[:, None]
+        changed = (values[:, 0] > 0.5) & ok
+        refined = refine_boundaries(changed, values[:, 2:], ok)
+        dates = neighbour_dates(changed, values[:, 1].round().long(), refined & ~changed)
+        result = torch.stack([refined.float(), dates.float()], 1)
+        return torch.where(ok[:, None], result, torch.full_like(result, float("nan")))
 
-    writer = RasterWriter(scratch_path, source.mask.info, 1, nodata, ["refined change mask"], {}, gdal.GDT_Byte)
+    writer = RasterWriter(scratch_path, source.mask.info, 2, nodata, ["refined change mask", "first change dates"],
+                          {}, gdal.GDT_Byte)
     with writer:
-        run_tiled(source, _ByteSink(writer, nodata), process, TilingOptions(TILE, HALO, 0, device=device), 1,
+        run_tiled(source, _ByteSink(writer, nodata), process, TilingOptions(TILE, HALO, 0, device=device), 2,
                   feedback=feedback)
-    return _copy_mask(scratch_path, mask_path, nodata)
+    return _copy_back(scratch_path, mask_path, date_path, nodata)
 
 
-def _copy_mask(source_path: str, mask_path: str, nodata: int) -> tuple[int, int]:
-    """Copy the mask at ``source_path`` into ``mask_path`` (keeping its metadata), strip by strip;
-    returns (changed pixels, valid pixels)."""
+def _copy_back(source_path: str, mask_path: str, date_path: str | None, nodata: int) -> tuple[int, int]:
+    """Copy the refined mask (band 1 of ``source_path``) into ``mask_path`` and the dates (band
+    2) into ``date_path``, when given, keeping their metadata, strip by strip; returns (changed
+    pixels, valid pixels)."""
     changed = valid = 0
     with gdal_errors_as_exceptions():
-        source, target = gdal.Open(source_path), gdal.Open(mask_path, gdal.GA_Update)
-        band = target.GetRasterBand(1)
-        for row in range(0, target.RasterYSize, TILE):
-            rows = min(TILE, target.RasterYSize - row)
-            block = source.GetRasterBand(1).ReadAsArray(0, row, target.RasterXSize, rows)
-            band.WriteArray(block, 0, row)
-            changed += int((block == 1).sum())
-            valid += int((block != nodata).sum())
-        band.FlushCache()
-        source = target = None
+        source, mask = gdal.Open(source_path), gdal.Open(mask_path, gdal.GA_Update)
+        dates = gdal.Open(date_path, gdal.GA_Update) if date_path else None
+        for row in range(0, mask.RasterYSize, TILE):
+            rows = min(TILE, mask.RasterYSize - row)
+            refined = source.GetRasterBand(1).ReadAsArray(0, row, mask.RasterXSize, rows)
+            mask.GetRasterBand(1).WriteArray(refined, 0, row)
+            changed += int((refined == 1).sum())
+            valid += int((refined != nodata).sum())
+            if dates is not None:
+                dates.GetRasterBand(1).WriteArray(source.GetRasterBand(2).ReadAsArray(0, row, mask.RasterXSize, rows),
+                                                  0, row)
+        source = mask = dates = None
     return changed, valid

@@ -394,7 +394,8 @@ def _run(stack_reader, info, process, plan, settings, detector, outputs, record,
                           "log-ratio is past half the contrast between the region and its surroundings.")
             counts = boundaries.refine_mask_file(mask_path, evidence_path, MASK_NODATA,
                                                  os.path.join(scratch, "refined.tif"), device,
-                                                 dataclasses.replace(feedback, progress=lambda fraction: None))
+                                                 dataclasses.replace(feedback, progress=lambda fraction: None),
+                                                 date_path)
         if reshaped and date_path:
             regions.finalise_dates(date_path, mask_path, MASK_NODATA)
         polygons = None
