@@ -60,6 +60,7 @@ from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
 from training.benchmark import despeckle_array, load_reference, reference_paths, write_tif
 from training.data import speckled
 
+#: The METHODs benchmarked (all of them, or those ``--methods`` names).
 METHODS = list(MULTITEMPORAL_METHOD_LABELS)
 #: Methods that take two dates only (scored on the two-date stacks alone).
 TWO_DATE_METHODS = ("multitask",)
@@ -340,7 +341,10 @@ def main() -> None:
                         help="what the target's own change does to its rectangle (see the module doc)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["synthetic", "real", "speed"])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
+                        help="the multitemporal METHODs to run (default: all; the single-date default always runs)")
     args = parser.parse_args()
+    METHODS[:] = [method for method in METHODS if method in args.methods]
     if args.threads:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)

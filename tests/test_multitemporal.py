@@ -14,12 +14,15 @@ import pytest
 import torch
 from osgeo import gdal
 
+from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS
 from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
+from sar_despeckle_plugin.core.models.card import read_card
 from sar_despeckle_plugin.core.multitemporal.methods import (
-    complete_c2, local_means, majority, own_change, quegan, super_image,
+    GROWTH_WINDOWS, RELAXED_SIGMAS, complete_c2, grow, local_means, majority, own_change, own_region, quegan,
+    super_image,
 )
 from sar_despeckle_plugin.core.multitemporal.pipeline import despeckle_stack
 from sar_despeckle_plugin.core.multitemporal.settings import MultitemporalSettings
@@ -124,22 +127,43 @@ def test_the_targets_own_change_goes_to_the_ratio_image_not_the_super_image():
     np.testing.assert_allclose(super_image(intensity, valid, means, 0, looks, 5, own)[0, 0, 8:12, 8:16].numpy(), 16.0)
 
 
-def test_majority_drops_isolated_pixels_and_keeps_regions():
+def test_majority_drops_isolated_pixels_fills_holes_and_keeps_regions():
     mask = torch.zeros((1, 1, 24, 24), dtype=torch.bool)
     mask[0, 0, 2, 2] = True  # an isolated error of the change test
-    mask[0, 0, 8:20, 6:22] = True  # a change, reaching nothing else
+    mask[0, 0, 10:20, 4:20] = True  # a change, reaching nothing else
+    mask[0, 0, 13:15, 10:12] = False  # the test's misses inside it
     mask[0, 0, 0:6, 18:24] = True  # a change in the image's corner
     kept = majority(mask, 5)[0, 0]
     assert not kept[2, 2]
-    assert kept[10:18, 6:22].all() and kept[8:20, 8:20].all()  # straight edges stay
-    assert int(kept[8:20, 6:22].sum()) == 12 * 16 - 4 * 3  # each corner loses a 3-pixel staircase
+    assert kept[12:18, 4:20].all() and kept[10:20, 6:18].all()  # straight edges stay, the hole is filled
+    assert int(kept[10:20, 4:20].sum()) == 10 * 16 - 4 * 3  # each corner loses a 3-pixel staircase
     assert kept[0:4, 20:24].all() and int(kept[0:6, 18:24].sum()) == 36 - 3
+    assert int(kept.sum()) == 10 * 16 - 4 * 3 + 36 - 3  # nothing added outside
+
+
+def test_own_region_grows_from_the_strict_test_through_the_relaxed_one_within_its_reach():
+    """A change is a region: the pixels that only pass the relaxed test join it where they touch
+    the strict test's majority, within GROWTH_WINDOWS windows; relaxed pixels away from any seed
+    (the test's chance errors) stay out, and so do the strict test's isolated pixels."""
+    window, shape = 3, (1, 1, 40, 120)
+    strict, relaxed = torch.zeros(shape, dtype=torch.bool), torch.zeros(shape, dtype=torch.bool)
+    strict[..., 10:20, 10:20] = True  # the part of a change that passed at CHANGE_SIGMAS
+    strict[..., 35, 5] = True  # an isolated error of the strict test
+    relaxed[..., 10:20, 10:100] = True  # the whole change passes the relaxed test
+    relaxed[..., 30:38, 60:70] = True  # chance errors of the relaxed test, away from any seed
+    region = own_region(strict, relaxed, window)[0, 0]
+    end = 20 + GROWTH_WINDOWS * window  # the seeds' edge + the growth
+    assert region[11:19, 10:end].all() and not region[:, end:].any()
+    assert not region[30:].any() and not region[:9].any() and not region[21:].any()
+    assert torch.equal(grow(strict, relaxed, 0), strict)
 
 
 def test_ratio_method_despeckles_the_date_alone_block_by_block_as_the_whole_tile_would():
     """The date-alone pass runs only on the 128-pixel blocks that hold the target's own change:
-    the same values as the network on the whole tile, there, and nothing changed elsewhere."""
+    there the same values as single-date despeckling's choice for one look (sarcnn_default, not
+    the ratio method's sarcnn_looks) on the whole tile, and nothing changed elsewhere."""
     from sar_despeckle_plugin.core.multitemporal import methods
+    from sar_despeckle_plugin.core.multitemporal.alone import date_alone
     from sar_despeckle_plugin.core.multitemporal.pipeline import _network
 
     model = _network("sarcnn_looks", "intensity", torch.device("cpu"))
@@ -148,12 +172,17 @@ def test_ratio_method_despeckles_the_date_alone_block_by_block_as_the_whole_tile
     dates = np.stack([clean * rng.gamma(1.0, 1.0, clean.shape) for _ in range(4)]).astype(np.float32)
     dates[1, 100:160, 40:290] *= 6.0  # across block boundaries
     intensity, valid = torch.from_numpy(dates)[None, :, None], torch.ones((1, 4, 200, 300), dtype=torch.bool)
-    method = methods.Rabasar(model, 4.0, [1.0], [1.0] * 4, 7, False)
+    alone = date_alone(MultitemporalSettings(looks=(1.0,)), [1.0] * 4, [dates[:, None]],
+                       [np.ones(dates.shape, bool)], [1], torch.device("cpu"), QUIET)
+    assert alone.name == "sarcnn_default"
+    method = methods.Rabasar(model, 4.0, [1.0], [1.0] * 4, 7, False, alone)
     blocked = method(intensity, valid, [1])
-    settled = majority(own_change(local_means(intensity, valid, 7), valid, 1, [1.0] * 4, 7), 7)
-    assert settled.sum() > 10_000 and not settled[..., :60, :].any()
-    whole = model.despeckle(intensity[:, 1], valid[:, 1, None], 1.0, False, 1.0)
-    assert torch.equal(blocked[0, 0][settled[0]], whole[settled])
+    means = local_means(intensity, valid, 7)
+    settled = own_region(own_change(means, valid, 1, [1.0] * 4, 7),
+                         own_change(means, valid, 1, [1.0] * 4, 7, RELAXED_SIGMAS), 7)
+    assert settled.sum() > 0.95 * 60 * 250 and not settled[..., :90, :].any()
+    whole = alone.apply(intensity[:, 1], valid[:, 1, None], 1)  # channel 0 of date 1
+    np.testing.assert_allclose(blocked[0, 0][settled[0]].numpy(), whole[settled].numpy(), rtol=1e-5)
     method._alone = lambda result, *unused: result  # no date-alone pass
     without = method(intensity, valid, [1])
     assert torch.equal(blocked[0, 0][~settled[0]], without[0, 0][~settled[0]])
@@ -246,6 +275,55 @@ def test_the_targets_own_change_gets_none_of_the_other_dates_texture(tmp_path):
     outside = np.ones(scene.shape, bool)
     outside[12:68, 8:88] = False
     assert log_error(result, clean[2], outside) < 0.8 * log_error(single, clean[2], outside)
+
+
+@pytest.mark.parametrize("dates", [3, 5])
+def test_an_own_change_to_another_texture_is_despeckled_as_the_single_date_default_would(tmp_path, dates):
+    """A textured scene, one-look dates, a 40 x 64 block of the middle date replaced by another
+    texture 3 times brighter (its local mean near the old one's in places, where the strict change
+    test misses it): over the block the ratio method gives what single-date despeckling (METHOD
+    automatic: sarcnn_default at one look) gives on that date, not the ratio method's own
+    network's answer nor the other dates' texture, and keeps its gain elsewhere."""
+    from scipy.ndimage import gaussian_filter
+
+    def texture(seed):
+        return np.exp(2.0 * gaussian_filter(np.random.default_rng(seed).standard_normal((96, 96)), 2.0))
+
+    inside = np.zeros((96, 96), bool)
+    inside[20:60, 16:80] = True
+    clean = [texture(11) for _ in range(dates)]
+    clean[dates // 2][inside] = 3.0 * texture(12)[inside]
+    paths = write_stack(tmp_path, clean, seed=dates)
+    out = str(tmp_path / "rabasar.tif")
+    despeckle_stack(paths, out, MultitemporalSettings(looks=(1.0,), units="intensity", targets=(dates // 2 + 1,)),
+                    QUIET)
+    single = single_date(paths[dates // 2], str(tmp_path / "single.tif"))
+    result, truth = read_geotiff(out)[0], clean[dates // 2]
+    same = np.isclose(result, single, rtol=1e-4)
+    assert same[inside].mean() > 0.97, same[inside].mean()
+    assert log_error(result, truth, inside) < 1.01 * log_error(single, truth, inside)
+    outside = np.ones(inside.shape, bool)
+    outside[12:68, 8:88] = False
+    assert log_error(result, truth, outside) < 0.8 * log_error(single, truth, outside)
+    assert same[outside].mean() < 0.01
+    metadata = raster_info(out).metadata
+    assert metadata["SAR_DESPECKLE_OWN_CHANGE_METHOD"] == "sarcnn_default"
+    assert metadata["SAR_DESPECKLE_OWN_CHANGE_SHA256"] == read_card(os.path.join(SHIPPED_WEIGHTS,
+                                                                                "sarcnn_default.json")).sha256
+
+
+def test_ratio_method_runs_tile_by_tile_as_the_whole_image(tmp_path):
+    """The own change's region grows over GROWTH_WINDOWS windows and the date-alone pass has its
+    own network: tiles of 64 pixels, the change across their corners, give the whole image's output."""
+    clean = [np.tile(c, (2, 2))[:96, :112] for c in clean_dates(3, changed=None)]
+    clean[1][40:90, 50:100] *= 5.0
+    paths = write_stack(tmp_path, clean)
+    outputs = []
+    for tile in (None, 64):
+        outputs.append(str(tmp_path / f"rabasar_{tile}.tif"))
+        despeckle_stack(paths, outputs[-1], MultitemporalSettings(looks=(1.0,), units="intensity", targets=(2,),
+                                                                   tile=tile), QUIET)
+    np.testing.assert_allclose(read_geotiff(outputs[1]), read_geotiff(outputs[0]), rtol=1e-4)
 
 
 def test_outputs_hold_the_target_dates_bands_in_date_order_with_georeference_and_nodata(tmp_path):

@@ -16,6 +16,7 @@ together, or none.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -41,7 +42,8 @@ from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
 from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
-from .methods import LearnedStack, Rabasar, complete_c2, quegan
+from .alone import date_alone
+from .methods import LearnedStack, Rabasar, complete_c2, quegan, region_reach
 from .multitask import MultiTaskPair
 from .report import intensity_bands, write_report
 from .settings import (
@@ -56,8 +58,8 @@ NETWORK_BLEND = 8
 @dataclass(frozen=True)
 class _Method:
     """How a run filters: ``apply(intensity, valid, targets)`` on (B, k, C, H, W) linear
-    intensity, the tiling it needs, its name, its network (None for a classical filter) and the
-    looks the super-image is despeckled with."""
+    intensity, the tiling it needs, its name, its network (None for a classical filter), the
+    looks the super-image is despeckled with and the metadata items of its own."""
 
     apply: Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
     halo: int
@@ -66,6 +68,7 @@ class _Method:
     name: str
     card: ModelCard | None = None
     super_looks: float | None = None
+    metadata: dict = dataclasses.field(default_factory=dict)
 
 
 def _levels(layout: str, covs, valids) -> list[float]:
@@ -88,31 +91,37 @@ def _network(name: str, kind: str, device, card: str | None = None):
     return load_model(card or os.path.join(SHIPPED_WEIGHTS, name + ".json"), device, kind)
 
 
-def _network_halo(model, reach: int) -> int:
-    """Context for a tiled pass whose reach is ``reach`` pixels, plus the blend, aligned."""
-    return -(-(reach + NETWORK_BLEND) // model.alignment) * model.alignment
+def _network_halo(alignment: int, reach: int) -> int:
+    """Context for a tiled pass whose reach is ``reach`` pixels, plus the blend, on ``alignment``."""
+    return -(-(reach + NETWORK_BLEND) // alignment) * alignment
 
 
 def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
     """The ratio method with the shipped looks-conditioned network; the super-image's looks
-    (the sum of the dates') are kept within the network's range."""
+    (the sum of the dates') are kept within the network's range. Inside a target's own change
+    the date is despeckled alone as single-date despeckling would (:func:`.alone.date_alone`;
+    recorded in the metadata as ``own_change_method`` and ``own_change_sha256``)."""
     model = _network(MULTITEMPORAL_NETWORK, "intensity", device)
     low, high = model.card.looks_range
     super_looks = float(min(max(sum(looks), low), high))
     if super_looks < sum(looks):
         feedback.info(f"The temporal mean has about {sum(looks):.1f} looks where nothing changed; network "
                       f"'{model.card.name}' covers {low:g}-{high:g}: it reads {super_looks:g} (a little more smoothing).")
+    alone = date_alone(settings, looks, covs, valids, target_dates(settings, len(looks)), device, feedback)
     method = Rabasar(model, super_looks, _levels(settings.layout, covs, valids), looks, settings.window,
-                     settings.self_ensemble)
-    halo = _network_halo(model, 2 * model.receptive_radius + settings.window // 2)
-    return _Method(method, halo, NETWORK_BLEND, model.alignment, "rabasar", model.card, super_looks)
+                     settings.self_ensemble, alone)
+    alignment = math.lcm(model.alignment, alone.alignment)
+    halo = _network_halo(alignment, max(2 * model.receptive_radius + settings.window // 2,
+                                        region_reach(settings.window), alone.halo))
+    return _Method(method, halo, NETWORK_BLEND, alignment, "rabasar", model.card, super_looks,
+                   {"own_change_method": alone.name, "own_change_sha256": alone.checksum or ""})
 
 
 def _learned(settings, looks, covs, valids, device, feedback) -> _Method:
     """The multitemporal network of ``settings.model`` (card input kind ``stack``), else the shipped one."""
     model = _network(MULTITEMPORAL_STACK_NETWORK, "stack", device, settings.model)
     method = LearnedStack(model, _levels(settings.layout, covs, valids), looks, settings.window, settings.self_ensemble)
-    halo = _network_halo(model, model.receptive_radius + settings.window // 2)
+    halo = _network_halo(model.alignment, model.receptive_radius + settings.window // 2)
     return _Method(method, halo, NETWORK_BLEND, model.alignment, "learned", model.card)
 
 
@@ -122,7 +131,7 @@ def _multitask(settings, looks, covs, valids, device, feedback) -> _Method:
     model = _network(MULTITEMPORAL_MULTITASK_NETWORK, "date_pair", device, settings.model)
     method = MultiTaskPair(model, looks)
     method.fit([cov[:, list(INTENSITY_BANDS[settings.layout])] for cov in covs], valids)
-    return _Method(method, _network_halo(model, model.receptive_radius), NETWORK_BLEND, model.alignment,
+    return _Method(method, _network_halo(model.alignment, model.receptive_radius), NETWORK_BLEND, model.alignment,
                    "multitask", model.card)
 
 
@@ -234,7 +243,7 @@ def despeckle_stack(
         "despeckle_multitemporal", method.name, settings, units,
         model=card.name if card else "", model_sha256=card.sha256 if card else "",
         dates=[os.path.basename(path) for path in inputs], targets=[t + 1 for t in targets],
-        looks=list(looks), super_looks=method.super_looks,
+        looks=list(looks), super_looks=method.super_looks, **method.metadata,
     )
     descriptions = band_descriptions(layout, inputs, info.descriptions, targets)
     out_bands = len(targets) * bands
