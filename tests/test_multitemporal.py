@@ -156,6 +156,11 @@ def test_own_region_grows_from_the_strict_test_through_the_relaxed_one_within_it
     assert region[11:19, 10:end].all() and not region[:, end:].any()
     assert not region[30:].any() and not region[:9].any() and not region[21:].any()
     assert torch.equal(grow(strict, relaxed, 0), strict)
+    naive = strict  # grow works on the seeds' bounding box and stops when nothing is added
+    for _ in range(GROWTH_WINDOWS * window):
+        naive = strict | (relaxed & (torch.nn.functional.max_pool2d(naive.float(), 3, 1, 1) > 0))
+    assert torch.equal(grow(strict, relaxed, GROWTH_WINDOWS * window), naive)
+    assert not grow(torch.zeros(shape, dtype=torch.bool), relaxed, 5).any()
 
 
 def test_ratio_method_despeckles_the_date_alone_block_by_block_as_the_whole_tile_would():

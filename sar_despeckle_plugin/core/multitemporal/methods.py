@@ -152,10 +152,22 @@ def majority(mask: torch.Tensor, window: int) -> torch.Tensor:
 def grow(seeds: torch.Tensor, allowed: torch.Tensor, steps: int) -> torch.Tensor:
     """``seeds`` (B, C, H, W) bool grown ``steps`` times by one pixel (3 x 3 neighbours) into
     ``allowed`` (same shape): the pixels of ``allowed`` joined to a seed within ``steps`` pixels
-    (hysteresis thresholding with a bounded reach, so that tiles see what the whole image would)."""
-    region = seeds
+    (hysteresis thresholding with a bounded reach, so that tiles see what the whole image would).
+    Only the seeds' bounding box widened by the reach is worked on, until a step adds nothing."""
+    rows, cols = seeds.flatten(0, 1).any(0).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return seeds
+    margin = steps + 1  # the 3 x 3 neighbours of every pixel the growth can reach
+    box = (..., slice(max(int(rows.min()) - margin, 0), int(rows.max()) + margin + 1),
+           slice(max(int(cols.min()) - margin, 0), int(cols.max()) + margin + 1))
+    region, inside, start = seeds.clone(), allowed[box], seeds[box]
+    grown = start
     for _ in range(steps):
-        region = seeds | (allowed & (F.max_pool2d(region.float(), 3, 1, 1) > 0))
+        step = start | (inside & (F.max_pool2d(grown.float(), 3, 1, 1) > 0))
+        if torch.equal(step, grown):
+            break
+        grown = step
+    region[box] = grown
     return region
 
 
