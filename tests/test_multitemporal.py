@@ -21,7 +21,7 @@ from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.feedback import Feedback
 from sar_despeckle_plugin.core.models.card import read_card
 from sar_despeckle_plugin.core.multitemporal.methods import (
-    GROWTH_WINDOWS, RELAXED_SIGMAS, complete_c2, grow, local_means, majority, own_change, own_region, quegan,
+    GROWTH_WINDOWS, complete_c2, grow, local_means, majority, own_change, own_region, quegan, relaxed_change,
     super_image,
 )
 from sar_despeckle_plugin.core.multitemporal.pipeline import despeckle_stack
@@ -163,6 +163,21 @@ def test_own_region_grows_from_the_strict_test_through_the_relaxed_one_within_it
     assert not grow(torch.zeros(shape, dtype=torch.bool), relaxed, 5).any()
 
 
+def test_relaxed_change_asks_for_every_other_date_and_their_mean():
+    """Noise-free one-look dates, 7 x 7 windows: the log-ratio's spread is 0.203 against one
+    other date (0.176 against the mean of two): a target 1.3x off its only other date (log 0.26)
+    passes the 1-sigma test against it but not the 2-sigma test against the consensus (0.41);
+    1.6x (0.47) passes both. Among three dates, a change the target shares with another date is
+    none of its own."""
+    def relaxed(levels, target=0):
+        intensity = torch.tensor(levels, dtype=torch.float32)[None, :, None, None, None].expand(1, -1, 1, 9, 9)
+        valid = torch.ones((1, len(levels), 9, 9), dtype=torch.bool)
+        return bool(relaxed_change(local_means(intensity, valid, 7), valid, target, [1.0] * len(levels), 7).all())
+
+    assert not relaxed([1.0, 1.3]) and relaxed([1.0, 1.6]) and relaxed([1.6, 1.0])
+    assert relaxed([2.0, 1.0, 1.0]) and not relaxed([2.0, 2.0, 1.0])
+
+
 def test_ratio_method_despeckles_the_date_alone_block_by_block_as_the_whole_tile_would():
     """The date-alone pass runs only on the 128-pixel blocks that hold the target's own change:
     there the same values as single-date despeckling's choice for one look (sarcnn_default, not
@@ -184,7 +199,7 @@ def test_ratio_method_despeckles_the_date_alone_block_by_block_as_the_whole_tile
     blocked = method(intensity, valid, [1])
     means = local_means(intensity, valid, 7)
     settled = own_region(own_change(means, valid, 1, [1.0] * 4, 7),
-                         own_change(means, valid, 1, [1.0] * 4, 7, RELAXED_SIGMAS), 7)
+                         relaxed_change(means, valid, 1, [1.0] * 4, 7), 7)
     assert settled.sum() > 0.95 * 60 * 250 and not settled[..., :90, :].any()
     whole = alone.apply(intensity[:, 1], valid[:, 1, None], 1)  # channel 0 of date 1
     np.testing.assert_allclose(blocked[0, 0][settled[0]].numpy(), whole[settled].numpy(), rtol=1e-5)
