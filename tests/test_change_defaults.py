@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from sar_despeckle_plugin.core.change.automatic import FALLBACK, choose_change_method
-from sar_despeckle_plugin.core.change.detectors import shipped_change_model
+from sar_despeckle_plugin.core.change.detectors import Stack, shipped_change_model
 from sar_despeckle_plugin.core.change.mapping_unit import correlation_area, minimum_mapping_unit
 from sar_despeckle_plugin.core.change.pipeline import detect_changes
 from sar_despeckle_plugin.core.change.prefilter import TARGET_LOOKS, adaptive_window
 from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSettings
 from sar_despeckle_plugin.core.change.statistics import log_ratio_index
 from sar_despeckle_plugin.core.change.thresholds import automatic_threshold
-from sar_despeckle_plugin.core.change.unsupervised import pseudo_labels
+from sar_despeckle_plugin.core.change.unsupervised import UnsupervisedDetector, pseudo_labels
 from sar_despeckle_plugin.core.feedback import Feedback
 from training.metrics import confusion, scores
 
@@ -105,6 +105,34 @@ def test_unsupervised_detector_finds_the_change_the_same_way_twice(tmp_path):
     assert first[t].mean() > 0.9 and first[~t].mean() < 0.02
     assert report.detector["name"] == "unsupervised" and report.prefilter == "despeckled"
     assert any("confident pseudo-labels" in line for line in lines)
+
+
+def test_unsupervised_detector_reads_the_ratio_of_the_dates_not_their_level():
+    """Change evidence is the ratio of the dates: both dates multiplied by one gain field (half
+    the scene 20 dB brighter, so that the change-free ground lies at two very different levels,
+    and the change sits on both) leave the change probability as it was. A network that also
+    read the pair's mean level would learn on each scene which levels changed there (with it,
+    this test fails: the two maps differ)."""
+    rng = np.random.default_rng(5)
+    gain = np.ones(SHAPE)
+    gain[BLOCK] = 10 ** 0.6  # 6 dB between dates of 16 looks: the network trains (confident examples)
+    before = rng.gamma(16, 1 / 16, SHAPE)
+    after = gain * rng.gamma(16, 1 / 16, SHAPE)
+    level = np.ones(SHAPE)
+    level[:, SHAPE[1] // 2:] = 100.0
+    looks = torch.full((1, 2, 1, 1), 16.0, dtype=torch.float64)
+    valid = torch.ones((1, *SHAPE), dtype=torch.bool)
+    maps = []
+    for scale in (np.ones(SHAPE), level):
+        sample = Stack(torch.from_numpy(np.stack([before * scale, after * scale]))[None, :, None], looks, valid,
+                       "single")
+        detector = UnsupervisedDetector()
+        detector.fit([sample], Feedback(warn=lambda message: None))
+        assert detector.nets[0] is not None
+        maps.append(detector.detect(sample)[0][0].numpy())
+    t = truth()
+    assert (maps[0] > 0.5)[t].mean() > 0.85 and (maps[0] > 0.5)[~t].mean() < 0.02
+    np.testing.assert_allclose(maps[1], maps[0], atol=1e-3)
 
 
 # ---------------------------------------------------------------------------- prefilter

@@ -12,8 +12,8 @@ For each pair of consecutive dates:
    unsure, are left out.
 2. **Training** (:func:`train_pair`): :class:`PairNet` (three 3 x 3 convolutions, the middle one
    dilated, 16 features; about 5 k multiply-accumulates per pixel, receptive radius 4) reads,
-   per intensity channel, the signed standardised log-ratio and the pair's mean log level (both
-   scaled by their robust spread on the sample), and learns the confident labels with binary
+   per intensity channel, the signed standardised log-ratio (divided by its robust spread about
+   zero on the sample, zero staying no change), and learns the confident labels with binary
    cross-entropy on random crops of the sample windows, :data:`STEPS` Adam steps, seeded (the
    same image gives the same map). Each class's examples are weighted by how many pixels of
    the pre-classification they stand for (pre-classified / confident): the confident set keeps
@@ -22,10 +22,15 @@ For each pair of consecutive dates:
 3. **Application**: the network's sigmoid is the change probability of every pixel (CHANGE_MAP);
    changed where it passes 0.5.
 
-It learns from the image's own clear cases what change looks like there (its level, its
-neighbourhood) and so decides the unsure pixels better than the threshold that labelled it. With
-PREFILTER on (the default) it sees despeckled dates. Layouts: (B, k, C, H, W) stacks as every
-detector; features (B, 2 * channels, H, W).
+It learns from the image's own clear cases what change looks like there (the log-ratio's
+spatial pattern: how strong and how wide a change is against the speckle left) and so decides
+the unsure pixels better than the threshold that labelled it. The evidence of change between two
+dates is their ratio, so that is all it reads: given the pair's mean log level as well, the
+network learns a prior of that one pair (which backscatter levels changed there) and applies it
+to unsure pixels by their level, which helped Yellow River and misled San Francisco and changes
+towards the scene's median level (docs/change_detection.md). With PREFILTER on (the default) it
+sees despeckled dates. Layouts: (B, k, C, H, W) stacks as every detector; features
+(B, channels, H, W).
 """
 
 from __future__ import annotations
@@ -55,14 +60,14 @@ MIN_EXAMPLES = 50
 
 
 class PairNet(nn.Module):
-    """(B, 2 * channels, H, W) features -> (B, 1, H, W) change logits; receptive radius 4."""
+    """(B, channels, H, W) log-ratio features -> (B, 1, H, W) change logits; receptive radius 4."""
 
     radius = 4
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(2 * channels, WIDTH, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, WIDTH, 3, padding=1), nn.ReLU(),
             nn.Conv2d(WIDTH, WIDTH, 3, padding=2, dilation=2), nn.ReLU(),
             nn.Conv2d(WIDTH, WIDTH, 3, padding=1), nn.ReLU(),
             nn.Conv2d(WIDTH, 1, 1),
@@ -99,32 +104,26 @@ class UnsupervisedDetector(ChangeDetector):
     def __init__(self, significance: float = 0.01) -> None:
         self.significance = significance
         self.nets: list[PairNet] = []
-        self.centres: list[torch.Tensor] = []  # per pair: (2 * channels,) feature centres
-        self.scales: list[torch.Tensor] = []
+        self.scales: list[torch.Tensor] = []  # per pair: (channels,) robust spread of the log-ratios
         self.summary: list[dict] = []
 
     @staticmethod
     def raw_features(stack: Stack, j: int) -> torch.Tensor:
-        """(B, 2 * channels, H, W) float64: signed standardised log-ratios of dates j - 1, j and
-        their mean log intensity, per channel; 0 where invalid."""
-        before, after = stack.cov[:, j - 1], stack.cov[:, j]
-        ratios = log_ratios(before, after, stack.looks[:, j - 1], stack.looks[:, j], stack.layout)
-        channels = list(INTENSITY_BANDS[stack.layout])
-        level = 0.5 * (before[:, channels].double().clamp_min(1e-30).log()
-                       + after[:, channels].double().clamp_min(1e-30).log())
-        features = torch.cat([ratios, level], 1)
-        return torch.where(stack.valid[:, None], features, torch.zeros_like(features))
+        """(B, channels, H, W) float64: the signed standardised log-ratios of dates j - 1, j per
+        intensity channel (``statistics.log_ratios``); 0 where invalid."""
+        ratios = log_ratios(stack.cov[:, j - 1], stack.cov[:, j], stack.looks[:, j - 1], stack.looks[:, j],
+                            stack.layout)
+        return torch.where(stack.valid[:, None], ratios, torch.zeros_like(ratios))
 
     def features(self, stack: Stack, j: int) -> torch.Tensor:
-        """Normalised features (float32) of pair j for the network trained on it."""
-        centre, scale = self.centres[j - 1], self.scales[j - 1]
-        features = (self.raw_features(stack, j) - centre[None, :, None, None]) / scale[None, :, None, None]
-        return torch.where(stack.valid[:, None], features, torch.zeros_like(features)).float()
+        """Features (float32) of pair j for the network trained on it: the log-ratios over their
+        spread on the sample."""
+        return (self.raw_features(stack, j) / self.scales[j - 1][None, :, None, None]).float()
 
     def fit(self, samples, feedback):
         start = time.perf_counter()
         channels = len(INTENSITY_BANDS[samples[0].layout])
-        self.nets, self.centres, self.scales, self.summary = [], [], [], []
+        self.nets, self.scales, self.summary = [], [], []
         thresholds = pair_thresholds(samples, "otsu", self.significance)
         for j in range(1, samples[0].cov.shape[1]):
             indices = [log_ratio_index(s.cov[:, j - 1], s.cov[:, j], s.looks[:, j - 1], s.looks[:, j], s.layout)
@@ -132,13 +131,10 @@ class UnsupervisedDetector(ChangeDetector):
             threshold = thresholds[j - 1][0]
             labels = [pseudo_labels(x, s.valid, threshold) for x, s in zip(indices, samples)]
             raw = [self.raw_features(s, j) for s in samples]
-            values = torch.cat([f.movedim(1, -1)[s.valid] for f, s in zip(raw, samples)])  # (pixels, features)
-            centre = values.median(0).values
-            centre[:channels] = 0.0  # no change is a zero log-ratio: keep it there
-            scale = 1.4826 * (values - centre).abs().median(0).values.clamp_min(1e-6)
-            self.centres.append(centre)
+            values = torch.cat([f.movedim(1, -1)[s.valid] for f, s in zip(raw, samples)])  # (pixels, channels)
+            scale = 1.4826 * values.abs().median(0).values.clamp_min(1e-6)  # about 0: no change stays 0
             self.scales.append(scale)
-            features = [((f - centre[None, :, None, None]) / scale[None, :, None, None]).float() for f in raw]
+            features = [(f / scale[None, :, None, None]).float() for f in raw]
             changed = sum(int((lab == 1).sum()) for lab in labels)
             unchanged = sum(int((lab == 0).sum()) for lab in labels)
             over = sum(int(((x > threshold) & s.valid).sum()) for x, s in zip(indices, samples))
@@ -178,7 +174,7 @@ class UnsupervisedDetector(ChangeDetector):
 def train_pair(features: list[torch.Tensor], labels: list[torch.Tensor], channels: int,
                weights: tuple[float, float] = (1.0, 1.0)) -> tuple[PairNet, float]:
     """A :class:`PairNet` fitted to the confident ``labels`` (list of (B, H, W), -1 ignored) of the
-    sample windows' ``features`` (list of (B, 2 * channels, H, W)), each example weighted by its
+    sample windows' ``features`` (list of (B, channels, H, W)), each example weighted by its
     class's ``weights`` (unchanged, changed); returns it (in eval mode) and its last loss.
     Seeded: the same sample gives the same network. On the CPU it trains on one torch thread:
     its batches are too small for a thread pool, which only spins (a 512 x 512 dual-pol pair:
