@@ -3,9 +3,10 @@
 :func:`core.despeckle.choice.resolve_automatic`'s, the despeckler
 :func:`core.despeckle.network.network_despeckler` or the classical filter of
 :mod:`core.despeckle.pipeline`). The ratio method uses it where no other date tells anything
-about the target: inside the target's own change (:func:`.methods.own_region`). At one look on
-white speckle the choice is ``sarcnn_default``, 0.3-0.4 dB better there than the ratio method's
-looks-conditioned ``sarcnn_looks`` at one look.
+about the target: inside the target's own change (:func:`.methods.own_region`), so that the
+output there is what the single-date default gives. At one look on white speckle the choice is
+``sarcnn_default`` (the ratio method's own network is the looks-conditioned ``sarcnn_looks``);
+on correlated speckle outside the GRD network's range a classical filter.
 """
 
 from __future__ import annotations
