@@ -93,7 +93,10 @@ def _channel_statistics(channels, names, settings: DespeckleSettings, path: str,
 
 
 
-def _classical(settings: DespeckleSettings, statistics: list[BandStatistics]) -> BandDespeckler:
+def classical_despeckler(settings: DespeckleSettings, statistics: list[BandStatistics]) -> BandDespeckler:
+    """The classical filter ``settings.method`` as a :class:`BandDespeckler`, each band with its
+    own looks and 98th-percentile point-target threshold from ``statistics``."""
+
     def apply(intensity, valid, band):
         return filters.apply_filter(
             settings.method, intensity, valid, statistics[band].looks, settings.window,
@@ -179,7 +182,7 @@ def despeckle_raster(
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (
         network_despeckler(settings, statistics, device, feedback) if settings.model_card
-        else _classical(settings, statistics)
+        else classical_despeckler(settings, statistics)
     )
     feedback.info(f"Running {despeckler.name} on {device.type}.")
     nodata = speckle.output_nodata([reader.info.nodata[reader.bands[0] - 1]], any(reader.enabled), units)

@@ -19,7 +19,7 @@ from .. import speckle
 from ..choices import INTENSITY_BANDS
 from ..despeckle.choice import AUTOMATIC, resolve_automatic
 from ..despeckle.network import network_despeckler
-from ..despeckle.pipeline import _classical as classical_despeckler
+from ..despeckle.pipeline import classical_despeckler
 from ..despeckle.settings import BandDespeckler, BandStatistics, DespeckleSettings
 from ..models.normalisation import reference_level
 from .settings import MultitemporalSettings
