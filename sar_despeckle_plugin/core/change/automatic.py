@@ -12,8 +12,8 @@
    a speckle model that despeckled dates no longer follow (the omnibus test does). It starts from
    the log-ratio + Otsu pre-classification and decides the pixels that one is unsure of from what
    the image's clear cases look like: with the measured minimum mapping unit it scored kappa
-   0.915 / 0.944 / 0.895 on San Francisco, Sulzberger and Yellow River against 0.883 / 0.950 /
-   0.883 for log-ratio + Otsu on the same despeckled dates, and 0.897 against 0.825 on San
+   0.913 / 0.957 / 0.923 on San Francisco, Sulzberger and Yellow River against 0.883 / 0.950 /
+   0.883 for log-ratio + Otsu on the same despeckled dates, and 0.869 against 0.825 on San
    Francisco read from its 8-bit files (scripts/bench_change.py).
 
 Single-pol pairs have a learned detector too (the shipped ``change_single``, METHOD learned), but
@@ -21,7 +21,7 @@ METHOD automatic does not choose it: trained on synthetic changes in white Gamma
 finds 97 % of a 9 dB change between a 4-look and a single-look synthetic date, yet on the
 benchmark pairs (processed 8-bit products, whose speckle is correlated, clipped and far from
 Gamma) it scored kappa 0.052 / 0.814 / 0.584 (San Francisco / Sulzberger / Yellow River, with
-6-72 % false alarms) against 0.915 / 0.944 / 0.895 for the unsupervised detector, which learns
+6-72 % false alarms) against 0.913 / 0.957 / 0.923 for the unsupervised detector, which learns
 from the image itself (scripts/bench_change.py).
 """
 

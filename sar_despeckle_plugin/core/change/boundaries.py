@@ -5,8 +5,8 @@ Why: near an outline every detector decides from evidence that mixes the two sid
 prefilter's despeckler (or WINDOW's boxcar) averages across the edge, and a detector that reads a
 neighbourhood (the unsupervised network, radius 4, never shown edge pixels as examples) sees a
 window that is partly changed; both pull the changed level down along the edge, so regions come
-out a pixel too small where the change is weak against its speckle (Yellow River: 794 of 905
-missed pixels in the outermost ring of the true fields).
+out a pixel too small where the change is weak against its speckle (Yellow River: 531 of the
+default's 583 missed pixels in the outermost ring of the true fields).
 
 The rule: a step edge blurred by any symmetric footprint crosses half its contrast at the edge
 itself. So each pixel just outside a detected region (4-connected ring) is re-decided on its own
@@ -26,10 +26,11 @@ date across its new ring.
 It runs after the MIN_AREA sieve, so only regions that are evidence of change grow (before it,
 speckle regions just under the unit grew over it: on a prototype, kappa 0.911 against 0.924 on
 Yellow River). Measured with defaults otherwise (unsupervised on despeckled dates,
-scripts/bench_change.py): it recovers Yellow River's missed ring (kappa 0.895 -> 0.923) but costs
-San Francisco and Sulzberger (0.915 -> 0.906, 0.944 -> 0.940), whose reference maps put their
-outlines further in than Yellow River's (median f of the reference's outer ring 0.42 and 0.45
-against 0.24; the default detector's 0.41-0.50 on all three). Hence off by default.
+scripts/bench_change.py): it recovers part of Yellow River's missed ring (kappa 0.923 -> 0.933)
+but costs San Francisco and Sulzberger (0.913 -> 0.899, 0.957 -> 0.951), whose reference maps put
+their outlines further in than Yellow River's (median f of the reference's outer ring 0.42 and
+0.45 against 0.24; the default detector's 0.41-0.50 on all three, measured before the
+unsupervised detector dropped the pair's mean level from its features). Hence off by default.
 
 Layouts: masks (B, H, W) bool, evidence (B, E, H, W) float, E = (dates - 1) x intensity channels.
 """
