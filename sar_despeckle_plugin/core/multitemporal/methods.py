@@ -244,15 +244,20 @@ class Rabasar:
         alone: how single-date despeckling despeckles a target date by itself
             (:func:`.alone.date_alone`), used over the target's own change: its ``apply`` takes
             the band index ``t * C + c`` for channel c of date t.
+        change_looks: per date, the looks the change tests count per pixel of a local mean
+            (``looks`` over :func:`core.speckle.mean_variance_factor` where the speckle is
+            correlated); None: ``looks`` (white speckle).
     """
 
     def __init__(self, model: LoadedModel, super_looks: float, super_levels: Sequence[float],
-                 looks: Sequence[float], window: int, self_ensemble: bool, alone: BandDespeckler) -> None:
+                 looks: Sequence[float], window: int, self_ensemble: bool, alone: BandDespeckler,
+                 change_looks: Sequence[float] | None = None) -> None:
         self.model = model
         self.alone = alone
         self.super_looks = super_looks
         self.super_levels = list(super_levels)
         self.looks = list(looks)
+        self.change_looks = list(looks if change_looks is None else change_looks)
         self.window = window
         self.self_ensemble = self_ensemble
         low, high = model.card.looks_range
@@ -299,8 +304,8 @@ class Rabasar:
         outputs = []
         for t in targets:
             date_valid = valid[:, t, None]
-            own = own_change(means, valid, t, self.looks, self.window)
-            mean = super_image(intensity, valid, means, t, self.looks, self.window, own)
+            own = own_change(means, valid, t, self.change_looks, self.window)
+            mean = super_image(intensity, valid, means, t, self.change_looks, self.window, own)
             estimate = torch.cat([
                 self._network(mean[:, c: c + 1], date_valid, level, self.super_looks)
                 for c, level in enumerate(self.super_levels)
@@ -309,7 +314,7 @@ class Rabasar:
             looks = self.network_looks[t]
             result = estimate * self._network(ratio, date_valid, ratio_level(looks), looks)
             # the date alone, where no other date tells anything about it
-            relaxed = relaxed_change(means, valid, t, self.looks, self.window)
+            relaxed = relaxed_change(means, valid, t, self.change_looks, self.window)
             outputs.append(self._alone(result, intensity[:, t], date_valid, own_region(own, relaxed, self.window), t))
         return torch.stack(outputs, 1)
 
@@ -327,13 +332,16 @@ class LearnedStack:
         looks: per date, its looks (the target's and the auxiliary image's noise levels).
         window: side of the local means of the change test.
         self_ensemble: also despeckle the mirrored images (geometric mean of both estimates).
+        change_looks: per date, the looks the change test counts per pixel of a local mean (see
+            :class:`Rabasar`); None: ``looks``.
     """
 
     def __init__(self, model: LoadedModel, levels: Sequence[float], looks: Sequence[float], window: int,
-                 self_ensemble: bool) -> None:
+                 self_ensemble: bool, change_looks: Sequence[float] | None = None) -> None:
         self.model = model
         self.levels = list(levels)
         self.looks = list(looks)
+        self.change_looks = list(looks if change_looks is None else change_looks)
         self.window = window
         self.self_ensemble = self_ensemble
 
@@ -343,7 +351,7 @@ class LearnedStack:
         outputs = []
         for t in targets:
             others = torch.cat([valid[:, :t], valid[:, t + 1:]], 1).any(1, keepdim=True)  # (B, 1, H, W)
-            auxiliary = compensated_mean(intensity, valid, means, t, self.looks, self.window, with_target=False)
+            auxiliary = compensated_mean(intensity, valid, means, t, self.change_looks, self.window, with_target=False)
             auxiliary = torch.where(others, auxiliary, intensity[:, t])
             auxiliary_looks = sum(self.looks) - self.looks[t]
             outputs.append(torch.cat([

@@ -38,6 +38,7 @@ from ..models.card import ModelCard
 from ..models.normalisation import reference_level
 from ..models.weights import load_model
 from ..despeckle import report as quality_report
+from ..despeckle.choice import measure_correlation
 from ..outputs import OutputSet, check_destinations
 from ..provenance import output_metadata
 from ..raster import RasterWriter, bounded_gdal_cache
@@ -96,6 +97,31 @@ def _network_halo(alignment: int, reach: int) -> int:
     return -(-(reach + NETWORK_BLEND) // alignment) * alignment
 
 
+#: A variance factor above which :func:`change_looks` says in the log that the speckle is correlated.
+CORRELATED_FACTOR = 1.5
+
+
+def change_looks(settings, looks: Sequence[float], covs, valids, feedback) -> list[float]:
+    """Per date, the looks the change tests count per pixel of a ``settings.window`` local mean:
+    the date's ``looks`` over :func:`core.speckle.mean_variance_factor` of its most correlated
+    intensity channel, the autocorrelation measured on the sample (``covs``: per window, linear
+    (k, bands, rows, cols); ``valids``: per window, (k, rows, cols)). Neighbours of correlated
+    speckle repeat each other, so a local mean holds fewer independent looks than its pixels:
+    counted as independent, the Sentinel-1 MTDN pairs (lag-1 about 0.65) showed 14 % of their
+    pixels as a change of the target's own."""
+    factors = [
+        max(speckle.mean_variance_factor(measure_correlation([cov[date, band] for cov in covs],
+                                                             [valid[date] for valid in valids]), settings.window)
+            for band in INTENSITY_BANDS[settings.layout])
+        for date in range(len(looks))
+    ]
+    if max(factors) > CORRELATED_FACTOR:
+        feedback.info(f"The dates' speckle is correlated in space: the change test counts each {settings.window} x "
+                      f"{settings.window} local mean as " + ", ".join(f"{f:.1f}" for f in factors)
+                      + " times fewer looks than independent pixels would give (date order).")
+    return [value / factor for value, factor in zip(looks, factors)]
+
+
 def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
     """The ratio method with the shipped looks-conditioned network; the super-image's looks
     (the sum of the dates') are kept within the network's range. Inside a target's own change
@@ -109,7 +135,7 @@ def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
                       f"'{model.card.name}' covers {low:g}-{high:g}: it reads {super_looks:g} (a little more smoothing).")
     alone = date_alone(settings, looks, covs, valids, target_dates(settings, len(looks)), device, feedback)
     method = Rabasar(model, super_looks, _levels(settings.layout, covs, valids), looks, settings.window,
-                     settings.self_ensemble, alone)
+                     settings.self_ensemble, alone, change_looks(settings, looks, covs, valids, feedback))
     alignment = math.lcm(model.alignment, alone.alignment)
     halo = _network_halo(alignment, max(2 * model.receptive_radius + settings.window // 2,
                                         region_reach(settings.window), alone.halo))
@@ -120,7 +146,8 @@ def _rabasar(settings, looks, covs, valids, device, feedback) -> _Method:
 def _learned(settings, looks, covs, valids, device, feedback) -> _Method:
     """The multitemporal network of ``settings.model`` (card input kind ``stack``), else the shipped one."""
     model = _network(MULTITEMPORAL_STACK_NETWORK, "stack", device, settings.model)
-    method = LearnedStack(model, _levels(settings.layout, covs, valids), looks, settings.window, settings.self_ensemble)
+    method = LearnedStack(model, _levels(settings.layout, covs, valids), looks, settings.window, settings.self_ensemble,
+                          change_looks(settings, looks, covs, valids, feedback))
     halo = _network_halo(model.alignment, model.receptive_radius + settings.window // 2)
     return _Method(method, halo, NETWORK_BLEND, model.alignment, "learned", model.card)
 
