@@ -237,8 +237,8 @@ class Rabasar:
         super_looks: the looks the super-image is despeckled with (about the sum of the dates'
             looks, within the network's range).
         super_levels: per intensity channel, the reference level (median) of the super-image.
-        looks: per date, its looks (the change test's spread; its ratio is despeckled with
-            them, kept within the network's range).
+        looks: per date, its looks (its ratio is despeckled with them, kept within the
+            network's range; the change tests' spread unless ``change_looks`` is given).
         window: side of the local means of the change test.
         self_ensemble: also despeckle the mirrored images (geometric mean of both estimates).
         alone: how single-date despeckling despeckles a target date by itself
