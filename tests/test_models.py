@@ -96,6 +96,29 @@ def test_blind_spot_prior_ignores_the_centre_pixel(shape, pixel):
     assert z.grad[:-1].abs().sum() == 0  # nor does it see other batch items
 
 
+@pytest.mark.parametrize("radius", [1, 2])
+def test_blind_spot_radius_hides_the_square_around_the_pixel(radius):
+    """With ``blind_radius`` r the prior reads nothing in the (2r + 1) x (2r + 1) square (where
+    correlated speckle would leak the pixel's own), and does read the pixels just outside it."""
+    torch.manual_seed(1)  # a tiny network whose branches all have live units
+    model = build_model("blind_spot", **{**SMALL["blind_spot"], "blind_radius": radius}).eval()
+    assert model.hyperparameters["blind_radius"] == radius
+    assert model.receptive_radius == small("blind_spot").receptive_radius + radius
+    z = torch.randn((1, 1, 40, 40), requires_grad=True)
+    model(z)[0, :, 20, 20].sum().backward()
+    gradient = z.grad[0, 0].abs()
+    assert gradient[20 - radius: 21 + radius, 20 - radius: 21 + radius].sum() == 0
+    outside = radius + 1
+    for row, col in ((20 - outside, 20), (20 + outside, 20), (20, 20 - outside), (20, 20 + outside)):
+        assert gradient[row, col] > 0
+
+
+def test_blind_spot_radius_must_be_a_whole_number_of_pixels():
+    for radius in (-1, 1.5):
+        with pytest.raises(ValueError, match="blind_radius"):
+            build_model("blind_spot", **{**SMALL["blind_spot"], "blind_radius": radius})
+
+
 def test_blind_spot_estimate_uses_the_centre_pixel_through_the_posterior_only():
     model = small("blind_spot")
     image = speckled_tensor(32, 32)

@@ -187,6 +187,39 @@ def test_blind_spot_warning_on_correlated_data(tmp_path):
     assert len(warnings) == 1 and "decorrelate" in warnings[0] and "0.7" in warnings[0]
 
 
+def test_blind_spot_warning_reads_the_lag_past_the_blind_radius():
+    """GRD-like speckle (lags 1-4: 0.72, 0.43, 0.19, 0.07) needs a blind radius of 3: the plain
+    blind spot and radius 2 are warned (the advice names radius 3), radius 3 is not."""
+    grd = {"rows": [0.72, 0.30, 0.11, 0.05], "cols": [0.75, 0.43, 0.19, 0.07]}
+    from training.data import blind_radius_needed
+
+    assert blind_radius_needed(grd) == 3
+    assert blind_radius_needed({"rows": [0.9, 0.8], "cols": [0.9, 0.8]}) is None
+    for radius in (0, 2):
+        line = blind_spot_warning("grd", grd, radius)
+        assert line and "blind_radius = 3" in line and f"lag-{radius + 1}" in line
+    assert blind_spot_warning("grd", grd, 3) is None
+    # two lags declared: beyond them the last one bounds the correlation
+    assert blind_spot_warning("grd", {"rows": [0.72, 0.30], "cols": [0.75, 0.43]}, 3) is not None
+
+
+def test_blind_spot_training_with_a_blind_radius_on_correlated_data(tmp_path):
+    """A GRD-like prepared file: the warning asks for a radius; with that radius it is gone."""
+    from training.prepare import PrepareOptions, prepare
+    from training.tasks import make_task
+
+    image = sm.preset("sentinel1_iw_grdh").draw((256, 256), np.random.default_rng(1))
+    output = str(tmp_path / "grd.npz")
+    _, info = prepare([image], PrepareOptions("single_look", patch=64), output)
+    assert len(info["speckle"]["rows"]) == 4
+    raw = _raw(mode="blind_spot", train=[{"path": output}])
+    (warning,) = make_task(config_from_dict(raw, str(tmp_path), "t")).warnings()
+    needed = int(warning.split("blind_radius = ")[1].split()[0])
+    assert needed >= 2
+    raw["model"]["hyperparameters"] = {**raw["model"].get("hyperparameters", {}), "blind_radius": needed}
+    assert make_task(config_from_dict(raw, str(tmp_path), "t")).warnings() == []
+
+
 def test_init_from_a_shipped_model_card(tmp_path):
     if not os.path.isfile(SHIPPED):
         pytest.skip("no shipped weights")

@@ -50,7 +50,7 @@ def _speckle(args) -> None:
         if model.source:
             print(f"# source: {model.source}")
     else:
-        from .data import SourceConfig, load_image_source
+        from .data import SourceConfig, blind_radius_advice, load_image_source
 
         source = SourceConfig(path=args.fit, kind="single_look", units=args.units, band=args.band)
         image = load_image_source(source).images[0][0]
@@ -59,6 +59,7 @@ def _speckle(args) -> None:
             raise SarDespeckleError(f"'{args.fit}' has too few homogeneous 16 x 16 windows to measure its speckle.")
         print(f"# measured on {args.fit}: {measured.looks:.2f} looks; lag 1/2 rows {measured.rows[0]:.2f}/"
               f"{measured.rows[1]:.2f}, cols {measured.cols[0]:.2f}/{measured.cols[1]:.2f}")
+        print(f"# {blind_radius_advice(measured)}")
         model = speckle_fit.fit_speckle_model(measured, seed=args.seed)
     statistics = speckle_fit.measure_model(model, seed=args.seed)
     true = sm.true_statistics(model)

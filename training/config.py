@@ -44,7 +44,8 @@ class SourceConfig:
 
     Attributes:
         kind: ``clean`` (speckle-free reference: speckle is synthesised on it; the default),
-            ``single_look`` (real speckled intensity, spatially white), ``stack``
+            ``single_look`` (real speckled intensity: spatially white, or correlated for a
+            blind-spot network whose ``blind_radius`` covers the correlation), ``stack``
             (co-registered dates of one area, layout (dates, rows, cols)), ``change_pair``
             (two labelled dual-pol dates, see :mod:`training.change_data`; ``path`` may be a
             glob pattern). A ``prepare`` file states its own kind (giving another one is an
@@ -60,7 +61,8 @@ class SourceConfig:
         speckle: the declared statistics of a real source's speckle, ``{ looks = L, rows =
             [lag1, lag2], cols = [lag1, lag2] }`` (autocorrelation of the intensity between
             vertical / horizontal neighbours); otherwise those ``prepare`` recorded, or measured
-            when training starts. Blind-spot training warns when lag 1 exceeds 0.15.
+            when training starts (lags 1-4). Blind-spot training warns when the lag just past
+            its ``blind_radius`` (lag 1 for the plain blind spot) exceeds 0.15.
     """
 
     path: str = ""

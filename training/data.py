@@ -163,8 +163,9 @@ def load_image_source(source: SourceConfig) -> ImageSet:
     return image_set
 
 
-#: Above this lag-1 autocorrelation (either axis), speckle is not white enough for blind-spot
-#: training: the masked pixel is predictable from its neighbours' speckle.
+#: Above this autocorrelation (either axis) at the nearest lag a blind-spot network reads (lag 1
+#: for the plain blind spot, r + 1 with a blind radius r), speckle is not white enough for
+#: blind-spot training: the masked pixel is predictable from its neighbours' speckle.
 BLIND_SPOT_CORRELATION = 0.15
 
 
@@ -186,22 +187,63 @@ def speckle_statistics(image_set: ImageSet, limit: int = 256) -> dict | None:
             "cols": [float(v) for v in np.mean([s.cols for s in found], axis=0)]}
 
 
-def blind_spot_warning(description: str, statistics: dict | None) -> str | None:
-    """A warning when speckle of ``statistics`` is too correlated for blind-spot training."""
+def _lag(values, lag: int) -> float:
+    """The autocorrelation at ``lag`` (1-based) of a measured or declared sequence (lag 1, 2,
+    ...), or of a single lag-1 number; beyond the lags given, the last one (an upper bound:
+    speckle correlation decays with the lag)."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    return float(values[min(lag, len(values)) - 1])
+
+
+def blind_radius_needed(statistics: dict) -> int | None:
+    """The smallest blind radius r whose lag r + 1 autocorrelation is at most
+    :data:`BLIND_SPOT_CORRELATION` on both axes, among the lags ``statistics`` gives (None: even
+    the last lag given is above it)."""
+    lags = max(len(v) if isinstance(v, (list, tuple)) else 1 for v in (statistics["rows"], statistics["cols"]))
+    for radius in range(lags):
+        if max(_lag(statistics[axis], radius + 1) for axis in ("rows", "cols")) <= BLIND_SPOT_CORRELATION:
+            return radius
+    return None
+
+
+def blind_radius_advice(statistics) -> str:
+    """One line for ``python -m training speckle --fit``: the blind radius a blind-spot network
+    needs on speckle of ``statistics`` (a :class:`SpeckleStatistics` or a dict with ``rows``,
+    ``cols`` at lags 1, 2, ...)."""
+    if not isinstance(statistics, dict):
+        statistics = {"rows": list(statistics.rows), "cols": list(statistics.cols)}
+    needed = blind_radius_needed(statistics)
+    if needed is None:
+        return (f"blind-spot training: the autocorrelation is still above {BLIND_SPOT_CORRELATION:g} at lag "
+                f"{len(statistics['rows'])}; train supervised with the model below")
+    return (f"blind-spot training needs blind_radius = {needed} (its lag-{needed + 1} autocorrelation is at most "
+            f"{BLIND_SPOT_CORRELATION:g})")
+
+
+def blind_spot_warning(description: str, statistics: dict | None, blind_radius: int = 0) -> str | None:
+    """A warning when speckle of ``statistics`` (``rows``, ``cols``: autocorrelation at lags 1,
+    2, ...) is too correlated for a blind-spot network of ``blind_radius``: its autocorrelation
+    at lag ``blind_radius`` + 1, the nearest pixels the network reads, above
+    :data:`BLIND_SPOT_CORRELATION`."""
     if not statistics:
         return None
-    lag1 = [float(v[0] if isinstance(v, (list, tuple)) else v) for v in (statistics["rows"], statistics["cols"])]
-    if max(lag1) <= BLIND_SPOT_CORRELATION:
+    lag = blind_radius + 1
+    nearest = [_lag(statistics[axis], lag) for axis in ("rows", "cols")]
+    if max(nearest) <= BLIND_SPOT_CORRELATION:
         return None
     how = statistics.get("how") or ("declared" if statistics.get("declared") else "measured")
+    needed = blind_radius_needed(statistics)
+    wider = (f"set [model] hyperparameters blind_radius = {needed} (the pixels it reads are then {needed + 1} or more "
+             "away, where the correlation has died out)" if needed is not None and needed > blind_radius
+             else "use a wider blind spot ([model] hyperparameters blind_radius)")
     return (
-        f"{description}: its speckle is spatially correlated ({how} lag-1 autocorrelation {lag1[0]:.2f} between "
-        f"rows, {lag1[1]:.2f} between columns; white speckle has 0, blind-spot training needs < "
-        f"{BLIND_SPOT_CORRELATION:g}): the blind-spot network can predict the hidden pixel's speckle from its "
-        "neighbours and learns to copy it. For SLC data run sar_despeckle:decorrelate first (resampled "
-        "output) and prepare that; for multi-looked products (GRD) subsample (prepare --subsample 2) or "
-        "use a blind-spot mask wider than the correlation, or train supervised with a matching "
-        "[data.speckle] model (python -m training speckle --fit IMAGE)."
+        f"{description}: its speckle is spatially correlated ({how} lag-{lag} autocorrelation {nearest[0]:.2f} between "
+        f"rows, {nearest[1]:.2f} between columns; white speckle has 0, a blind-spot network with blind_radius "
+        f"{blind_radius} needs < {BLIND_SPOT_CORRELATION:g} there): the network can predict the hidden pixel's "
+        "speckle from its neighbours and learns to copy it. For SLC data run sar_despeckle:decorrelate first "
+        f"(resampled output) and prepare that; for multi-looked products (GRD) {wider}, or subsample (prepare "
+        "--subsample 2), or train supervised with a matching [data.speckle] model (python -m training speckle "
+        "--fit IMAGE)."
     )
 
 

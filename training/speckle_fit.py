@@ -20,20 +20,25 @@ from sar_despeckle_plugin.core.models.card import WHITE_CORRELATION
 from .speckle_model import MEASURE_SIDE, AxisResponse, SpeckleModel, axis_statistics
 
 
-def measure(intensity: np.ndarray, valid: np.ndarray | None = None):
-    """Looks and lag-1/lag-2 autocorrelation of an image's speckle (rows, cols linear
+#: Lags (1 .. MEASURED_LAGS) at which :func:`measure` reads the autocorrelation: 1 and 2 for
+#: fitting a model, further ones for the blind radius a blind-spot network needs.
+MEASURED_LAGS = 4
+
+
+def measure(intensity: np.ndarray, valid: np.ndarray | None = None, lags: int = MEASURED_LAGS):
+    """Looks and autocorrelation at lags 1 .. ``lags`` of an image's speckle (rows, cols linear
     intensity), by :func:`sar_despeckle_plugin.core.quality.measure_speckle`; None when the
     image has too few homogeneous windows."""
     from sar_despeckle_plugin.core.quality import measure_speckle
 
-    return measure_speckle(np.asarray(intensity, np.float64), valid, lags=2)
+    return measure_speckle(np.asarray(intensity, np.float64), valid, lags=lags)
 
 
 def measure_model(model: SpeckleModel, seed: int = 0, images: int = 2, side: int = MEASURE_SIDE) -> dict:
     """The statistics :func:`measure` gives on ``images`` pure-speckle draws of ``model``
     (``side`` x ``side``), averaged: ``looks``, ``rows`` and ``cols`` (lags 1, 2)."""
     rng = np.random.default_rng(seed)
-    found = [measure(model.draw((side, side), rng)) for _ in range(images)]
+    found = [measure(model.draw((side, side), rng), lags=2) for _ in range(images)]
     return {
         "looks": float(np.mean([s.looks for s in found])),
         "rows": tuple(float(v) for v in np.mean([s.rows for s in found], axis=0)),

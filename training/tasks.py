@@ -50,6 +50,7 @@ from .multitask_data import MultitaskPatches, validation_examples
 from .metrics import change_scores, psnr_amplitude, ssim_amplitude
 from .scenes import POINT_SCATTERER_LN
 from .sources import load_sources
+from .speckle_fit import MEASURED_LAGS
 from .speckle_model import true_statistics
 from .stack_data import CHANGE_PROBABILITY, CONTRAST, DATES, StackPatches, validation_stacks
 from .watch import RealImageWatch
@@ -249,16 +250,17 @@ class BlindSpotTask(DespeckleTask):
 
     def warnings(self) -> list[str]:
         lines = []
+        radius = int(self.config.model.hyperparameters.get("blind_radius", 0))
         for image_set in self.train_sets:
             if image_set.kind != "clean":
-                line = blind_spot_warning(image_set.description, speckle_statistics(image_set))
+                line = blind_spot_warning(image_set.description, speckle_statistics(image_set), radius)
                 if line:
                     lines.append(line)
         model = speckle_model_of(self.config.data)
         if not model.white and any(s.kind == "clean" for s in self.train_sets):
-            stats = true_statistics(model)
+            stats = true_statistics(model, lags=MEASURED_LAGS)
             line = blind_spot_warning(f"[data].speckle ({model.describe()}) on the clean sources",
-                                      {"rows": stats["rows"], "cols": stats["cols"], "how": "the model's exact"})
+                                      {"rows": stats["rows"], "cols": stats["cols"], "how": "the model's exact"}, radius)
             if line:
                 lines.append(line)
         return lines

@@ -3,14 +3,19 @@
 Self-supervised despeckling of single-look data whose speckle is spatially white: a network
 whose receptive field excludes the centre pixel cannot learn the speckle of that pixel, so it
 can be trained on noisy images alone by maximising the likelihood of each noisy pixel given its
-neighbourhood.
+neighbourhood. Speckle correlated over a few pixels (multilooked, resampled products such as
+Sentinel-1 GRD) would leak through the nearest neighbours: ``blind_radius`` r widens the hole to
+the (2 r + 1) x (2 r + 1) square around the pixel, so the prior reads only pixels more than r
+away, where the speckle's autocorrelation has died out (choose r with the lag r + 1 value
+under :data:`training.data.BLIND_SPOT_CORRELATION`).
 
 Network: four copies (shared weights) of a small U-Net made of *causal* convolutions, each
 seeing only the half-plane above a pixel (Laine et al. 2019): a 2 x 3 convolution reads rows
 i-1 and i; 2 x 2 pooling pairs rows (2j - 1, 2j), so that
 nearest-neighbour upsampling never brings a lower row back; at the end the features move down
-one row, so that row i itself drops out. Run on the image rotated by 0, 90, 180 and 270
-degrees, the four half-planes cover every pixel but the centre; 1 x 1 convolutions merge them.
+one row (1 + r rows with a blind radius r), so that row i itself (rows i - r .. i) drops out.
+Run on the image rotated by 0, 90, 180 and 270 degrees, the four half-planes cover every pixel
+but the centre (the central square); 1 x 1 convolutions merge them.
 
 Read-out: the network predicts, per pixel, an inverse-Gamma prior on the reflectivity X,
 ``X ~ InvGamma(alpha, beta)`` with mean ``mu = beta / (alpha - 1)``. With Gamma(L, 1/L)
@@ -45,9 +50,9 @@ MIN_ALPHA_EXCESS = 1e-3
 INITIAL_ALPHA_EXCESS = 3.0
 
 
-def shift_down(x: torch.Tensor) -> torch.Tensor:
-    """Move (B, C, H, W) features down one row (zeros enter at the top)."""
-    return F.pad(x, (0, 0, 1, 0))[..., :-1, :]
+def shift_down(x: torch.Tensor, rows: int = 1) -> torch.Tensor:
+    """Move (B, C, H, W) features down ``rows`` rows (zeros enter at the top)."""
+    return F.pad(x, (0, 0, rows, 0))[..., : x.shape[-2], :]
 
 
 def shifted_pool(x: torch.Tensor) -> torch.Tensor:
@@ -76,13 +81,14 @@ class UpperHalfUNet(nn.Module):
     Level 0 has one causal convolution, every coarser level two; going down, features are
     pooled over rows (2j - 1, 2j) so that upsampling never brings a lower row back; the
     decoder reduces the coarse features with a 1 x 1 convolution, upsamples them (nearest),
-    adds the skip and applies one causal convolution; a final shift down by one row removes
-    row i itself. Input (B, 1, H, W) with H, W multiples of 2 ** (len(widths) - 1); output
-    (B, widths[0], H, W).
+    adds the skip and applies one causal convolution; a final shift down by ``1 + blind_radius``
+    rows removes row i itself (and the ``blind_radius`` rows above it). Input (B, 1, H, W) with
+    H, W multiples of 2 ** (len(widths) - 1); output (B, widths[0], H, W).
     """
 
-    def __init__(self, widths: Sequence[int]) -> None:
+    def __init__(self, widths: Sequence[int], blind_radius: int = 0) -> None:
         super().__init__()
+        self.blind_radius = int(blind_radius)
         w = list(widths)
         self.stem = CausalConv(1, w[0])
         self.down = nn.ModuleList(
@@ -98,15 +104,18 @@ class UpperHalfUNet(nn.Module):
         x = features[-1]
         for level in range(len(features) - 2, -1, -1):
             x = self.decode[level](F.interpolate(self.reduce[level](x), scale_factor=2.0) + features[level])
-        return shift_down(x)
+        return shift_down(x, 1 + self.blind_radius)
 
 
 class BlindSpotNet(DespecklingNet):
     """Args:
         widths: channels per level of the half-plane U-Net, finest first.
         head_width: channels of the hidden 1 x 1 layer merging the four half-planes.
-        looks: equivalent number of looks of the speckle (1 for single-look data).
+        looks: equivalent number of looks of the speckle (1 for single-look data; for
+            correlated speckle the looks of single pixels).
         log_scale: see :mod:`.logdomain`.
+        blind_radius: half-side r (pixels) of the square hidden from each pixel's prior, 0:
+            the pixel alone (white speckle); see the module doc.
     """
 
     architecture = "blind_spot"
@@ -117,13 +126,17 @@ class BlindSpotNet(DespecklingNet):
         head_width: int = 32,
         looks: float = 1.0,
         log_scale: float = LOG_SCALE,
+        blind_radius: int = 0,
     ) -> None:
         super().__init__(looks, log_scale)
         if len(widths) < 1 or min(widths) < 1 or head_width < 1:
             raise ValueError("widths and head_width must be positive")
+        if int(blind_radius) != blind_radius or blind_radius < 0:
+            raise ValueError(f"blind_radius must be a whole number of pixels >= 0; got {blind_radius!r}")
         self.widths = [int(w) for w in widths]
         self.head_width = int(head_width)
-        self.branch = UpperHalfUNet(self.widths)
+        self.blind_radius = int(blind_radius)
+        self.branch = UpperHalfUNet(self.widths, self.blind_radius)
         self.head = nn.Sequential(
             nn.Conv2d(4 * self.widths[0], head_width, 1), nn.ReLU(inplace=True), nn.Conv2d(head_width, 2, 1)
         )
@@ -137,6 +150,7 @@ class BlindSpotNet(DespecklingNet):
             "head_width": self.head_width,
             "looks": self.looks,
             "log_scale": self.log_scale,
+            "blind_radius": self.blind_radius,
         }
 
     @property
@@ -149,7 +163,7 @@ class BlindSpotNet(DespecklingNet):
 
         On a level of pixel spacing J, a causal convolution adds J; the shifted pooling to the
         next level adds 2 J; 1 x 1 convolutions and upsampling add nothing; the final shift
-        adds 1. Rotations do not change the bound.
+        adds 1 + ``blind_radius``. Rotations do not change the bound.
         """
         reach = [1]
         for level in range(1, len(self.widths)):
@@ -158,7 +172,7 @@ class BlindSpotNet(DespecklingNet):
         total = reach[-1]
         for level in range(len(self.widths) - 2, -1, -1):
             total = max(total, reach[level]) + 2 ** level
-        return total + 1
+        return total + 1 + self.blind_radius
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised log intensity (B, 1, H, W) -> (B, 2, H, W): log prior mean (normalised
