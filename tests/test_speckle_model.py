@@ -204,7 +204,8 @@ def test_blind_spot_warning_reads_the_lag_past_the_blind_radius():
 
 
 def test_blind_spot_training_with_a_blind_radius_on_correlated_data(tmp_path):
-    """A GRD-like prepared file: the warning asks for a radius; with that radius it is gone."""
+    """A GRD-like prepared file: the warning asks for a radius; with that radius it is gone, and
+    the exported card states the file's correlation, not white speckle."""
     from training.prepare import PrepareOptions, prepare
     from training.tasks import make_task
 
@@ -217,7 +218,16 @@ def test_blind_spot_training_with_a_blind_radius_on_correlated_data(tmp_path):
     needed = int(warning.split("blind_radius = ")[1].split()[0])
     assert needed >= 2
     raw["model"]["hyperparameters"] = {**raw["model"].get("hyperparameters", {}), "blind_radius": needed}
-    assert make_task(config_from_dict(raw, str(tmp_path), "t")).warnings() == []
+    task = make_task(config_from_dict(raw, str(tmp_path), "t"))
+    assert task.warnings() == []
+    # The card states the speckle the network was trained for: the real images' own.
+    from training.export import speckle_fields
+
+    data = task.data_description()
+    assert data["real_speckle"][0]["cols"][0] == pytest.approx(info["speckle"]["cols"][0])
+    fields = speckle_fields(raw, data)
+    assert fields["speckle_model"] == "real"
+    assert fields["max_correlation"] == pytest.approx(max(info["speckle"]["rows"][0], info["speckle"]["cols"][0]), abs=1e-3)
 
 
 def test_init_from_a_shipped_model_card(tmp_path):

@@ -28,6 +28,8 @@ def _prepare(args) -> None:
     bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else ()
     options = PrepareOptions(args.kind, args.units, args.patch, args.stride, args.subsample, bands,
                              args.keep_zeros, args.one_stack)
+    from .data import blind_radius_advice
+
     patches, info = prepare(args.inputs, options, args.output)
     images = f" from {info['images']} separate stacks" if info["kind"] == "stack" and info["images"] > 1 else ""
     print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])}{images} "
@@ -36,9 +38,7 @@ def _prepare(args) -> None:
     if speckle:
         print(f"Speckle: {speckle['looks']:.2f} looks; autocorrelation lag 1/2 between rows "
               f"{speckle['rows'][0]:.2f}/{speckle['rows'][1]:.2f}, between columns {speckle['cols'][0]:.2f}/"
-              f"{speckle['cols'][1]:.2f} (white speckle: 0; recorded in the file)"
-              + (": correlated, so not for blind-spot training as it is" if max(speckle["rows"][0], speckle["cols"][0])
-                 > 0.15 else "."))
+              f"{speckle['cols'][1]:.2f} (white speckle: 0; recorded in the file); {blind_radius_advice(speckle)}.")
 
 
 def _speckle(args) -> None:

@@ -37,11 +37,16 @@ def card_metrics(checkpoint: dict) -> dict:
     }
 
 
-def speckle_fields(config: dict) -> dict:
+def speckle_fields(config: dict, trained_on: dict | None = None) -> dict:
     """The card's ``looks_range``, ``max_correlation`` and ``speckle_model`` from the training
     config's ``[data]`` speckle model: the ENL its draws span, the largest lag-1 autocorrelation
     (either axis, at either end of the looks range; white speckle: the white threshold) and its
-    preset name. ``save_model`` keeps ``looks_range`` for conditioned networks only."""
+    preset name. ``save_model`` keeps ``looks_range`` for conditioned networks only.
+
+    A self-supervised run on real images (``trained_on``: the checkpoint's data record, with the
+    ``real_speckle`` the blind-spot task measured) was trained for their speckle: the largest
+    lag-1 autocorrelation among them counts too, and with no clean source the speckle model is
+    ``real``."""
     import dataclasses
 
     from .speckle_model import SpeckleMixture, looks_interval, model_from_config, true_statistics
@@ -57,8 +62,13 @@ def speckle_fields(config: dict) -> dict:
                 for end in ([m] if m.looks is None else [dataclasses.replace(m, looks=v) for v in m.looks_range])]
         correlation = max(max(true_statistics(m)["rows"][0], true_statistics(m)["cols"][0]) for m in ends)
         correlation = round(max(correlation, WHITE_CORRELATION), 3)
-    return {"looks_range": [round(low, 3), round(high, 3)], "max_correlation": correlation,
-            "speckle_model": "white" if model.white else (model.name or "custom")}
+    name = "white" if model.white else (model.name or "custom")
+    real = (trained_on or {}).get("real_speckle") or []
+    if real:
+        correlation = round(max([correlation] + [max(r["rows"][0], r["cols"][0]) for r in real]), 3)
+        name = f"{name} + real" if trained_on.get("clean_sources", True) else "real"
+    return {"looks_range": [round(low, 3), round(high, 3)], "max_correlation": correlation, "speckle_model": name}
+
 
 
 def check_writable(folder: str, name: str, overwrite: bool) -> None:
@@ -105,7 +115,7 @@ def export(checkpoint_path: str, name: str, folder: str, description: str = "", 
             "checkpoint": os.path.basename(checkpoint_path),
         },
         metrics=card_metrics(checkpoint),
-        **(speckle_fields(config) if checkpoint["mode"] != "change" else {}),
+        **(speckle_fields(config, checkpoint["data"]) if checkpoint["mode"] != "change" else {}),
     )
     try:
         return save_model(module, card, folder)

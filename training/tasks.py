@@ -244,8 +244,16 @@ class BlindSpotTask(DespeckleTask):
         return marginal_nll(batch["noisy"] / reference, prior_mean, alpha, net.looks).mean()
 
     def data_description(self) -> dict:
+        """Also the speckle statistics of the real training images (measured or declared: looks,
+        autocorrelation at lags 1-4), which the model card's speckle fields then state."""
         record = super().data_description()
         record["supervision"] = "none: the loss sees noisy intensities only (clean sources get synthetic speckle first)"
+        real = [(s.description, speckle_statistics(s)) for s in self.train_sets if s.kind != "clean"]
+        record["real_speckle"] = [{"source": description, **{key: statistics[key] for key in ("looks", "rows", "cols")}}
+                                  for description, statistics in real if statistics]
+        record["clean_sources"] = any(s.kind == "clean" for s in self.train_sets)
+        if real and not record["clean_sources"]:
+            record["speckle"] = "the real speckle of the training images (statistics in real_speckle)"
         return record
 
     def warnings(self) -> list[str]:
