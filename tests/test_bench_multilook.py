@@ -85,3 +85,20 @@ def test_real_ratio_point_target_and_targets(bench, tmp_path):
     text = "\n".join(bench.real_markdown(real) + bench.point_markdown(points) + bench.targets_markdown(found))
     assert "| grdh_vv | 96 x 96 | boxcar 7 |" in text and "| HH | lee_sigma | lee_sigma 7 | 100 % | 100 % | pass |" in text
     json.dumps(found)  # machine-readable as it stands
+
+
+def test_a_perfect_estimate_passes_the_ratio_enl_target_on_correlated_speckle(bench):
+    """The ratio's ENL is that of single pixels; the block estimate reads correlated speckle as
+    more looks than its pixels have. Over a flat scene with GRDH speckle (exact ENL 4.5) the
+    perfect estimate (the scene itself) must pass, as it does on white speckle."""
+    from training.speckle_model import true_statistics
+
+    rng = np.random.default_rng(3)
+    for model in (PRESETS["sentinel1_iw_grdh"], multilook_white(4.0)):
+        speckled = 2.0 * model.draw((384, 384), rng)
+        entry = bench.ratio_check(speckled, np.full_like(speckled, 2.0))
+        exact = float(true_statistics(model)["looks"])
+        assert entry["ratio"]["looks"] == pytest.approx(exact, rel=0.1)
+        assert entry["input"]["pixel_looks"] == pytest.approx(exact, rel=0.25)
+        assert entry["enl_ok"] and entry["mean_ok"]
+    assert entry["input"]["pixel_looks"] == entry["input"]["looks"]  # white: the block estimate itself
