@@ -207,15 +207,15 @@ def blind_radius_needed(statistics: dict) -> int | None:
 
 
 def blind_radius_advice(statistics) -> str:
-    """One line for ``python -m training speckle --fit``: the blind radius a blind-spot network
-    needs on speckle of ``statistics`` (a :class:`SpeckleStatistics` or a dict with ``rows``,
-    ``cols`` at lags 1, 2, ...)."""
+    """One line for ``prepare`` and ``speckle --fit``: the blind radius a blind-spot network needs
+    on speckle of ``statistics`` (a :class:`SpeckleStatistics` or a dict with ``rows``, ``cols``
+    at lags 1, 2, ...)."""
     if not isinstance(statistics, dict):
         statistics = {"rows": list(statistics.rows), "cols": list(statistics.cols)}
     needed = blind_radius_needed(statistics)
     if needed is None:
         return (f"blind-spot training: the autocorrelation is still above {BLIND_SPOT_CORRELATION:g} at lag "
-                f"{len(statistics['rows'])}; train supervised with the model below")
+                f"{len(statistics['rows'])}; train supervised with a matching speckle model")
     return (f"blind-spot training needs blind_radius = {needed} (its lag-{needed + 1} autocorrelation is at most "
             f"{BLIND_SPOT_CORRELATION:g})")
 
