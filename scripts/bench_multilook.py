@@ -62,7 +62,7 @@ from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
 from sar_despeckle_plugin.core.despeckle.choice import CLASSICAL_CHOICE, speckle_correlation
 from sar_despeckle_plugin.core.models.card import WHITE_CORRELATION
 from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
-from sar_despeckle_plugin.core.speckle import looks_per_pixel, pixel_looks
+from sar_despeckle_plugin.core.speckle import looks_per_pixel, pixel_looks, to_intensity
 from training.benchmark import (
     HELD_OUT_ROWS, REFERENCES, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
 )
@@ -290,13 +290,13 @@ def summarise_full_reference(result: dict, default: str, classical: list[str]) -
 
 
 def read_tif(path: str, units: str = "intensity") -> np.ndarray:
-    """Band 1 of a raster as linear intensity (``units``: what it stores, intensity or dB)."""
+    """Band 1 of a raster as linear intensity (``units``: what it stores, as ``core.speckle.to_intensity`` reads them)."""
     from osgeo import gdal
 
     dataset = gdal.Open(path)
     values = dataset.GetRasterBand(1).ReadAsArray().astype(np.float64)
     dataset = None
-    return 10.0 ** (values / 10.0) if units == "dB" else values
+    return to_intensity(values, units)
 
 
 def block_average(intensity: np.ndarray, factor: int) -> np.ndarray:
