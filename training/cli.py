@@ -23,13 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _prepare(args) -> None:
+    from .data import blind_radius_advice
     from .prepare import PrepareOptions, prepare
 
     bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else ()
     options = PrepareOptions(args.kind, args.units, args.patch, args.stride, args.subsample, bands,
                              args.keep_zeros, args.one_stack)
-    from .data import blind_radius_advice
-
     patches, info = prepare(args.inputs, options, args.output)
     images = f" from {info['images']} separate stacks" if info["kind"] == "stack" and info["images"] > 1 else ""
     print(f"Wrote {args.output}: {info['patches']} {info['kind']} patches {tuple(patches.shape[1:])}{images} "

@@ -171,7 +171,8 @@ BLIND_SPOT_CORRELATION = 0.15
 
 def speckle_statistics(image_set: ImageSet, limit: int = 256) -> dict | None:
     """The speckle statistics of a real image set: declared or recorded ones, else measured
-    (:func:`training.speckle_fit.measure`) on up to ``limit`` of its images or patches."""
+    (:func:`training.speckle_fit.measure`) on up to ``limit`` of its images or patches and kept
+    on the set (the warnings and the run's data record both read them)."""
     if image_set.speckle:
         return image_set.speckle
     from .speckle_fit import measure
@@ -182,9 +183,10 @@ def speckle_statistics(image_set: ImageSet, limit: int = 256) -> dict | None:
     found = [s for s in (measure(image) for image in images[:4]) if s is not None]
     if not found:
         return None
-    return {"looks": float(np.mean([s.looks for s in found])),
-            "rows": [float(v) for v in np.mean([s.rows for s in found], axis=0)],
-            "cols": [float(v) for v in np.mean([s.cols for s in found], axis=0)]}
+    image_set.speckle = {"looks": float(np.mean([s.looks for s in found])),  # measured once per run
+                         "rows": [float(v) for v in np.mean([s.rows for s in found], axis=0)],
+                         "cols": [float(v) for v in np.mean([s.cols for s in found], axis=0)]}
+    return image_set.speckle
 
 
 def _lag(values, lag: int) -> float:

@@ -70,7 +70,6 @@ def speckle_fields(config: dict, trained_on: dict | None = None) -> dict:
     return {"looks_range": [round(low, 3), round(high, 3)], "max_correlation": correlation, "speckle_model": name}
 
 
-
 def check_writable(folder: str, name: str, overwrite: bool) -> None:
     """Refuse to replace a model ``name`` in ``folder`` unless ``overwrite``, and a folder that
     cannot be created or written, before anything is written."""
