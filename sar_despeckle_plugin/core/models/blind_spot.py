@@ -6,8 +6,8 @@ can be trained on noisy images alone by maximising the likelihood of each noisy 
 neighbourhood. Speckle correlated over a few pixels (multilooked, resampled products such as
 Sentinel-1 GRD) would leak through the nearest neighbours: ``blind_radius`` r widens the hole to
 the (2 r + 1) x (2 r + 1) square around the pixel, so the prior reads only pixels more than r
-away, where the speckle's autocorrelation has died out (choose r with the lag r + 1 value
-under :data:`training.data.BLIND_SPOT_CORRELATION`).
+away, where the speckle's autocorrelation has died out (the training package's ``prepare`` and
+``speckle --fit`` print the radius a product needs).
 
 Network: four copies (shared weights) of a small U-Net made of *causal* convolutions, each
 seeing only the half-plane above a pixel (Laine et al. 2019): a 2 x 3 convolution reads rows
