@@ -58,9 +58,8 @@ from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
 from sar_despeckle_plugin.core.despeckle.parameters import PARAMETERS, available_methods, settings_from_parameters
 from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.parameters import defaults
-from sar_despeckle_plugin.core.models.card import list_model_cards, read_card
 from sar_despeckle_plugin.core.despeckle.choice import CLASSICAL_CHOICE, speckle_correlation
-from sar_despeckle_plugin.core.models.card import WHITE_CORRELATION
+from sar_despeckle_plugin.core.models.card import WHITE_CORRELATION, list_model_cards, read_card
 from sar_despeckle_plugin.core.quality import measure_speckle, ratio_statistics
 from sar_despeckle_plugin.core.speckle import looks_per_pixel, pixel_looks, to_intensity
 from training.benchmark import (
@@ -575,22 +574,31 @@ def main() -> None:
                **{name: {"model_card": card} for name, card in networks.items()},
                **{m: {"method": m, "window": 7} for m in classical}, **best_windows}
     classical = classical + list(best_windows)
+    labels = [default, kept, *networks, MULOG, *classical, NOISY]
     chosen = conditions(args.conditions, args.grdh_mulog_looks)
     result = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
               "default": {"label": default, "settings": default_settings}, "networks": networks,
               "seeds": args.seeds, "rows": list(HELD_OUT_ROWS), "references": list(REFERENCES),
-              "grdh_mulog_looks": args.grdh_mulog_looks,
+              "grdh_mulog_looks": args.grdh_mulog_looks, "labels": labels,
               "conditions": {n: {"label": c.label, "speckle": c.model.describe(), "exact_looks": c.exact_looks}
                              for n, c in chosen.items()}}
     lines = [f"`scripts/bench_multilook.py`; the default is `{default_label}` (METHOD left at its default, "
              f"settings {json.dumps(default_settings)}), {os.cpu_count()} CPU cores.", ""]
     summary, real, points, seconds = {}, {}, {}, None
+
+    def reused(section: str, key: str):
+        """The ``key`` part of the ``--reuse`` run for a skipped ``section`` (None: run it, or leave it out)."""
+        if section not in args.skip or key not in earlier:
+            return None
+        result.setdefault("reused", {})[section] = args.reuse
+        result[key] = earlier[key]
+        return earlier[key]
+
     with tempfile.TemporaryDirectory() as folder:
-        if "full" in args.skip and "summary" in earlier:
-            summary = result["summary"] = earlier["summary"]
+        if reused("full", "summary") is not None:
+            summary = result["summary"]
             result["full_reference"] = earlier.get("full_reference", {})
-            result["reused"] = {"full": args.reuse}
-            lines += full_reference_markdown(summary, earlier.get("labels") or [default, kept, *networks, MULOG, *classical, NOISY], default, classical,
+            lines += full_reference_markdown(summary, earlier.get("labels", labels), default, classical,
                                              {n: e["label"] for n, e in earlier["conditions"].items()}, earlier["seeds"])
         if "full" not in args.skip:
             full = full_reference(chosen, methods, args.seeds, folder, compare=not args.no_mulog,
@@ -600,7 +608,6 @@ def main() -> None:
                 summary = summarise_full_reference(full, default, classical)
                 result["full_reference"] = {n: e["seeds"] for n, e in full.items()}
                 result["summary"] = summary
-                labels = result["labels"] = [default, kept, *networks, MULOG, *classical, NOISY]
                 lines += full_reference_markdown(summary, labels, default, classical,
                                                  {n: c.label for n, c in chosen.items()}, args.seeds)
         if "real" not in args.skip:
@@ -608,9 +615,8 @@ def main() -> None:
             result["real_ratio"] = real
             if real:
                 lines += real_markdown(real)
-        if "point" in args.skip and "point_target" in earlier:
-            points = result["point_target"] = earlier["point_target"]
-            result.setdefault("reused", {})["point"] = args.reuse
+        if reused("point", "point_target") is not None:
+            points = result["point_target"]
             lines += point_markdown(points)
         if "point" not in args.skip and os.path.exists(CORNER_REFLECTOR):
             point_methods = {default: default_settings, kept: methods[kept],
@@ -618,9 +624,8 @@ def main() -> None:
                              "lee_sigma": {"method": "lee_sigma", "window": 7}}
             points = result["point_target"] = point_target(point_methods, folder, out=args.out)
             lines += point_markdown(points)
-        if "speed" in args.skip and "seconds_per_mpx" in earlier:
-            seconds = result["seconds_per_mpx"] = earlier["seconds_per_mpx"]
-            result.setdefault("reused", {})["speed"] = args.reuse
+        if reused("speed", "seconds_per_mpx") is not None:
+            seconds = result["seconds_per_mpx"]
             lines += [f"Speed of the default (from {args.reuse}): **{seconds:.2f} s per megapixel**.", ""]
         if "speed" not in args.skip:
             load = result["load_average_before_speed"] = os.getloadavg()
