@@ -139,16 +139,24 @@ def test_unsupervised_detector_reads_the_ratio_of_the_dates_not_their_level():
 
 
 def test_prefilter_removes_the_false_alarms_of_single_look_speckle(tmp_path):
-    paths = pair(tmp_path, looks=(1, 1), contrast_db=6.0, seed=3)
+    """Over three speckle draws (one draw's few hundred false alarms swing by a tenth between
+    float32 and bfloat16 networks)."""
     t = truth()
-    raw, _ = mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity", prefilter=False,
-                                                     min_area=0))
-    filtered, report = mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity",
-                                                               min_area=0))
-    assert report.prefilter == "despeckled"
-    assert raw[~t].mean() > 0.01                                # speckle alone: pixel-level false alarms
-    assert filtered[~t].mean() < raw[~t].mean() / 5
-    assert filtered[t].mean() > 0.9
+    raw_alarms, filtered_alarms = [], []
+    for seed in (3, 5, 7):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        paths = pair(folder, looks=(1, 1), contrast_db=6.0, seed=seed)
+        raw, _ = mask_of(paths, folder, ChangeSettings(method="log_ratio_otsu", units="intensity", prefilter=False,
+                                                       min_area=0))
+        filtered, report = mask_of(paths, folder, ChangeSettings(method="log_ratio_otsu", units="intensity",
+                                                                 min_area=0))
+        assert report.prefilter == "despeckled"
+        assert raw[~t].mean() > 0.01                            # speckle alone: pixel-level false alarms
+        assert filtered[t].mean() > 0.9
+        raw_alarms.append(raw[~t].mean())
+        filtered_alarms.append(filtered[~t].mean())
+    assert np.mean(filtered_alarms) < np.mean(raw_alarms) / 5
 
 
 def test_progress_runs_once_through_the_prefilter_and_the_decision(tmp_path):

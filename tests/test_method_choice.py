@@ -221,7 +221,8 @@ def test_condition_map_is_the_log_speckle_std_and_reaches_the_network():
         assert torch.allclose(first[item, 0], torch.full((20, 20), -value / net.log_scale), atol=1e-5)
 
 
-def test_pipeline_passes_the_looks_to_a_conditioned_network(tmp_path):
+def test_pipeline_passes_the_looks_to_a_conditioned_network(tmp_path, monkeypatch):
+    from sar_despeckle_plugin.core import accelerate
     from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
     from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
     from sar_despeckle_plugin.core.feedback import Feedback
@@ -229,6 +230,7 @@ def test_pipeline_passes_the_looks_to_a_conditioned_network(tmp_path):
     from sar_despeckle_plugin.core.models.weights import save_model
     from tests.synthetic import read_geotiff
 
+    monkeypatch.setenv(accelerate.FLOAT32_VARIABLE, "1")  # compared with the float32 network below
     net = conditioned_net()
     path = save_model(net, Card(name="cond", architecture="log_residual", hyperparameters={},
                                 looks_range=[1.0, 8.0]), str(tmp_path))
