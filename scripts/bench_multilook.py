@@ -24,7 +24,8 @@ output's metadata says what it ran (e.g. what METHOD = Automatic chose).
 3. Point target: the trihedral corner reflector of the ALOS PALSAR RSLC crop (Rio Branco), HH and
    VV intensity: the share of the peak pixel's intensity and of its 3 x 3 energy the output keeps,
    for the default, the networks and improved Lee sigma.
-4. Speed of the default, 2048 x 2048 single-look image, file to file (``bench_networks.speed``).
+4. Speed of the default, 2048 x 2048 single-look image, file to file (``bench_networks.speed``), as it
+   runs on this CPU (networks in bfloat16 where the CPU computes it natively) and in float32.
 
 Results: Markdown on stdout and in ``<out>/multilook.md`` (which ``scripts/bench_report.py``
 puts into docs/benchmarks.md), everything in ``<out>/multilook.json``, PNGs in ``<out>``.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,6 +48,7 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -53,6 +56,8 @@ sys.path[:0] = [ROOT, HERE]
 
 from bench_networks import DATA, mulog_bm3d, ratio_of, ratio_picture, real_images, speed
 from bench_report import number, table
+from sar_despeckle_plugin.core import accelerate
+from sar_despeckle_plugin.core.accelerate import FLOAT32_VARIABLE
 from sar_despeckle_plugin.core.choices import SHIPPED_WEIGHTS
 from sar_despeckle_plugin.core.despeckle.filters import CLASSICAL_METHODS
 from sar_despeckle_plugin.core.despeckle.parameters import PARAMETERS, available_methods, settings_from_parameters
@@ -286,6 +291,25 @@ def summarise_full_reference(result: dict, default: str, classical: list[str]) -
 
 # ------------------------------------------------------------------------------------------
 # 2. real images
+
+
+@contextlib.contextmanager
+def float32_networks():
+    """Networks kept in float32 (:data:`FLOAT32_VARIABLE`) within the block."""
+    previous = os.environ.get(FLOAT32_VARIABLE)
+    os.environ[FLOAT32_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FLOAT32_VARIABLE]
+        else:
+            os.environ[FLOAT32_VARIABLE] = previous
+
+
+def cpu_precision() -> str:
+    """The precision networks run in on this machine's CPU (``core.accelerate``)."""
+    return "bfloat16" if accelerate.candidate_precisions(torch.device("cpu")) else "float32"
 
 
 def read_tif(path: str, units: str = "intensity") -> np.ndarray:
@@ -630,10 +654,14 @@ def main() -> None:
         if "speed" not in args.skip:
             load = result["load_average_before_speed"] = os.getloadavg()
             seconds = speed(None, folder, looks=None, **default_settings)
-            result["seconds_per_mpx"] = seconds
+            with float32_networks():
+                seconds_float32 = speed(None, folder, looks=None, **default_settings)
+            result["seconds_per_mpx"], result["seconds_per_mpx_float32"] = seconds, seconds_float32
+            result["cpu_precision"] = cpu_precision()
             lines += [f"Speed of the default, 2048 x 2048 single-look image, file to file, LOOKS empty, "
                       f"{os.cpu_count()} CPU cores (load average {load[0]:.1f} before): **{seconds:.2f} s per "
-                      "megapixel**.", ""]
+                      f"megapixel** (networks in {result['cpu_precision']} on this CPU; "
+                      f"{seconds_float32:.2f} s with {FLOAT32_VARIABLE}=1).", ""]
     found = result["targets"] = targets(summary, real, points, seconds, default)
     lines += targets_markdown(found)
     text = "\n".join(lines).rstrip() + "\n"
