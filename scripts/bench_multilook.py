@@ -634,6 +634,9 @@ def main() -> None:
                 result["summary"] = summary
                 lines += full_reference_markdown(summary, labels, default, classical,
                                                  {n: c.label for n, c in chosen.items()}, args.seeds)
+        if reused("real", "real_ratio") is not None:
+            real = result["real_ratio"]
+            lines += real_markdown(real)
         if "real" not in args.skip:
             real = real_ratio(real_multilook_images(folder), default_settings, args.out, folder)
             result["real_ratio"] = real
