@@ -293,25 +293,6 @@ def summarise_full_reference(result: dict, default: str, classical: list[str]) -
 # 2. real images
 
 
-@contextlib.contextmanager
-def float32_networks():
-    """Networks kept in float32 (:data:`FLOAT32_VARIABLE`) within the block."""
-    previous = os.environ.get(FLOAT32_VARIABLE)
-    os.environ[FLOAT32_VARIABLE] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[FLOAT32_VARIABLE]
-        else:
-            os.environ[FLOAT32_VARIABLE] = previous
-
-
-def cpu_precision() -> str:
-    """The precision networks run in on this machine's CPU (``core.accelerate``)."""
-    return "bfloat16" if accelerate.candidate_precisions(torch.device("cpu")) else "float32"
-
-
 def read_tif(path: str, units: str = "intensity") -> np.ndarray:
     """Band 1 of a raster as linear intensity (``units``: what it stores, as ``core.speckle.to_intensity`` reads them)."""
     from osgeo import gdal
@@ -436,6 +417,31 @@ def point_target(methods: dict[str, dict], folder: str, path: str = CORNER_REFLE
             enlarged = [np.kron(db_stretch(v, low, high), np.ones((3, 3), np.uint8)) for v in (intensity, *pictures)]
             save_png(mosaic([enlarged]), os.path.join(out, f"point_target_{polarisation}.png"))
     return result
+
+
+# ------------------------------------------------------------------------------------------
+# 4. speed
+
+
+@contextlib.contextmanager
+def float32_networks():
+    """Networks kept in float32 (:data:`FLOAT32_VARIABLE`) within the block."""
+    previous = os.environ.get(FLOAT32_VARIABLE)
+    os.environ[FLOAT32_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FLOAT32_VARIABLE]
+        else:
+            os.environ[FLOAT32_VARIABLE] = previous
+
+
+def cpu_precision() -> str:
+    """The reduced precision networks run in on this machine's CPU, if any (``core.accelerate``;
+    the shipped networks stay within its bounds: tests/test_accelerate.py)."""
+    reduced = accelerate.candidate_precisions(torch.device("cpu"))
+    return str(reduced[0]).removeprefix("torch.") if reduced else "float32"
 
 
 # ------------------------------------------------------------------------------------------

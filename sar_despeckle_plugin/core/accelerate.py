@@ -17,9 +17,9 @@ its held-out PSNR within 0.01 dB of float32 (docs/gpu.md).
 * ``SAR_DESPECKLE_FLOAT32=1`` in the environment keeps float32 on every device (the same
   result on every machine, to rounding).
 
-Elsewhere a CPU run is what it always was: nothing compiled and one tile per batch. (Channels-
-last memory, which pays on both, is already how ``core.models.weights.load_model`` places every
-network and its input.)
+Precision aside, a CPU run is what it always was: nothing compiled and one tile per batch.
+(Channels-last memory, which pays on both, is already how ``core.models.weights.load_model``
+places every network and its input.)
 """
 
 from __future__ import annotations
