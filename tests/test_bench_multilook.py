@@ -102,3 +102,18 @@ def test_a_perfect_estimate_passes_the_ratio_enl_target_on_correlated_speckle(be
         assert entry["input"]["pixel_looks"] == pytest.approx(exact, rel=0.25)
         assert entry["enl_ok"] and entry["mean_ok"]
     assert entry["input"]["pixel_looks"] == entry["input"]["looks"]  # white: the block estimate itself
+
+
+def test_intensity_kept_reads_what_an_estimate_loses_over_bright_areas(bench):
+    """The scene itself keeps the speckled input's intensity (to the speckle's sampling error);
+    an estimate that halves a bright block keeps half of it there and less overall."""
+    rng = np.random.default_rng(4)
+    scene = np.ones((200, 200))
+    scene[80:120, 80:120] = 50.0  # 4 % of the pixels, most of the intensity
+    speckled = scene * rng.gamma(4.0, 1 / 4.0, scene.shape)
+    valid = np.ones(scene.shape, bool)
+    whole, bright = bench.intensity_kept(speckled, scene, valid)
+    assert whole == pytest.approx(1.0, abs=0.02) and bright == pytest.approx(1.0, abs=0.03)
+    darkened = np.where(scene > 1, 0.5 * scene, scene)
+    whole, bright = bench.intensity_kept(speckled, darkened, valid)
+    assert bright == pytest.approx(0.5, abs=0.05) and 0.5 < whole < 0.7
