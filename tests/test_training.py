@@ -56,14 +56,14 @@ def silent(message):
 
 
 def test_shipped_configs_parse_and_state_their_budget():
-    """Every config `make weights` trains (read from the Makefile's recipe), and the examples."""
+    """Every config `make weights` trains (read from the Makefile's recipe), the examples and a trial."""
     folder = os.path.join(ROOT, "training", "configs")
     with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as handle:
         recipe = handle.read().split("\nweights:", 1)[1].split("\n\n", 1)[0]
     weights = sorted(set(re.findall(r"training/configs/(\w+)\.toml", recipe)))
     assert {"sarcnn_default", "sarcnn_looks", "sarcnn_grdh", "sarcnn_grdh_mixed", "sarcnn_grdh_looks", "sarcnn_stack",
             "change_default", "change_single"} <= set(weights)
-    names = ("tiny_test", "blind_spot", "contrastive_pretrain", *weights)
+    names = ("tiny_test", "blind_spot", "contrastive_pretrain", "sarcnn_wide", *weights)
     for name in names:
         path = os.path.join(folder, name + ".toml")
         raw = tomllib.load(open(path, "rb"))
