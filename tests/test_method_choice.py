@@ -96,6 +96,38 @@ def test_mildly_correlated_single_look_speckle_keeps_the_white_network():
     assert strong.model_card is None
 
 
+def slc_card():
+    return card("slc", looks=1.0, looks_range=[1.0, 2.78], max_correlation=0.38,
+                speckle_model="sentinel1_iw_slc + stripmap_slc", conditioning="looks")
+
+
+def test_correlated_single_look_speckle_takes_a_network_trained_on_slc_speckle():
+    """A Sentinel-1 SLC's intensity (lag-1 0.33 / 0.24) went to Kuan, an oversampled stripmap
+    SLC's (0.2) to the white network: a card trained on SLC-like correlation serves both."""
+    shipped = read_card(SHIPPED_CARD)
+    cards = [(SHIPPED_CARD, shipped), ("slc.json", slc_card())]
+    s1 = choose_method(1.1, (0.33, 0.24), cards, lag2=(-0.02, -0.02))
+    assert s1.model_card == "slc.json" and "slc: 1-2.78 looks, sentinel1_iw_slc + stripmap_slc speckle" in s1.reason
+    assert choose_method(1.1, (0.22, 0.05), cards, lag2=(0.01, 0.0)).model_card == "slc.json"
+    assert choose_method(1.0, (0.02, 0.01), cards).model_card == SHIPPED_CARD  # white: the default
+    assert choose_method(1.1, (0.60, 0.50), cards, lag2=(0.1, 0.1)).model_card is None  # beyond 0.38 + 0.05
+
+
+def test_the_closest_correlated_card_wins_and_grd_cards_leave_mild_correlation():
+    """Where a GRD network (trained up to lag-1 0.93) and an SLC network both cover the input, the
+    one trained on the weaker correlation runs, in whatever order they come; mildly correlated
+    speckle goes to the SLC network or, without it, to the white network, never to the GRD one."""
+    grdh = dataclasses.replace(card("grdh", looks=4.5, max_correlation=0.93, speckle_model="sentinel1_iw_grdh",
+                                    conditioning="looks"), looks_range=(2.83, 10.0))
+    white = dataclasses.replace(card("looks", looks=4.0), looks_range=(1.0, 16.0))
+    for cards in ([("grdh.json", grdh), ("slc.json", slc_card())], [("slc.json", slc_card()), ("grdh.json", grdh)]):
+        assert choose_method(2.8, (0.34, 0.04), cards, lag2=(-0.02, -0.01)).model_card == "slc.json"  # S1 SLC 4 x 1
+        assert choose_method(4.8, (0.72, 0.75), cards, lag2=(0.30, 0.43)).model_card == "grdh.json"  # a GRDH
+    mild = (0.22, 0.05), (0.01, 0.0)
+    assert choose_method(2.5, mild[0], [("grdh.json", grdh), ("looks.json", white)], lag2=mild[1]).model_card == "looks.json"
+    assert choose_method(2.5, mild[0], [("grdh.json", grdh), ("slc.json", slc_card())], lag2=mild[1]).model_card == "slc.json"
+
+
 def test_looks_tolerance_and_range():
     one = card(looks=1.0)
     assert choose_method(1.2, (0, 0), [("a.json", one)]).model_card == "a.json"
@@ -353,13 +385,25 @@ def correlated_two_look_tif(tmp_path):
     return path
 
 
+@pytest.fixture()
+def sentinel1_slc_tif(tmp_path):
+    """A Sentinel-1 IW SLC's intensity as delivered: one look, speckle correlated by the
+    oversampling (the sentinel1_iw_slc speckle model, lag-1 about 0.38 / 0.29)."""
+    path = str(tmp_path / "s1slc.tif")
+    from training.speckle_model import PRESETS
+
+    speckled = PRESETS["sentinel1_iw_slc"].apply(scene(192, 192), np.random.default_rng(14))
+    write_geotiff(path, speckled.astype(np.float32)[None])
+    return path
+
+
 def run_log(qgis_process, *args):
     done = qgis_process("run", "sar_despeckle:despeckle", *args)
     return done.stdout + done.stderr
 
 
 def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look_tif, correlated_four_look_tif,
-                                                    correlated_two_look_tif, tmp_path):
+                                                    sentinel1_slc_tif, correlated_two_look_tif, tmp_path):
     from sar_despeckle_plugin.core.raster import raster_info
 
     out = str(tmp_path / "white_out.tif")
@@ -371,6 +415,11 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
     log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", f"--OUTPUT={out}")
     assert "using network sarcnn_grdh: " in log and "sentinel1_iw_grdh + sentinel1_iw_grdh_ee speckle" in log, log
     assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_grdh"
+
+    out = str(tmp_path / "slc_out.tif")
+    log = run_log(qgis_process, f"--INPUT={sentinel1_slc_tif}", f"--OUTPUT={out}")
+    assert "using network sarcnn_slc: 1-2.779 looks" in log, log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_slc"
 
     out = str(tmp_path / "corr2_out.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_two_look_tif}", f"--OUTPUT={out}")
@@ -454,3 +503,7 @@ def test_mildly_correlated_multi_look_speckle_goes_to_the_white_networks():
     assert mild.model_card == "looks.json" and "still beats every classical filter" in mild.reason
     strong = choose_method(4.83, (0.72, 0.75), cards, lag2=(0.30, 0.43), per_pixel=3.23)  # the GRDH crop
     assert strong.model_card == "grdh.json"
+    # an own lag-1 part of 0.11 is below MILD_CORRELATION: not for the SLC network either
+    with_slc = [*cards, ("slc.json", slc_card())]
+    assert choose_method(2.65, (0.15, 0.07), with_slc, lag2=(0.04, 0.03), per_pixel=2.1).model_card == "looks.json"
+    assert choose_method(1.0, (0.25, 0.04), with_slc, lag2=(0.02, 0.02)).model_card == "slc.json"  # Envisat

@@ -41,7 +41,26 @@ PRESET_TARGETS = {
     "sentinel1_iw_grdh": {"true_looks": 4.4, "looks": 5.5, "rows": (0.69, 0.25), "cols": (0.48, -0.02)},
     # the real crop (Sen1Floods11 VV): 4.83 looks, rows 0.72/0.30, cols 0.75/0.43
     "sentinel1_iw_grdh_ee": {"true_looks": 4.4, "looks": 6.9, "rows": (0.72, 0.30), "cols": (0.75, 0.43)},
+    # SLC intensities on their own grid (the real Sentinel-1 SLC: complex lag-1 about 0.6, so 0.36)
+    "sentinel1_iw_slc": {"true_looks": 1.0, "looks": 1.14, "rows": (0.33, -0.02), "cols": (0.24, -0.02)},
+    "sentinel1_iw_slc_ml4x1": {"true_looks": 2.78, "looks": 3.07, "rows": (0.34, -0.02), "cols": (0.04, -0.01)},
+    "stripmap_slc": {"true_looks": 1.0, "looks": 1.13, "rows": (0.17, -0.01), "cols": (0.18, -0.02)},
 }
+
+
+def test_slc_grid_blocks_average_adjacent_samples():
+    """A block of k on the SLC grid is the mean of k adjacent detected samples, one pixel per block:
+    its exact lag-1 correlation is what k-sample means of the single-look intensity give."""
+    single = sm.preset("stripmap_slc")
+    rows = sm.on_slc_grid(single.rows, 2)
+    assert rows.step == pytest.approx(2.0) and rows.looks == 2.0
+    blocked = sm.SpeckleModel(looks=None, rows=rows, cols=single.cols, resampling="nearest").check()
+    rho1 = sm.true_statistics(single)["rows"][0]
+    rho2 = sm.true_statistics(single)["rows"][1]
+    # Var of a 2-mean: (1 + rho1) / 2; lag 1 between blocks: (rho1 + 2 rho2 + rho3) / 4 over that
+    exact = sm.true_statistics(blocked)
+    assert exact["looks"] == pytest.approx(2.0 / (1.0 + rho1), rel=0.02)
+    assert exact["rows"][0] < rho1 / 2
 
 
 @pytest.mark.parametrize("name", sorted(PRESET_TARGETS))

@@ -548,11 +548,41 @@ def multilook_white(looks) -> SpeckleModel:
 #: 10 m x 10 m pixels for ~20 m (range) x 22 m (azimuth) resolution, ENL 4.4.
 _S1_AZIMUTH = AxisResponse("hamming", 0.75, 1.49, 1.0, round(10 / 22, 4))
 _S1_RANGE = AxisResponse("hamming", 0.75, 1.33, 5.0, 0.5)
+#: A generic stripmap SLC: Hamming 0.75 weighting, sampled 1.2 x its processed bandwidth on both
+#: axes (ALOS PALSAR, TerraSAR-X and Envisat ASAR SLCs are sampled 1.1-1.3 x theirs).
+_GENERIC_SLC = AxisResponse("hamming", 0.75, 1.2, 1.0, 1.0)
+
+
+def on_slc_grid(axis: AxisResponse, block: int = 1) -> AxisResponse:
+    """``axis`` detected on its own SLC sampling grid, ``block`` adjacent samples averaged and one
+    pixel kept per block (the block multilooking of SNAP's Multilook or of a k x k mean): looks =
+    ``block``, output step = ``block`` SLC samples. Sample it with ``resampling = "nearest"``."""
+    looked = dataclasses.replace(axis, looks=float(block))
+    return dataclasses.replace(looked, spacing=block / looked.resolution)
+
 
 PRESETS: dict[str, SpeckleModel] = {
     # the shipped networks' speckle: ideal single-look, spatially white (L = 1)
     "slc_single_look": SpeckleModel(looks=1.0, name="slc_single_look",
                                     source="fully developed single-look speckle, white (decorrelated SLC)"),
+    # Sentinel-1 IW SLC intensity as delivered, detected without multilooking: single look,
+    # correlated by the oversampling (lag-1 0.38 azimuth / 0.29 range)
+    "sentinel1_iw_slc": SpeckleModel(
+        looks=None, rows=on_slc_grid(_S1_AZIMUTH), cols=on_slc_grid(dataclasses.replace(_S1_RANGE, looks=1.0)),
+        resampling="nearest", name="sentinel1_iw_slc",
+        source="the Sentinel-1 IW windows and oversampling of sentinel1_iw_grdh, on the SLC grid",
+    ),
+    # the same SLC multilooked 4 (range) x 1 (azimuth), SNAP's default for IW: about 14 x 14 m
+    "sentinel1_iw_slc_ml4x1": SpeckleModel(
+        looks=None, rows=on_slc_grid(_S1_AZIMUTH), cols=on_slc_grid(dataclasses.replace(_S1_RANGE, looks=1.0), 4),
+        resampling="nearest", name="sentinel1_iw_slc_ml4x1",
+        source="sentinel1_iw_slc averaged over blocks of 4 range samples (SNAP Multilook's IW default)",
+    ),
+    # a generic stripmap SLC intensity, detected on its grid (lag-1 0.21 on both axes)
+    "stripmap_slc": SpeckleModel(
+        looks=None, rows=on_slc_grid(_GENERIC_SLC), cols=on_slc_grid(_GENERIC_SLC), resampling="nearest",
+        name="stripmap_slc", source="Hamming 0.75, oversampling 1.2 on both axes: typical of stripmap SLCs",
+    ),
     # ESA's IW GRDH as delivered, in its ground-range / azimuth grid
     "sentinel1_iw_grdh": SpeckleModel(
         looks=None, rows=_S1_AZIMUTH, cols=_S1_RANGE, resampling="linear", name="sentinel1_iw_grdh",
