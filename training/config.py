@@ -105,8 +105,8 @@ class DataConfig:
             model only a range counts (the model's nominal looks drawn from it); a number
             there is ignored (the model keeps its multilook factors).
         speckle: the speckle model (:mod:`training.speckle_model`): "" (white Gamma speckle of
-            ``looks``, as always), a preset name (``slc_single_look``, ``sentinel1_iw_grdh``,
-            ``sentinel1_iw_grdh_ee``), a list of names or tables (a mixture: one model drawn
+            ``looks``, as always), a preset name (``training.speckle_model.PRESETS``: e.g.
+            ``sentinel1_iw_grdh``, ``sentinel1_iw_slc``), a list of names or tables (a mixture: one model drawn
             per patch) or a ``[data.speckle]`` table (``preset``, ``looks``,
             ``rows``, ``cols``, ``resampling``, ``regrid``; ``python -m training speckle --fit
             IMAGE`` prints one fitted to your product). The resolved model is
