@@ -26,7 +26,9 @@ from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
 from .scenes import SCENES, point_scatterers
-from .speckle_model import SpeckleMixture, SpeckleModel, model_from_config, true_statistics
+from .speckle_model import (
+    POINT_RESPONSE_RADIUS, SpeckleMixture, SpeckleModel, model_from_config, point_response, true_statistics,
+)
 
 #: ``format`` of the .npz files ``prepare`` writes.
 PATCHES_FORMAT = "sar_despeckle_patches"
@@ -330,14 +332,18 @@ def _product_looks(model: SpeckleModel) -> float:
     return float(true_statistics(model)["looks"])
 
 
+def speckle_component(model: SpeckleModel | SpeckleMixture, rng: np.random.Generator) -> SpeckleModel:
+    """The model one patch is speckled with: a mixture's component drawn for it, else ``model``."""
+    return model.pick(rng) if isinstance(model, SpeckleMixture) else model
+
+
 def speckle_with_looks(model: SpeckleModel, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """``clean`` times one speckle draw of ``model`` (the very draw ``model.apply`` makes), and
     the equivalent number of looks of that draw: what a network conditioned on the looks reads
     (white models: the L drawn; product models: the exact ENL of the nominal looks drawn,
     :func:`training.speckle_model.true_statistics`, at 0.01-look steps; mixtures: of the
     component drawn for this patch)."""
-    if isinstance(model, SpeckleMixture):
-        model = model.pick(rng)
+    model = speckle_component(model, rng)
     bounds = model.looks_range
     if bounds is not None and bounds[0] != bounds[1]:  # draw L as SpeckleModel.draw does, then fix it
         model = dataclasses.replace(model, looks=math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
@@ -346,6 +352,24 @@ def speckle_with_looks(model: SpeckleModel, clean: np.ndarray, rng: np.random.Ge
         return noisy, float(model.looks_range[0])
     key = model if model.looks is None else dataclasses.replace(model, looks=round(float(model.looks), 2))
     return noisy, _product_looks(key)
+
+
+def spread_point_scatterers(scatterers: np.ndarray, model: SpeckleModel, rng: np.random.Generator) -> np.ndarray:
+    """Single-pixel scatterers (:func:`training.scenes.point_scatterers`, (..., rows, cols)
+    linear intensity) as the product ``model`` images them: each replaced by its impulse
+    response (:func:`training.speckle_model.point_response`) at a random sub-pixel position,
+    peak intensity where centred. White models: unchanged, and ``rng`` is not drawn from."""
+    if model.white or not scatterers.any():
+        return scatterers
+    spread = np.zeros_like(scatterers)
+    radius = POINT_RESPONSE_RADIUS
+    padded = np.pad(spread, [(0, 0)] * (spread.ndim - 2) + [(radius, radius)] * 2)
+    for where in zip(*np.nonzero(scatterers)):
+        *lead, row, col = where
+        kernel = point_response(model, tuple(rng.uniform(-0.5, 0.5, 2)))
+        padded[(*lead, slice(row, row + 2 * radius + 1), slice(col, col + 2 * radius + 1))] += scatterers[where] * kernel
+    inside = (slice(radius, -radius), slice(radius, -radius))
+    return padded[(Ellipsis, *inside)].astype(scatterers.dtype)
 
 
 class OnTheFlyPatches(Dataset):
@@ -432,7 +456,9 @@ class TrainingPatches(OnTheFlyPatches):
             return self.speckle.apply(clean, rng) + scatterers
 
         if self.mode == "supervised":
-            noisy, looks = speckle_with_looks(self.speckle, patch, rng)
+            component = speckle_component(self.speckle, rng)
+            noisy, looks = speckle_with_looks(component, patch, rng)
+            scatterers = spread_point_scatterers(scatterers, component, rng)
             noisy, clean = noisy + scatterers, patch + scatterers
             return {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
                     "reference": torch.tensor(reference_level(noisy, jitter=self.jitter, rng=rng)),
