@@ -361,9 +361,9 @@ def spread_point_scatterers(scatterers: np.ndarray, model: SpeckleModel, rng: np
     peak intensity where centred. White models: unchanged, and ``rng`` is not drawn from."""
     if model.white or not scatterers.any():
         return scatterers
-    spread = np.zeros_like(scatterers)
     radius = POINT_RESPONSE_RADIUS
-    padded = np.pad(spread, [(0, 0)] * (spread.ndim - 2) + [(radius, radius)] * 2)
+    *lead_shape, rows, cols = scatterers.shape
+    padded = np.zeros((*lead_shape, rows + 2 * radius, cols + 2 * radius))
     for where in zip(*np.nonzero(scatterers)):
         *lead, row, col = where
         kernel = point_response(model, tuple(rng.uniform(-0.5, 0.5, 2)))

@@ -431,8 +431,8 @@ def point_response(model: SpeckleModel, shift: tuple = (0.0, 0.0), radius: int =
     spread it by less than a pixel more).
 
     An SLC oversampled 1.5 x shows a corner reflector over about 2 x 2 pixels, its first
-    neighbours at 0.2-0.4 of the peak (the ALOS PALSAR reflector in ../shared/data/slc: 0.11 /
-    0.25 along rows, 0.20 / 0.06 along columns): a network trained with single-pixel scatterers
+    neighbours at 0.1-0.4 of the peak (the ALOS PALSAR reflector in ../shared/data/slc, HH: 0.11
+    above and 0.25 below it, 0.00 left and 0.20 right): a network trained with single-pixel scatterers
     on such speckle takes the real response for speckle and flattens it."""
     axes = (model.rows, model.cols)
     kernel = np.outer(*[_axis_point_response(a, model.resampling, radius, d) for a, d in zip(axes, shift)])

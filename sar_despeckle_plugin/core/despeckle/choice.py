@@ -20,11 +20,10 @@ The rule:
    texture shares: :func:`speckle_correlation`) exceeds :data:`WHITE_CORRELATION`; mildly
    correlated speckle (from :data:`MILD_CORRELATION` to :data:`WHITE_NETWORK_TOLERANCE`) only
    by networks trained on SLC-like correlation (``max_correlation`` at most
-   :data:`SLC_CORRELATION`). Among the
-   networks that serve, one trained on correlated speckle is the one trained on the weakest
-   correlation (the closest fit: an SLC's network before a GRD's); among those trained on white
-   speckle, the shipped default (``sarcnn_default``) comes first, then the other shipped
-   networks, then the user's, in METHOD order.
+   :data:`SLC_CORRELATION`). Among the networks that serve, one trained on correlated speckle is
+   the one trained on the weakest correlation (the closest fit: an SLC's network before a
+   GRD's); among those trained on white speckle, the shipped default (``sarcnn_default``) comes
+   first, then the other shipped networks, then the user's, in METHOD order.
 2. Else a network trained on white speckle that covers the looks, when the speckle's own lag-1
    autocorrelation is at most :data:`WHITE_NETWORK_TOLERANCE` (mildly correlated speckle, e.g.
    an oversampled SLC: such a network still beats every classical filter there).
@@ -61,14 +60,14 @@ CORRELATION_MARGIN = 0.05
 WHITE_NETWORK_TOLERANCE = 0.25
 #: A network trained on speckle correlated up to this at lag 1 (an SLC detected on its own grid:
 #: 0.2-0.4 from oversampling) also serves mildly correlated speckle, from an own lag-1 part of
-#: MILD_CORRELATION: sarcnn_slc scores 25.05 dB on the stripmap_slc preset (lag-1 0.21) where
-#: sarcnn_default scores 23.71, and on the Envisat crop (0.23) leaves a ratio whose lag-1
-#: autocorrelation is within 0.035 of the input's (sarcnn_default: 0.075). One trained on GRD
-#: speckle (0.7-0.9) over-smooths such speckle.
+#: MILD_CORRELATION: sarcnn_slc scores 25.22 dB on the stripmap_slc preset (lag-1 0.21) where
+#: sarcnn_default scores 23.71, and on the Envisat crop (0.23) leaves a ratio whose
+#: autocorrelation is within 0.021 of the input's (sarcnn_default: 0.075; scripts/bench_multilook.py).
+#: One trained on GRD speckle (0.7-0.9) over-smooths such speckle.
 SLC_CORRELATION = 0.5
 #: Below this own lag-1 part the white networks keep mildly correlated speckle: the Envisat crop
 #: averaged 2 x 2 (0.11, 2.65 looks, outside what sarcnn_slc was trained on) keeps a ratio ENL of
-#: 0.93 x its looks through sarcnn_looks, 0.74 x through sarcnn_slc.
+#: 0.93 x its looks through sarcnn_looks, 0.80 x through sarcnn_slc.
 MILD_CORRELATION = 0.15
 #: The METHOD id of the automatic choice.
 AUTOMATIC = "automatic"
@@ -149,11 +148,10 @@ def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | Non
     :data:`CORRELATION_MARGIN`, the measurement's own spread). Mildly correlated speckle (its own
     lag-1 part at most :data:`WHITE_NETWORK_TOLERANCE`) is served only by networks trained on
     SLC-like correlation (``max_correlation`` at most :data:`SLC_CORRELATION`), from
-    :data:`MILD_CORRELATION` on, else left to
-    those trained on white speckle (rule 2): a network trained on GRDH-like speckle (lag 1 above
-    0.5) over-smooths it — on the Envisat crop averaged 2 x 2 (0.11) its ratio mean was 0.913
-    and its ratio's lag-1 autocorrelation 0.45 against the input's 0.15; sarcnn_looks left 0.989
-    and 0.18."""
+    :data:`MILD_CORRELATION` on, else left to those trained on white speckle (rule 2): a network
+    trained on GRDH-like speckle (lag 1 above 0.5) over-smooths it — on the Envisat crop averaged
+    2 x 2 (0.11) its ratio mean was 0.913 and its ratio's lag-1 autocorrelation 0.45 against the
+    input's 0.15; sarcnn_looks left 0.989 and 0.18."""
     own = speckle_correlation(correlation, lag2)
     if not card.covers(looks, LOOKS_TOLERANCE):
         return False
