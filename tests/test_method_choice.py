@@ -113,6 +113,23 @@ def test_correlated_single_look_speckle_takes_a_network_trained_on_slc_speckle()
     assert choose_method(1.1, (0.60, 0.50), cards, lag2=(0.1, 0.1)).model_card is None  # beyond 0.38 + 0.05
 
 
+def test_networks_chosen_for_correlated_speckle_keep_point_targets():
+    """An SLC or GRD as delivered (correlated speckle) is where targets are measured: the network
+    chosen for it keeps them, and the log says so; on white speckle, or when a classical filter
+    runs, Automatic leaves them to POINT_TARGETS."""
+    shipped = read_card(SHIPPED_CARD)
+    cards = [(SHIPPED_CARD, shipped), ("slc.json", slc_card())]
+    slc = choose_method(1.1, (0.33, 0.24), cards, lag2=(-0.02, -0.02))
+    assert slc.model_card == "slc.json" and slc.keep_point_targets
+    assert "point targets (more than 20 dB over their surroundings" in slc.reason
+    mild = choose_method(1.0, (0.22, 0.05), [(SHIPPED_CARD, shipped)], lag2=(0.01, 0.0))  # rule 2, white network
+    assert mild.model_card == SHIPPED_CARD and mild.keep_point_targets
+    white = choose_method(1.0, (0.02, 0.01), cards)
+    assert white.model_card == SHIPPED_CARD and not white.keep_point_targets and "point targets" not in white.reason
+    classical = choose_method(1.1, (0.60, 0.50), cards, lag2=(0.1, 0.1))
+    assert classical.model_card is None and not classical.keep_point_targets
+
+
 def test_the_closest_correlated_card_wins_and_grd_cards_leave_mild_correlation():
     """Where a GRD network (trained up to lag-1 0.93) and an SLC network both cover the input, the
     one trained on the weaker correlation runs, in whatever order they come; mildly correlated

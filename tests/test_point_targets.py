@@ -114,3 +114,30 @@ def test_qgis_process_point_targets_parameter(qgis_process, target_tif, tmp_path
         outputs[value] = read_geotiff(out)[0][centre, centre]
     assert outputs["true"] == pytest.approx(RESPONSE[1, 1], rel=1e-5)
     assert outputs["false"] < 0.9 * RESPONSE[1, 1]
+
+
+def test_qgis_process_default_keeps_point_targets_in_correlated_speckle_only(qgis_process, tmp_path):
+    """With every parameter at its default, a target in a Sentinel-1 SLC's intensity (speckle
+    correlated by the oversampling) is kept as measured; in white one-look speckle the default
+    network spreads it (POINT_TARGETS left off)."""
+    from training.speckle_model import PRESETS
+
+    size, centre = 192, 96
+    box = (slice(centre - 1, centre + 2), slice(centre - 1, centre + 2))
+    clutter = {"slc": PRESETS["sentinel1_iw_slc"].apply(np.ones((size, size)), np.random.default_rng(3)),
+               "white": speckle(np.ones((size, size), np.float32), 1.0, seed=3)}
+    for kind, image in clutter.items():
+        image = image.astype(np.float32)
+        image[box] = RESPONSE
+        source = write_geotiff(str(tmp_path / f"{kind}.tif"), image)
+        out = str(tmp_path / f"{kind}_out.tif")
+        done = qgis_process("run", "sar_despeckle:despeckle", f"--INPUT={source}", f"--OUTPUT={out}")
+        log = done.stdout + done.stderr
+        peak = read_geotiff(out)[0][centre, centre]
+        parameters = json.loads(raster_info(out).metadata["SAR_DESPECKLE_PARAMETERS"])
+        if kind == "slc":
+            assert "using network sarcnn_slc" in log and "are kept as measured" in log, log
+            assert peak == pytest.approx(RESPONSE[1, 1], rel=1e-5) and parameters["keep_point_targets"] is True
+        else:
+            assert "using network sarcnn_default" in log and "are kept as measured" not in log, log
+            assert peak < 0.9 * RESPONSE[1, 1] and parameters["keep_point_targets"] is False

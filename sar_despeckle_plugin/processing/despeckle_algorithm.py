@@ -107,9 +107,10 @@ class DespeckleAlgorithm(SarAlgorithm):
             "its largest speckle correlation; the shipped "
             f"{DEFAULT_NETWORK} first, made for 1-look white speckle); outside every card, the "
             "classical filter and window that measured best for those looks and that kind of "
-            "speckle (white or correlated: scripts/bench_classical_choice.py). The log says "
-            "which it chose and why. Automatic chooses its own window: WINDOW applies when a "
-            "classical filter is chosen by hand.",
+            "speckle (white or correlated: scripts/bench_classical_choice.py). A network it "
+            "chooses for correlated speckle (an SLC or GRD as delivered) also keeps point targets "
+            "(see POINT_TARGETS). The log says which it chose and why. Automatic chooses its own "
+            "window: WINDOW applies when a classical filter is chosen by hand.",
         ))
         self.addParameter(with_help(
             QgsProcessingParameterFile(
@@ -155,11 +156,12 @@ class DespeckleAlgorithm(SarAlgorithm):
             "Networks only: dominant scatterers (corner reflectors, ships, pylons: pixels more "
             "than 20 dB brighter than the ring 2-4 pixels around them) and their bright 3 x 3 "
             "response are kept as measured, as the improved Lee sigma filter keeps point "
-            "targets, instead of being spread over their neighbours: the default network keeps "
-            "100 % of a corner reflector's peak with this, 64 % without (its 3 x 3 energy either "
-            "way). Tick it for calibration and point-target measurements. Off by default: "
-            "bright scatterers that do fluctuate are then smoothed too, which scores 0.3-0.7 dB "
-            "higher on simulated speckle.",
+            "targets, instead of being spread over their neighbours: 100 % of a corner "
+            "reflector's peak is kept with this, 57 % without (its 3 x 3 energy 93 %). Method "
+            "Automatic already keeps them where the speckle is correlated (SLC and GRD products "
+            "as delivered); tick it for calibration and point-target measurements on any other "
+            "input or network. Off by default for white speckle: on simulated speckle, which "
+            "speckles persistent scatterers too, smoothing them scores 0.3-0.7 dB higher.",
             advanced=True,
         ))
         self.addParameter(with_help(

@@ -46,8 +46,10 @@ class DespeckleSettings:
             for the default's single pass).
         keep_point_targets: networks only: dominant scatterers (20 dB over their surroundings:
             corner reflectors, ships) are kept as measured instead of being spread over their
-            neighbours (:mod:`.point_targets`). Off by default: on simulated speckle, which
-            speckles persistent scatterers too, keeping them costs 0.3-0.7 dB PSNR.
+            neighbours (:mod:`.point_targets`). Off by default: on simulated white speckle,
+            which speckles persistent scatterers too, keeping them costs 0.3-0.7 dB PSNR.
+            ``automatic`` turns it on when it picks a network for correlated speckle (SLC and
+            GRD products: :mod:`.choice`).
         zeros_as_nodata: exact zeros that form the border fill (Sentinel-1 swath borders: zero
             runs of ``speckle.FILL_RUN``+ pixels or reaching the image edge or nodata) count as
             nodata; isolated zeros, and every zero of 8-bit bands, stay data.
