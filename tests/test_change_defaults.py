@@ -20,6 +20,8 @@ from sar_despeckle_plugin.core.change.settings import ChangeOutputs, ChangeSetti
 from sar_despeckle_plugin.core.change.statistics import log_ratio_index
 from sar_despeckle_plugin.core.change.thresholds import automatic_threshold
 from sar_despeckle_plugin.core.change.unsupervised import UnsupervisedDetector, pseudo_labels
+from sar_despeckle_plugin.core.despeckle.pipeline import despeckle_raster
+from sar_despeckle_plugin.core.despeckle.settings import DespeckleSettings
 from sar_despeckle_plugin.core.feedback import Feedback
 from training.metrics import confusion, scores
 
@@ -157,6 +159,29 @@ def test_prefilter_removes_the_false_alarms_of_single_look_speckle(tmp_path):
         raw_alarms.append(raw[~t].mean())
         filtered_alarms.append(filtered[~t].mean())
     assert np.mean(filtered_alarms) < np.mean(raw_alarms) / 5
+
+
+def test_prefilter_leaves_mildly_correlated_speckle_to_a_white_network(tmp_path):
+    """Single-look speckle correlated like a stripmap SLC's (own lag-1 about 0.2): single-date
+    despeckling runs the SLC network; the prefilter runs the white one, which keeps small changes."""
+    from training.speckle_model import PRESETS
+
+    rng = np.random.default_rng(6)
+    paths = []
+    for date in (1, 2):
+        reflectivity = np.ones(SHAPE)
+        if date == 2:
+            reflectivity[BLOCK] *= 4.0
+        speckled = PRESETS["stripmap_slc"].apply(reflectivity, rng).astype(np.float32)
+        paths.append(write_geotiff(str(tmp_path / f"date{date}.tif"), speckled))
+    lines, feedback = logged()
+    mask_of(paths, tmp_path, ChangeSettings(method="log_ratio_otsu", units="intensity"), feedback)
+    chosen = next(line for line in lines if line.startswith("Prefilter, for every date: "))
+    assert "using network sarcnn_default" in chosen, chosen
+    single = []
+    despeckle_raster(paths[0], str(tmp_path / "single.tif"), DespeckleSettings(units="intensity"),
+                     Feedback(info=single.append, warn=single.append))
+    assert any("using network sarcnn_slc" in line for line in single), single
 
 
 def test_progress_runs_once_through_the_prefilter_and_the_decision(tmp_path):

@@ -15,7 +15,7 @@ import torch
 
 from sar_despeckle_plugin.core.choices import AUTOMATIC_METHOD_LABEL, SHIPPED_WEIGHTS
 from sar_despeckle_plugin.core.despeckle.choice import (
-    CLASSICAL_CHOICE, best_classical, choose_method, measure_correlation,
+    CLASSICAL_CHOICE, WHITE_NETWORK_TOLERANCE, best_classical, choose_method, measure_correlation,
 )
 from sar_despeckle_plugin.core.errors import SarDespeckleError
 from sar_despeckle_plugin.core.models.card import ModelCard, read_card, read_model_cards
@@ -128,6 +128,19 @@ def test_networks_chosen_for_correlated_speckle_keep_point_targets():
     assert white.model_card == SHIPPED_CARD and not white.keep_point_targets and "point targets" not in white.reason
     classical = choose_method(1.1, (0.60, 0.50), cards, lag2=(0.1, 0.1))
     assert classical.model_card is None and not classical.keep_point_targets
+
+
+def test_mild_correlation_bound_moves_mild_speckle_between_slc_and_white_networks():
+    """Change detection's prefilter asks networks trained on SLC-like correlation to take only
+    speckle past WHITE_NETWORK_TOLERANCE: own lag-1 0.2 then goes to the white network."""
+    cards = [(SHIPPED_CARD, read_card(SHIPPED_CARD)), ("slc.json", slc_card())]
+    mild = dict(correlation=(0.22, 0.05), lag2=(0.01, 0.0))
+    assert choose_method(1.0, mild["correlation"], cards, lag2=mild["lag2"]).model_card == "slc.json"
+    kept_white = choose_method(1.0, mild["correlation"], cards, lag2=mild["lag2"],
+                               mild_correlation=WHITE_NETWORK_TOLERANCE)
+    assert kept_white.model_card == SHIPPED_CARD
+    strong = choose_method(1.1, (0.33, 0.24), cards, lag2=(-0.02, -0.02), mild_correlation=WHITE_NETWORK_TOLERANCE)
+    assert strong.model_card == "slc.json"  # an S1 SLC's correlation is past the bound either way
 
 
 def test_the_closest_correlated_card_wins_and_grd_cards_leave_mild_correlation():

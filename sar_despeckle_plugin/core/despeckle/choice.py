@@ -151,7 +151,7 @@ def speckle_correlation(correlation: tuple[float, float] | None,
 
 
 def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | None,
-           lag2: tuple[float, float] | None = None) -> bool:
+           lag2: tuple[float, float] | None = None, mild_correlation: float = MILD_CORRELATION) -> bool:
     """Whether the network of ``card`` is made for ``looks`` and speckle of lag-1
     ``correlation`` (rows, cols; None: not measured, taken as white; ``lag2``: the lag-2 values,
     see :func:`speckle_correlation`): the looks in its range, and the same kind of speckle — a
@@ -160,7 +160,7 @@ def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | Non
     :data:`CORRELATION_MARGIN`, the measurement's own spread). Mildly correlated speckle (its own
     lag-1 part at most :data:`WHITE_NETWORK_TOLERANCE`) is served only by networks trained on
     SLC-like correlation (``max_correlation`` at most :data:`SLC_CORRELATION`), from
-    :data:`MILD_CORRELATION` on, else left to those trained on white speckle (rule 2): a network
+    ``mild_correlation`` on, else left to those trained on white speckle (rule 2): a network
     trained on GRDH-like speckle (lag 1 above 0.5) over-smooths it — on the Envisat crop averaged
     2 x 2 (0.11) its ratio mean was 0.913 and its ratio's lag-1 autocorrelation 0.45 against the
     input's 0.15; sarcnn_looks left 0.989 and 0.18."""
@@ -169,7 +169,7 @@ def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | Non
         return False
     if card.white:
         return own <= WHITE_CORRELATION
-    strong_enough = own > WHITE_NETWORK_TOLERANCE or (own > MILD_CORRELATION and card.max_correlation <= SLC_CORRELATION)
+    strong_enough = own > WHITE_NETWORK_TOLERANCE or (own > mild_correlation and card.max_correlation <= SLC_CORRELATION)
     return strong_enough and max(correlation) <= card.max_correlation + CORRELATION_MARGIN
 
 
@@ -203,7 +203,7 @@ def _point_targets_text(correlated: bool) -> str:
 def choose_method(looks: float, correlation: tuple[float, float] | None,
                   cards: Sequence[tuple[str, ModelCard]], looks_given: bool = False,
                   table: Sequence[MeasuredBest] = None, lag2: tuple[float, float] | None = None,
-                  per_pixel: float | None = None) -> Choice:
+                  per_pixel: float | None = None, mild_correlation: float = MILD_CORRELATION) -> Choice:
     """The method for an input of ``looks`` whose speckle has lag-1 autocorrelation
     ``correlation`` = (rows, cols) (None: could not be measured, taken as white; ``lag2``: the
     lag-2 values, see :func:`speckle_correlation`), among the networks of ``cards`` ((path,
@@ -213,7 +213,9 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
     correlated and LOOKS was not given, the looks per pixel lie between the two estimates (the
     block estimate reads correlated speckle as more looks, the sparse one reads scene texture
     over blocks twice as wide as fewer): cards are compared with
-    :func:`core.speckle.looks_per_pixel`, the looks a network conditioned on them reads."""
+    :func:`core.speckle.looks_per_pixel`, the looks a network conditioned on them reads.
+    ``mild_correlation``: the own lag-1 part from which networks trained on SLC-like correlation
+    take mildly correlated speckle (:func:`serves`)."""
     source = "given" if looks_given else "estimated"
     correlated = speckle_correlation(correlation, lag2) > WHITE_CORRELATION
     if correlation is None:
@@ -230,7 +232,7 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
                    "correlated")
     head = f"METHOD automatic: input {looks:.2f} looks ({source}), {measured}"
     ordered = sorted(cards, key=lambda item: item[1].name != DEFAULT_NETWORK)
-    serving = [(path, card) for path, card in ordered if serves(card, card_looks, correlation, lag2)]
+    serving = [(path, card) for path, card in ordered if serves(card, card_looks, correlation, lag2, mild_correlation)]
     if serving:
         # the closest fit: the weakest trained correlation (white cards keep their order)
         path, card = min(serving, key=lambda item: 0.0 if item[1].white else item[1].max_correlation)
@@ -288,11 +290,11 @@ def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndar
 
 
 def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback,
-                      per_pixel: Sequence[float | None] | None = None):
+                      per_pixel: Sequence[float | None] | None = None, mild_correlation: float = MILD_CORRELATION):
     """``settings`` (``method`` "automatic", no ``model_card``) -> the settings of the chosen
     method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
     uses them); ``per_pixel``: each band's looks on every second pixel when LOOKS was not given
-    (None: measured here). The correlation is measured on each band's sample. The choice serves
+    (None: measured here); ``mild_correlation``: see :func:`choose_method`. The correlation is measured on each band's sample. The choice serves
     the most demanding band (fewest looks, strongest correlation)."""
     correlations, measured_per_pixel = [], []
     for sample in samples:
@@ -308,7 +310,7 @@ def resolve_automatic(settings, samples, units: str, looks: Sequence[float], fee
     lag2 = (strongest[0][1][0], strongest[1][1][1]) if measured else None
     cards = candidate_cards(settings.networks, feedback.warn)
     choice = choose_method(min(looks), correlation, cards, settings.looks is not None, lag2=lag2,
-                           per_pixel=min(per_pixel) if per_pixel else None)
+                           per_pixel=min(per_pixel) if per_pixel else None, mild_correlation=mild_correlation)
     feedback.info(choice.reason)
     settings = dataclasses.replace(settings, networks=None)  # consumed: outputs record the choice
     if choice.model_card:
