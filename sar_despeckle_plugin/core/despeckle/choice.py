@@ -78,7 +78,8 @@ WHITE_NETWORK_TOLERANCE = 0.25
 SLC_CORRELATION = 0.5
 #: Below this own lag-1 part the white networks keep mildly correlated speckle: the Envisat crop
 #: averaged 2 x 2 (0.11, 2.65 looks, outside what sarcnn_slc was trained on) keeps a ratio ENL of
-#: 0.93 x its looks through sarcnn_looks, 0.80 x through sarcnn_slc.
+#: 0.93 x its looks through sarcnn_looks, 0.80 x through sarcnn_slc. Change detection's
+#: prefilter raises it to WHITE_NETWORK_TOLERANCE (``core.change.prefilter``: small changes).
 MILD_CORRELATION = 0.15
 #: The METHOD id of the automatic choice.
 AUTOMATIC = "automatic"
@@ -294,8 +295,9 @@ def resolve_automatic(settings, samples, units: str, looks: Sequence[float], fee
     """``settings`` (``method`` "automatic", no ``model_card``) -> the settings of the chosen
     method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
     uses them); ``per_pixel``: each band's looks on every second pixel when LOOKS was not given
-    (None: measured here); ``mild_correlation``: see :func:`choose_method`. The correlation is measured on each band's sample. The choice serves
-    the most demanding band (fewest looks, strongest correlation)."""
+    (None: measured here); ``mild_correlation``: see :func:`choose_method`. The correlation is
+    measured on each band's sample. The choice serves the most demanding band (fewest looks,
+    strongest correlation)."""
     correlations, measured_per_pixel = [], []
     for sample in samples:
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
