@@ -151,7 +151,12 @@ def test_config_selects_a_preset_and_checks_the_network_looks(tmp_path):
     table = {"rows": {"window": "kaiser", "coefficient": 2.5, "oversampling": 1.3, "looks": 1, "spacing": 0.5},
              "cols": {"looks": 3, "oversampling": 1.2, "spacing": 0.5}}
     custom = config_from_dict(_raw(table, network_looks=3), str(tmp_path), "t").data.speckle_model
-    assert custom.rows.window == "kaiser" and custom.cols.looks == 3
+    assert custom.rows.window == "kaiser" and custom.cols.looks == 3 and custom.name == "custom"
+    named = config_from_dict(_raw({**table, "name": "my_product"}, network_looks=3), str(tmp_path), "t")
+    assert named.data.speckle_model.name == "my_product"  # what the card and METHOD label show
+    for bad in ("sentinel1_iw_grdh", "white", "two words"):
+        with pytest.raises(ConfigError, match="name"):
+            config_from_dict(_raw({**table, "name": bad}, network_looks=3), str(tmp_path), "t")
 
 
 def test_a_list_of_models_is_a_mixture_drawn_per_patch(tmp_path):

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -646,7 +647,7 @@ PRESETS: dict[str, SpeckleModel] = {
 }
 
 #: Keys of a ``[data.speckle]`` table.
-SPECKLE_KEYS = ("preset", "looks", "rows", "cols", "resampling", "regrid")
+SPECKLE_KEYS = ("preset", "name", "looks", "rows", "cols", "resampling", "regrid")
 
 
 def preset(name: str) -> SpeckleModel:
@@ -675,6 +676,16 @@ def _axis_from(table, where: str) -> AxisResponse:
     return AxisResponse(**values)
 
 
+def _model_name(value, where: str) -> str:
+    """A table's own name for its model (what cards and METHOD labels show instead of "custom"):
+    letters, digits and underscores, not a preset's name."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
+        raise SarDespeckleError(f"{where} must be a name of letters, digits and underscores; got {value!r}.")
+    if value in PRESETS or value in ("white", "custom", "real", "fitted"):
+        raise SarDespeckleError(f"{where}: '{value}' names a preset or a kind of speckle; choose another name.")
+    return value
+
+
 def _looks_value(value, where: str):
     if isinstance(value, bool):
         raise SarDespeckleError(f"{where} must be a number or [min, max]; got {value!r}.")
@@ -692,7 +703,7 @@ def model_from_config(speckle, looks=1.0, looks_given: bool = False,
     ``looks``, as before speckle models existed), a preset name, a list of names or tables (a
     :class:`SpeckleMixture`: one drawn per patch), or a ``[data.speckle]`` table
     (``preset`` and/or ``looks``, ``rows``, ``cols``, ``resampling``, ``regrid``; fields given
-    override the preset's). ``looks`` (a number or [min, max]) applies to white models, and to
+    override the preset's; ``name`` names the result, "custom" otherwise). ``looks`` (a number or [min, max]) applies to white models, and to
     product models when ``looks_given`` (the ``[data].looks`` key was written) and it is a
     range (a single number there is the old white-speckle setting: a product model keeps its
     own multilook factors unless ``[data.speckle].looks`` says otherwise)."""
@@ -733,6 +744,8 @@ def model_from_config(speckle, looks=1.0, looks_given: bool = False,
             raise SarDespeckleError(f"{table_where}.regrid: {error}.") from None
     if changes:
         model = dataclasses.replace(model, name=model.name if set(changes) <= {"looks"} else "custom", **changes)
+    if "name" in speckle:
+        model = dataclasses.replace(model, name=_model_name(speckle["name"], f"{table_where}.name"))
     if model.white and model.looks is None:
         raise SarDespeckleError(f"{table_where}: give a preset, rows/cols, or looks.")
     return model.check(table_where)
