@@ -130,11 +130,17 @@ def test_qgis_process_default_keeps_point_targets_in_correlated_speckle_only(qgi
         image = image.astype(np.float32)
         image[box] = RESPONSE
         source = write_geotiff(str(tmp_path / f"{kind}.tif"), image)
-        out = str(tmp_path / f"{kind}_out.tif")
-        done = qgis_process("run", "sar_despeckle:despeckle", f"--INPUT={source}", f"--OUTPUT={out}")
+        out, report = str(tmp_path / f"{kind}_out.tif"), str(tmp_path / f"{kind}_report.html")
+        done = qgis_process("run", "sar_despeckle:despeckle", f"--INPUT={source}", f"--OUTPUT={out}",
+                            f"--REPORT={report}")
         log = done.stdout + done.stderr
         peak = read_geotiff(out)[0][centre, centre]
         parameters = json.loads(raster_info(out).metadata["SAR_DESPECKLE_PARAMETERS"])
+        with open(str(tmp_path / f"{kind}_report.json")) as twin:
+            reported = json.load(twin)["point_targets"]
+        with open(report) as page:
+            assert f"<td>{reported}</td>" in page.read().replace("\n", "")
+        assert reported.startswith("kept as measured" if kind == "slc" else "spread by the network")
         if kind == "slc":
             assert "using network sarcnn_slc" in log and "are kept as measured" in log, log
             assert peak == pytest.approx(RESPONSE[1, 1], rel=1e-5) and parameters["keep_point_targets"] is True

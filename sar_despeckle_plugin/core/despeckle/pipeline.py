@@ -249,16 +249,18 @@ def despeckle_raster(
         if report_path:
             quality = _write_report(input_path, output_path, ratio_path, report_path, run, reader, samples,
                                     intensity_bands, statistics, units, despeckler, device.type, quicklook,
-                                    start, feedback)
+                                    start, feedback, settings.keep_point_targets)
     return DespeckleReport(output_path, units, tuple(s.looks for s in statistics), device.type, nodata,
                            ratio_path or None, report_path or None, quality)
 
 
 def _write_report(input_path, output_path, ratio_path, report_path, run: OutputSet, reader, samples,
-                  intensity_bands, statistics, units, despeckler, device, quicklook, start, feedback) -> dict:
+                  intensity_bands, statistics, units, despeckler, device, quicklook, start, feedback,
+                  keep_point_targets: bool) -> dict:
     """Measure the run on the sample windows (the input's, already read; the output's, read
     back from its staged file) and stage the report's HTML, JSON twin and quick-look PNG: one
-    entry per intensity band (C2: C11 and C22, whose channels come first)."""
+    entry per intensity band (C2: C11 and C22, whose channels come first). A network's report
+    also says what became of point targets (``keep_point_targets``)."""
     info = reader.info
     windows = speckle.sample_windows(reader.height, reader.width)
     staged = RasterReader(run.staged_path(output_path))
@@ -286,6 +288,8 @@ def _write_report(input_path, output_path, ratio_path, report_path, run: OutputS
         seconds=time.perf_counter() - start, windows=windows, bands=entries,
         plugin_version=plugin_version(),
     )
+    if despeckler.checksum:
+        report["point_targets"] = quality_report.point_targets_text(keep_point_targets)
     names = [f"BAND {e['band']} {e['description']}".strip() for e in entries]
     quality_report.write_report_files(report, report_path, quicklook, details, names, run)
     return report

@@ -396,6 +396,7 @@ def write_html(report: dict, path: str) -> None:
                                        if report.get("model") else "")),
         ("Units", report["units"]), ("Size", f"{report['width']} x {report['height']} px, "
                                               f"{len(report['bands'])} band(s)"),
+        *((("Point targets", report["point_targets"]),) if report.get("point_targets") else ()),
         ("Device", report["device"]),
         ("Time", f"{report['seconds']:.1f} s ({report['seconds_per_megapixel']:.3f} s per megapixel "
                  "and band)"),
@@ -521,6 +522,14 @@ def build_report(*, input_path: str, output_path: str, ratio_path: str | None, r
         "edge_preservation_measure": f"EPD-ROA (Feng et al. 2011), ratios of {EPD_SIDE} x {EPD_SIDE} block averages",
         "bands": bands,
     }
+
+
+def point_targets_text(kept: bool) -> str:
+    """What a network run did with point targets, for its report (``point_targets``)."""
+    if kept:
+        return ("kept as measured: pixels more than 20 dB over their surroundings and their bright 3 x 3 "
+                "response (POINT_TARGETS, or METHOD automatic on correlated speckle)")
+    return "spread by the network like the rest of the scene (POINT_TARGETS off)"
 
 
 def summary(entry: dict) -> str:
