@@ -217,9 +217,9 @@ def test_processing_lists_user_cards_safely_and_names_duplicates(qgis_processing
         assert options[7].startswith("Automatic: ")  # the default, before the networks
         assert options[8:] == [
             "sarcnn_default (network, 1 look(s), sarcnn_default.json)",
-            "sarcnn_grdh (network, 2.833-10.016 looks, sentinel1_iw_grdh + sentinel1_iw_grdh_ee speckle)",
+            "sarcnn_grdh (network, 2.83-10 looks, sentinel1_iw_grdh + 1 more speckle)",
             "sarcnn_looks (network, 1-16 looks)",
-            "sarcnn_slc (network, 1-2.779 looks, sentinel1_iw_slc + sentinel1_iw_slc_ml4x1 + stripmap_slc + azimuth_oversampled_slc speckle)",
+            "sarcnn_slc (network, 1-2.78 looks, sentinel1_iw_slc + 3 more speckle)",
             "mynet (user network, 1 look(s), mynet_v1.json)",
             "mynet (user network, 4 look(s), mynet_v2.json)",
             "sarcnn_default (user network, 1 look(s), sarcnn_default.json)",

@@ -60,10 +60,17 @@ def available_methods(user_folder: str, warn: Callable[[str], None]) -> list[Met
     for path, card, origin in networks:
         shared = f", {os.path.basename(path)}" if names.count(card.name) > 1 else ""
         low, high = card.looks_range
-        looks = f"{low:g} look(s)" if low == high else f"{low:g}-{high:g} looks"
-        speckle = "" if card.white else f", {card.speckle_model} speckle"
+        looks = f"{low:.3g} look(s)" if low == high else f"{low:.3g}-{high:.3g} looks"
+        speckle = "" if card.white else f", {short_speckle_text(card.speckle_model)} speckle"
         methods.append((f"{card.name} ({origin}, {looks}{speckle}{shared})", path))
     return methods
+
+
+def short_speckle_text(speckle_model: str) -> str:
+    """A card's ``speckle_model`` short enough for a METHOD option: a mixture ("a + b + c")
+    names its first model and counts the others (the log and the card give them all)."""
+    models = speckle_model.split(" + ")
+    return models[0] if len(models) == 1 else f"{models[0]} + {len(models) - 1} more"
 
 
 def settings_from_parameters(values: Mapping[str, object], methods: list[Method]) -> DespeckleSettings:
