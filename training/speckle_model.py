@@ -703,7 +703,8 @@ def model_from_config(speckle, looks=1.0, looks_given: bool = False,
     ``looks``, as before speckle models existed), a preset name, a list of names or tables (a
     :class:`SpeckleMixture`: one drawn per patch), or a ``[data.speckle]`` table
     (``preset`` and/or ``looks``, ``rows``, ``cols``, ``resampling``, ``regrid``; fields given
-    override the preset's; ``name`` names the result, "custom" otherwise). ``looks`` (a number or [min, max]) applies to white models, and to
+    override the preset's; ``name`` names the result, "custom" otherwise). ``looks`` (a number
+    or [min, max]) applies to white models, and to
     product models when ``looks_given`` (the ``[data].looks`` key was written) and it is a
     range (a single number there is the old white-speckle setting: a product model keeps its
     own multilook factors unless ``[data.speckle].looks`` says otherwise)."""
