@@ -131,7 +131,7 @@ weights: setup
 	$(PY) -m training train --config training/configs/sarcnn_default_scatterers.toml --output $(BUILD)/runs/sarcnn_default_scatterers
 	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_default_scatterers/last.pt --name sarcnn_default --to $(PLUGIN)/weights --overwrite
 	$(PY) -m training evaluate --model $(PLUGIN)/weights/sarcnn_default.json --protocol --write-card
-	# fine-tuned from sarcnn_default: white speckle of 1-16 looks; GRDH in three stages; from sarcnn_looks: SLC intensities and the stack network
+	# fine-tuned from sarcnn_default: white speckle of 1-16 looks; GRDH in three stages; from sarcnn_looks: SLC intensities, other products (reading the correlation) and the stack network
 	rm -rf $(BUILD)/runs/sarcnn_looks $(BUILD)/runs/sarcnn_grdh $(BUILD)/runs/sarcnn_grdh_mixed $(BUILD)/runs/sarcnn_grdh_looks $(BUILD)/runs/sarcnn_stack
 	$(PY) -m training train --config training/configs/sarcnn_looks.toml --output $(BUILD)/runs/sarcnn_looks
 	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_looks/last.pt --name sarcnn_looks --to $(PLUGIN)/weights --overwrite
@@ -144,6 +144,9 @@ weights: setup
 	rm -rf $(BUILD)/runs/sarcnn_slc
 	$(PY) -m training train --config training/configs/sarcnn_slc.toml --output $(BUILD)/runs/sarcnn_slc
 	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_slc/last.pt --name sarcnn_slc --to $(PLUGIN)/weights --overwrite
+	rm -rf $(BUILD)/runs/sarcnn_products
+	$(PY) -m training train --config training/configs/sarcnn_products.toml --output $(BUILD)/runs/sarcnn_products
+	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_products/last.pt --name sarcnn_products --to $(PLUGIN)/weights --overwrite
 	$(PY) -m training train --config training/configs/sarcnn_stack.toml --output $(BUILD)/runs/sarcnn_stack
 	$(PY) -m training export --checkpoint $(BUILD)/runs/sarcnn_stack/best.pt --name sarcnn_stack --to $(PLUGIN)/weights --overwrite
 	rm -rf $(BUILD)/runs/change_default

@@ -73,7 +73,7 @@ from sar_despeckle_plugin.core.speckle import looks_per_pixel, pixel_looks, to_i
 from training.benchmark import (
     HELD_OUT_ROWS, REFERENCES, SEEDS, despeckle_array, held_out_pairs, reference_paths, score,
 )
-from training.speckle_model import PRESETS, SpeckleModel, multilook_white, true_statistics
+from training.speckle_model import PRESETS, AxisResponse, SpeckleModel, multilook_white, true_statistics
 
 MULOG = "MuLoG+BM3D"
 NOISY = "noisy input"
@@ -85,6 +85,19 @@ GRDH_EE = "sentinel1_iw_grdh_ee"
 #: measured beside the targets, which do not name them.
 SLC_PRESETS = {"sentinel1_iw_slc": "S1 IW SLC", "sentinel1_iw_slc_ml4x1": "S1 IW SLC 4 x 1",
                "stripmap_slc": "stripmap SLC"}
+#: Multi-look products that no specialist network was trained for (measured beside the targets,
+#: which do not name them): Hamming 0.75 windows, oversampling 1.2, linear resampling.
+#: ``three_look_pri``: 3 azimuth looks, pixels half the resolution on both axes (ERS / Envisat
+#: PRI-like: 12.5 m pixels, about 25 m resolution); ``many_look_grd``: 4 x 3 looks at half the
+#: resolution (a medium-resolution GRD, e.g. Sentinel-1 EW / IW GRDM-like, ENL about 10).
+_AXIS = AxisResponse("hamming", 0.75, 1.2, 1.0, 0.5)
+HELD_OUT_PRODUCTS = {
+    "three_look_pri": ("3-look PRI-like", SpeckleModel(
+        looks=None, rows=dataclasses.replace(_AXIS, looks=3.0), cols=_AXIS, name="three_look_pri")),
+    "many_look_grd": ("4 x 3-look GRD", SpeckleModel(
+        looks=None, rows=dataclasses.replace(_AXIS, looks=4.0), cols=dataclasses.replace(_AXIS, looks=3.0),
+        name="many_look_grd")),
+}
 GRD_FILES = {f"grdh_{pol}": os.path.join(DATA, "grd", f"s1_grdh_spain_vegabaja_20190917_{pol}.tif")
              for pol in ("vv", "vh")}
 #: An older, independently processed GRD (multilooked, geocoded to 20 m, stored in dB): no
@@ -148,12 +161,14 @@ class Condition:
 
 
 def conditions(names=None, grdh_mulog_looks: str = "exact") -> dict[str, Condition]:
-    """The speckles of the full-reference table: white L = 1, 2, 4, 8, the two GRDH presets and
-    the SLC presets."""
+    """The speckles of the full-reference table: white L = 1, 2, 4, 8, the two GRDH presets, the
+    SLC presets and :data:`HELD_OUT_PRODUCTS`."""
     found = {f"L{looks}": Condition(f"L{looks}", f"L = {looks}", multilook_white(float(looks)), True, float(looks))
              for looks in (1, 2, 4, 8)}
-    for name, label in ((GRDH, "S1 GRDH"), (GRDH_EE, "S1 GRDH (Earth Engine)"), *SLC_PRESETS.items()):
-        found[name] = Condition(name, label, PRESETS[name], False, float(true_statistics(PRESETS[name])["looks"]))
+    products = {name: (label, PRESETS[name]) for name, label in (
+        (GRDH, "S1 GRDH"), (GRDH_EE, "S1 GRDH (Earth Engine)"), *SLC_PRESETS.items())}
+    for name, (label, model) in {**products, **HELD_OUT_PRODUCTS}.items():
+        found[name] = Condition(name, label, model, False, float(true_statistics(model)["looks"]))
     if grdh_mulog_looks not in ("exact", "estimated"):
         raise ValueError("grdh_mulog_looks must be 'exact' or 'estimated'")
     return {name: found[name] for name in (names or found)}

@@ -407,11 +407,22 @@ def correlated_four_look_tif(tmp_path):
 @pytest.fixture()
 def correlated_two_look_tif(tmp_path):
     """Two horizontally neighbouring 1-look samples averaged: about 2 looks, correlated along
-    columns; no shipped network is trained for it."""
+    columns (lag-1 0.5); no specialist is trained for it."""
     path = str(tmp_path / "corr2.tif")
     rng = np.random.default_rng(13)
     single = rng.exponential(1.0, (192, 193))
     write_geotiff(path, (scene(192, 192) * 0.5 * (single[:, :-1] + single[:, 1:])).astype(np.float32)[None])
+    return path
+
+
+@pytest.fixture()
+def beyond_every_card_tif(tmp_path):
+    """Two horizontally neighbouring 30-look samples averaged: about 60 looks, lag-1 0.5 along
+    columns; more looks than any shipped network of correlated speckle was trained for."""
+    path = str(tmp_path / "corr60.tif")
+    rng = np.random.default_rng(15)
+    many = rng.gamma(30.0, 1 / 30, (192, 193))
+    write_geotiff(path, (scene(192, 192) * 0.5 * (many[:, :-1] + many[:, 1:])).astype(np.float32)[None])
     return path
 
 
@@ -433,7 +444,8 @@ def run_log(qgis_process, *args):
 
 
 def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look_tif, correlated_four_look_tif,
-                                                    sentinel1_slc_tif, correlated_two_look_tif, tmp_path):
+                                                    sentinel1_slc_tif, correlated_two_look_tif, beyond_every_card_tif,
+                                                    tmp_path):
     from sar_despeckle_plugin.core.raster import raster_info
 
     out = str(tmp_path / "white_out.tif")
@@ -443,8 +455,9 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
 
     out = str(tmp_path / "corr_out.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_four_look_tif}", f"--OUTPUT={out}")
-    assert "using network sarcnn_grdh: " in log and "sentinel1_iw_grdh + sentinel1_iw_grdh_ee speckle" in log, log
-    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_grdh"
+    assert "using network sarcnn_products: " in log, log  # a product no specialist was trained for
+    assert "also reads the speckle's lag-1 autocorrelation (rows / cols): 0.4" in log, log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_products"
 
     out = str(tmp_path / "slc_out.tif")
     log = run_log(qgis_process, f"--INPUT={sentinel1_slc_tif}", f"--OUTPUT={out}")
@@ -453,6 +466,11 @@ def test_qgis_process_default_method_fits_the_input(qgis_process, white_one_look
 
     out = str(tmp_path / "corr2_out.tif")
     log = run_log(qgis_process, f"--INPUT={correlated_two_look_tif}", f"--OUTPUT={out}")
+    assert "using network sarcnn_products: " in log, log
+    assert raster_info(out).metadata["SAR_DESPECKLE_METHOD"] == "sarcnn_products"
+
+    out = str(tmp_path / "corr60_out.tif")
+    log = run_log(qgis_process, f"--INPUT={beyond_every_card_tif}", f"--OUTPUT={out}")
     line = next(line for line in log.splitlines() if "(METHOD) automatic" in line)
     looks = float(line.split("input ")[1].split(" looks")[0])
     best = best_classical(looks, correlated=True)

@@ -219,6 +219,7 @@ def test_processing_lists_user_cards_safely_and_names_duplicates(qgis_processing
             "sarcnn_default (network, 1 look(s), sarcnn_default.json)",
             "sarcnn_grdh (network, 2.83-10 looks, sentinel1_iw_grdh + 1 more speckle)",
             "sarcnn_looks (network, 1-16 looks)",
+            "sarcnn_products (network, 1-15.8 looks, random_products speckle)",
             "sarcnn_slc (network, 1-2.78 looks, sentinel1_iw_slc + 3 more speckle)",
             "mynet (user network, 1 look(s), mynet_v1.json)",
             "mynet (user network, 4 look(s), mynet_v2.json)",

@@ -61,7 +61,7 @@ def test_shipped_configs_parse_and_state_their_budget():
     with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as handle:
         recipe = handle.read().split("\nweights:", 1)[1].split("\n\n", 1)[0]
     weights = sorted(set(re.findall(r"training/configs/(\w+)\.toml", recipe)))
-    assert {"sarcnn_default", "sarcnn_looks", "sarcnn_grdh", "sarcnn_grdh_mixed", "sarcnn_grdh_looks", "sarcnn_slc", "sarcnn_stack",
+    assert {"sarcnn_default", "sarcnn_looks", "sarcnn_grdh", "sarcnn_grdh_mixed", "sarcnn_grdh_looks", "sarcnn_slc", "sarcnn_products", "sarcnn_stack",
             "change_default", "change_single"} <= set(weights)
     names = ("tiny_test", "blind_spot", "contrastive_pretrain", "sarcnn_wide", *weights)
     for name in names:

@@ -26,6 +26,7 @@ from sar_despeckle_plugin.core.raster import RasterReader
 
 from .config import ConfigError, DataConfig, SourceConfig
 from .scenes import SCENES, point_scatterers
+from .speckle_fit import measure_model
 from .speckle_model import (
     POINT_RESPONSE_RADIUS, SpeckleMixture, SpeckleModel, model_from_config, point_response, true_statistics,
 )
@@ -332,26 +333,60 @@ def _product_looks(model: SpeckleModel) -> float:
     return float(true_statistics(model)["looks"])
 
 
+@functools.lru_cache(maxsize=4096)
+def measured_correlation(model: SpeckleModel) -> tuple[float, float]:
+    """The lag-1 intensity autocorrelation (rows, cols) that the plugin's estimator
+    (``core.quality.measure_speckle``, what a despeckling run measures on its input) reads on
+    pure-speckle draws of ``model`` (:func:`training.speckle_fit.measure_model`, one 512 x 512
+    draw, fixed seed): what a correlation-conditioned network reads in training. White: 0."""
+    if model.white:
+        return 0.0, 0.0
+    statistics = measure_model(model, images=1)
+    return statistics["rows"][0], statistics["cols"][0]
+
+
 def speckle_component(model: SpeckleModel | SpeckleMixture, rng: np.random.Generator) -> SpeckleModel:
     """The model one patch is speckled with: a mixture's component drawn for it, else ``model``."""
     return model.pick(rng) if isinstance(model, SpeckleMixture) else model
 
 
-def speckle_with_looks(model: SpeckleModel, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def _draw_speckle(model: SpeckleModel | SpeckleMixture, clean: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, SpeckleModel]:
     """``clean`` times one speckle draw of ``model`` (the very draw ``model.apply`` makes), and
-    the equivalent number of looks of that draw: what a network conditioned on the looks reads
-    (white models: the L drawn; product models: the exact ENL of the nominal looks drawn,
-    :func:`training.speckle_model.true_statistics`, at 0.01-look steps; mixtures: of the
-    component drawn for this patch)."""
+    the model drawn with: a mixture's component, its looks fixed where they are drawn (at
+    0.01-look steps for product models)."""
     model = speckle_component(model, rng)
     bounds = model.looks_range
     if bounds is not None and bounds[0] != bounds[1]:  # draw L as SpeckleModel.draw does, then fix it
         model = dataclasses.replace(model, looks=math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
     noisy = model.apply(clean, rng)
-    if model.white:
-        return noisy, float(model.looks_range[0])
-    key = model if model.looks is None else dataclasses.replace(model, looks=round(float(model.looks), 2))
-    return noisy, _product_looks(key)
+    if not model.white and model.looks is not None:
+        model = dataclasses.replace(model, looks=round(float(model.looks), 2))
+    return noisy, model
+
+
+def _drawn_looks(model: SpeckleModel) -> float:
+    return float(model.looks_range[0]) if model.white else _product_looks(model)
+
+
+def speckle_with_looks(model: SpeckleModel | SpeckleMixture, clean: np.ndarray,
+                       rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """``clean`` times one speckle draw of ``model`` (the very draw ``model.apply`` makes), and
+    the equivalent number of looks of that draw: what a network conditioned on the looks reads
+    (white models: the L drawn; product models: the exact ENL of the nominal looks drawn,
+    :func:`training.speckle_model.true_statistics`, at 0.01-look steps; mixtures: of the
+    component drawn for this patch)."""
+    noisy, drawn = _draw_speckle(model, clean, rng)
+    return noisy, _drawn_looks(drawn)
+
+
+def speckle_with_conditioning(model: SpeckleModel | SpeckleMixture, clean: np.ndarray,
+                              rng: np.random.Generator) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """As :func:`speckle_with_looks`, and the lag-1 autocorrelation (rows, cols) the plugin
+    measures on that speckle (:func:`measured_correlation`): what a correlation-conditioned
+    network reads."""
+    noisy, drawn = _draw_speckle(model, clean, rng)
+    return noisy, _drawn_looks(drawn), measured_correlation(drawn)
 
 
 def spread_point_scatterers(scatterers: np.ndarray, model: SpeckleModel, rng: np.random.Generator) -> np.ndarray:
@@ -414,18 +449,25 @@ class TrainingPatches(OnTheFlyPatches):
     Items (tensors; images (1, P, P) linear intensity, references 0-d):
 
     * supervised: ``noisy``, ``clean``, ``reference``, ``looks`` (the equivalent number of looks
-      of the speckle drawn on this patch: a conditioned network reads it)
+      of the speckle drawn on this patch: a conditioned network reads it); with ``correlation``,
+      also ``correlation`` ((2,): the lag-1 autocorrelation, rows and cols, measured on that
+      speckle, :func:`measured_correlation`, what a correlation-conditioned network reads)
     * blind_spot: ``noisy``, ``reference``
     * contrastive: ``view_a``, ``view_b``, ``reference_a``, ``reference_b`` (two independent
       speckle draws on one clean patch, or two dates of one real area)
     """
 
     def __init__(self, mode: str, sets: list, data: DataConfig, seed: int, real_fraction: float = 0.0,
-                 length: int | None = None, jitter: float | None = None) -> None:
+                 length: int | None = None, jitter: float | None = None, correlation: bool = False) -> None:
         super().__init__(sets, data, seed, length)
         self.mode = mode
         self.looks = data.looks
         self.speckle = speckle_model_of(data)
+        self.correlation = correlation
+        if correlation:  # measured once here, before data-loader workers fork
+            for component in getattr(self.speckle, "components", (self.speckle,)):
+                if component.looks_range is None or component.white:
+                    measured_correlation(component)
         self.point_scatterers = data.point_scatterers
         self.jitter = data.reference_jitter if jitter is None else jitter
         # share of real images: contrastive follows the config, blind-spot follows the areas
@@ -457,12 +499,18 @@ class TrainingPatches(OnTheFlyPatches):
 
         if self.mode == "supervised":
             component = speckle_component(self.speckle, rng)
-            noisy, looks = speckle_with_looks(component, patch, rng)
+            if self.correlation:
+                noisy, looks, correlation = speckle_with_conditioning(component, patch, rng)
+            else:
+                noisy, looks = speckle_with_looks(component, patch, rng)
             scatterers = spread_point_scatterers(scatterers, component, rng)
             noisy, clean = noisy + scatterers, patch + scatterers
-            return {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
+            item = {"noisy": torch.from_numpy(noisy), "clean": torch.from_numpy(clean),
                     "reference": torch.tensor(reference_level(noisy, jitter=self.jitter, rng=rng)),
                     "looks": torch.tensor(looks, dtype=torch.float32)}
+            if self.correlation:
+                item["correlation"] = torch.tensor(correlation, dtype=torch.float32)
+            return item
         if self.mode == "blind_spot":
             noisy = patch[rng.integers(len(patch))][None] if real else observed(patch)
             return {"noisy": torch.from_numpy(np.ascontiguousarray(noisy)),
@@ -484,31 +532,38 @@ class TrainingPatches(OnTheFlyPatches):
 class ValidationImage:
     """A fixed validation example: ``noisy`` (1, 1, H, W) intensity, ``clean`` (same) or None,
     ``reference`` (median of ``noisy``), ``name``, ``looks`` (of the speckle drawn; None for
-    real images)."""
+    real images), ``correlation`` (its measured lag-1 autocorrelation, rows and cols, when
+    asked for; else None)."""
 
     noisy: torch.Tensor
     clean: torch.Tensor | None
     reference: float
     name: str
     looks: float | None = None
+    correlation: tuple[float, float] | None = None
 
 
-def validation_images(sets: list, looks: float | SpeckleModel | SpeckleMixture, seed: int) -> list[ValidationImage]:
+def validation_images(sets: list, looks: float | SpeckleModel | SpeckleMixture, seed: int,
+                      correlation: bool = False) -> list[ValidationImage]:
     """Whole validation images with fixed speckle (clean sources) or as they are (real);
-    ``looks``: white Gamma speckle of that many looks, or a speckle model."""
+    ``looks``: white Gamma speckle of that many looks, or a speckle model; ``correlation``: also
+    the measured lag-1 autocorrelation of the speckle drawn (:func:`speckle_with_conditioning`)."""
     examples = []
     for s, image_set in enumerate(sets):
         for i, image in enumerate(image_set.images):
             name = image_set.description if len(image_set.images) == 1 else f"{image_set.description} #{i}"
-            drawn = None
+            drawn, measured = None, None
             if image_set.kind == "clean":
                 rng = np.random.default_rng([seed, 0, s, i])
-                if isinstance(looks, (SpeckleModel, SpeckleMixture)):
-                    noisy, drawn = speckle_with_looks(looks, image, rng)
+                if not isinstance(looks, (SpeckleModel, SpeckleMixture)):
+                    noisy, drawn, measured = speckled(image, looks, rng), float(looks), (0.0, 0.0)
+                elif correlation:
+                    noisy, drawn, measured = speckle_with_conditioning(looks, image, rng)
                 else:
-                    noisy, drawn = speckled(image, looks, rng), float(looks)
+                    noisy, drawn = speckle_with_looks(looks, image, rng)
                 clean = torch.from_numpy(image[None])
             else:
                 noisy, clean = image[:1], None
-            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy), name, drawn))
+            examples.append(ValidationImage(torch.from_numpy(noisy[None]), clean, reference_level(noisy), name, drawn,
+                                            measured if correlation else None))
     return examples

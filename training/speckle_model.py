@@ -558,12 +558,14 @@ class SpeckleMixture:
     """
 
     components: tuple[SpeckleModel, ...]
+    label: str = ""
     white = False
     looks = None
 
     @property
     def name(self) -> str:
-        return " + ".join(c.name or "custom" for c in self.components)
+        """``label`` (a family, :func:`random_products`), else the components' names."""
+        return self.label or " + ".join(c.name or "custom" for c in self.components)
 
     def pick(self, rng: np.random.Generator) -> SpeckleModel:
         return self.components[int(rng.integers(len(self.components)))]
@@ -572,6 +574,10 @@ class SpeckleMixture:
         return self.pick(rng).apply(clean, rng)
 
     def describe(self) -> str:
+        if self.label:
+            white = sum(c.white for c in self.components)
+            return (f"{self.label}: one per patch of {len(self.components)} speckle models "
+                    f"({len(self.components) - white} products, {white} white)")
         return "one per patch of: " + "; ".join(c.describe() for c in self.components)
 
 
@@ -646,8 +652,65 @@ PRESETS: dict[str, SpeckleModel] = {
     ),
 }
 
+#: The span of :func:`random_products`: the exact ENL of its models.
+FAMILY_LOOKS = (1.0, 16.0)
+
+
+def _random_axis(rng: np.random.Generator, slc_grid: bool) -> AxisResponse:
+    """One axis of a random product: Hamming weighting (alpha 0.6-1), oversampling 1.05-1.6;
+    on the SLC grid, 1-4 samples averaged per pixel; else 1-6 looks resampled at 0.3-0.9 of
+    the multilooked resolution."""
+    base = AxisResponse("hamming", round(float(rng.uniform(0.6, 1.0)), 3), round(float(rng.uniform(1.05, 1.6)), 3))
+    if slc_grid:
+        return on_slc_grid(base, int(rng.integers(1, 5)))
+    return dataclasses.replace(base, looks=round(_log_uniform((1.0, 6.0), rng), 2),
+                               spacing=round(float(rng.uniform(0.3, 0.9)), 3))
+
+
+def random_product(rng: np.random.Generator) -> SpeckleModel:
+    """The speckle of a product drawn at random (its exact ENL anywhere from 1 up): an SLC
+    intensity detected (and block-multilooked) on its own grid, or a multilooked product
+    resampled to its output grid (linear or cubic), a quarter of those then regridded by
+    nearest neighbour as a map export does; one axis in six left white (oversampled along the
+    other only)."""
+    slc_grid = bool(rng.random() < 0.4)
+    rows, cols = _random_axis(rng, slc_grid), _random_axis(rng, slc_grid)
+    if rng.random() < 1 / 6:
+        rows, cols = (None, cols) if rng.random() < 0.5 else (rows, None)
+    if slc_grid:
+        return SpeckleModel(looks=None, rows=rows, cols=cols, resampling="nearest", name="random_product")
+    regrid = ()
+    if rng.random() < 0.25:
+        regrid = (Regrid("nearest", 1.0, round(float(rng.uniform(0.75, 1.0)), 3)),)
+    return SpeckleModel(looks=None, rows=rows, cols=cols, resampling=str(rng.choice(["linear", "linear", "cubic"])),
+                        regrid=regrid, name="random_product")
+
+
+def random_products(count: int = 160, seed: int = 0, white_share: float = 0.15) -> SpeckleMixture:
+    """A family of speckle models to train one network for every product (one drawn per
+    patch): the product presets, ``count`` :func:`random_product` draws whose exact ENL lies in
+    :data:`FAMILY_LOOKS`, and a ``white_share`` of white models (L log-uniform in the same
+    span). Deterministic for a ``seed``."""
+    rng = np.random.default_rng(seed)
+    models = [model for model in PRESETS.values() if not model.white]
+    drawn = 0
+    while drawn < count:
+        model = random_product(rng)
+        if FAMILY_LOOKS[0] <= true_statistics(model)["looks"] <= FAMILY_LOOKS[1]:
+            models.append(model)
+            drawn += 1
+    white = int(round(white_share * len(models) / (1 - white_share)))
+    models += [SpeckleModel(looks=round(_log_uniform(FAMILY_LOOKS, rng), 2), name="white") for _ in range(white)]
+    return SpeckleMixture(tuple(models), label="random_products")
+
+
+#: Speckle families a ``[data.speckle]`` table may name (``family = NAME``, ``count``, ``seed``).
+FAMILIES = {"random_products": random_products}
+
 #: Keys of a ``[data.speckle]`` table.
 SPECKLE_KEYS = ("preset", "name", "looks", "rows", "cols", "resampling", "regrid")
+#: Keys of a ``[data.speckle]`` table that names a family.
+FAMILY_KEYS = ("family", "count", "seed")
 
 
 def preset(name: str) -> SpeckleModel:
@@ -721,6 +784,8 @@ def model_from_config(speckle, looks=1.0, looks_given: bool = False,
     if not isinstance(speckle, dict):
         raise SarDespeckleError(f"{where}.speckle must be a preset name or a table.")
     table_where = f"{where}.speckle"
+    if "family" in speckle:
+        return _family_from(speckle, table_where)
     for key in speckle:
         if key not in SPECKLE_KEYS:
             raise SarDespeckleError(f"Unknown key '{key}' in {table_where}; allowed: {', '.join(SPECKLE_KEYS)}.")
@@ -750,6 +815,18 @@ def model_from_config(speckle, looks=1.0, looks_given: bool = False,
     if model.white and model.looks is None:
         raise SarDespeckleError(f"{table_where}: give a preset, rows/cols, or looks.")
     return model.check(table_where)
+
+
+def _family_from(table: dict, where: str) -> SpeckleMixture:
+    unknown = [key for key in table if key not in FAMILY_KEYS]
+    if unknown:
+        raise SarDespeckleError(f"Unknown key '{unknown[0]}' in {where} (a family takes {', '.join(FAMILY_KEYS)}).")
+    if table["family"] not in FAMILIES:
+        raise SarDespeckleError(f"{where}.family must be one of {sorted(FAMILIES)}; got '{table['family']}'.")
+    count, seed = table.get("count", 160), table.get("seed", 0)
+    if not (isinstance(count, int) and 2 <= count <= 4096 and isinstance(seed, int)):
+        raise SarDespeckleError(f"{where}: count must be an integer in [2, 4096] and seed an integer.")
+    return FAMILIES[table["family"]](count, seed)
 
 
 def looks_interval(model: SpeckleModel) -> tuple[float, float]:

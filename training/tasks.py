@@ -111,10 +111,15 @@ class Task:
         self.train_sets = load_sources(config.data.train, mode, "train")
         self.validation_sets = load_sources(config.data.validation, mode, "validation")
 
+    @property
+    def reads_correlation(self) -> bool:
+        """Whether the model trained reads the speckle's correlation (``condition_channels`` 3)."""
+        return self.config.model.hyperparameters.get("condition_channels", 0) == 3
+
     def train_dataset(self) -> TrainingPatches:
         return TrainingPatches(
             self.config.train.mode, self.train_sets, self.config.data, self.config.train.seed,
-            self.config.contrastive.real_fraction,
+            self.config.contrastive.real_fraction, correlation=self.reads_correlation,
         )
 
     def build_model(self) -> nn.Module:
@@ -177,7 +182,7 @@ class DespeckleTask(Task):
         super().__init__(config)
         model = speckle_model_of(config.data)
         looks = model.looks if model.white and not isinstance(model.looks, tuple) else model
-        self.examples = validation_images(self.validation_sets, looks, config.train.seed)
+        self.examples = validation_images(self.validation_sets, looks, config.train.seed, self.reads_correlation)
         self.watch = RealImageWatch([(e.name, e.noisy, e.reference) for e in self.examples if e.clean is None],
                                     per_pixel=not model.white)
 
@@ -185,10 +190,12 @@ class DespeckleTask(Task):
     def selection(self) -> str:
         return "psnr" if any(e.clean is not None for e in self.examples) else "loss"
 
-    def example_loss(self, model: DespecklingNet, noisy, clean, reference, looks=None) -> torch.Tensor:
+    def example_loss(self, model: DespecklingNet, noisy, clean, reference, looks=None, correlation=None) -> torch.Tensor:
         batch = {"noisy": noisy, "clean": clean, "reference": reference}
         if looks is not None:
             batch["looks"] = torch.tensor([looks], device=noisy.device)
+        if correlation is not None:
+            batch["correlation"] = torch.tensor([correlation], device=noisy.device)
         return self.loss(model, batch)
 
     def validate(self, model: DespecklingNet, device: torch.device) -> dict:
@@ -200,10 +207,12 @@ class DespeckleTask(Task):
                 reference = torch.tensor([example.reference], device=device)
                 clean = example.clean.to(device) if example.clean is not None else None
                 looks = example.looks if getattr(model, "conditioned", False) else None
+                correlation = example.correlation if getattr(model, "reads_correlation", False) else None
                 if clean is not None or self.learns_without_reference:
-                    totals["loss"].append(float(self.example_loss(model, noisy, clean, reference, looks)))
+                    totals["loss"].append(float(self.example_loss(model, noisy, clean, reference, looks, correlation)))
                 if clean is not None:
-                    estimate = model.despeckle(noisy, reference, looks)
+                    extra = {"correlation": correlation} if correlation is not None else {}
+                    estimate = model.despeckle(noisy, reference, looks, **extra)
                     totals["psnr"].append(psnr_amplitude(estimate, clean))
                     totals["ssim"].append(ssim_amplitude(estimate, clean))
                     totals["psnr_input"].append(psnr_amplitude(noisy, clean))
@@ -224,13 +233,17 @@ class SupervisedTask(DespeckleTask):
         return "psnr"
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        """Conditioned networks (``condition_channels`` 1) read each patch's ``looks`` as their
-        noise level and are debiased with it."""
+        """Conditioned networks (``condition_channels`` 1 or 3) read each patch's ``looks`` as
+        their noise level and are debiased with it; correlation-conditioned ones (3) also read
+        its ``correlation``."""
         net = getattr(model, "module", model)
         looks = batch.get("looks") if net.conditioned else None
         z = net.normalise(batch["noisy"], batch["reference"], looks)
         target = intensity_to_log(batch["clean"], batch["reference"], net.log_scale)
-        output = model(z, looks) if looks is not None else model(z)
+        if net.reads_correlation:
+            output = model(z, looks, correlation=batch["correlation"])
+        else:
+            output = model(z, looks) if looks is not None else model(z)
         return F.mse_loss(output.float(), target)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from sar_despeckle_plugin.core import speckle
+from sar_despeckle_plugin.core.despeckle.choice import measure_correlation
 from sar_despeckle_plugin.core.despeckle.report import QuickLook, band_quality, quicklook_png, ratio_of
 from sar_despeckle_plugin.core.pictures import BLUE, GREEN, GREY, RED, Canvas, save_rgb_png
 
@@ -63,6 +64,8 @@ class RealImageWatch:
         self.looks = [speckle.estimate_looks(*image) for image in images]
         self.network_looks = ([speckle.looks_per_pixel(looks, speckle.pixel_looks(*image))
                                for looks, image in zip(self.looks, images)] if per_pixel else self.looks)
+        measured = [measure_correlation(*image) for image in images]  # what a correlation-conditioned network reads
+        self.correlation = [found[0] if found else None for found in measured]
         self.estimates: list[np.ndarray] = []
 
     def __bool__(self) -> bool:
@@ -73,10 +76,12 @@ class RealImageWatch:
         :data:`MEASURES` averaged over the images."""
         rows = {key: [] for key in MEASURES}
         self.estimates = []
-        for (_, noisy, reference), looks, network_looks in zip(self.examples, self.looks, self.network_looks):
+        for (_, noisy, reference), looks, network_looks, correlation in zip(
+                self.examples, self.looks, self.network_looks, self.correlation):
             conditioned = getattr(model, "conditioned", False)
+            extra = {"correlation": correlation} if getattr(model, "reads_correlation", False) else {}
             estimate = model.despeckle(noisy.to(device), torch.tensor([reference], device=device),
-                                       network_looks if conditioned else None)[0, 0].double().cpu().numpy()
+                                       network_looks if conditioned else None, **extra)[0, 0].double().cpu().numpy()
             intensity = noisy[0, 0].double().numpy()
             self.estimates.append(estimate)
             quality = band_quality(intensity, estimate, intensity > 0)

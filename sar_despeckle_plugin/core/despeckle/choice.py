@@ -20,10 +20,11 @@ The rule:
    texture shares: :func:`speckle_correlation`) exceeds :data:`WHITE_CORRELATION`; mildly
    correlated speckle (from :data:`MILD_CORRELATION` to :data:`WHITE_NETWORK_TOLERANCE`) only
    by networks trained on SLC-like correlation (``max_correlation`` at most
-   :data:`SLC_CORRELATION`). Among the networks that serve, one trained on correlated speckle is
-   the one trained on the weakest correlation (the closest fit: an SLC's network before a
-   GRD's); among those trained on white speckle, the shipped default (``sarcnn_default``) comes
-   first, then the other shipped networks, then the user's, in METHOD order.
+   :data:`SLC_CORRELATION`). Among the networks that serve correlated speckle, the closest fit
+   (:func:`closest_fit`): one trained on SLC-like correlation, then one that reads the measured
+   correlation (``sarcnn_products``), then the others, the weakest trained correlation first;
+   among those trained on white speckle, the shipped default (``sarcnn_default``) comes first,
+   then the other shipped networks, then the user's, in METHOD order.
 2. Else a network trained on white speckle that covers the looks, when the speckle's own lag-1
    autocorrelation is at most :data:`WHITE_NETWORK_TOLERANCE` (mildly correlated speckle, e.g.
    an oversampled SLC: such a network still beats every classical filter there).
@@ -174,6 +175,26 @@ def serves(card: ModelCard, looks: float, correlation: tuple[float, float] | Non
     return strong_enough and max(correlation) <= card.max_correlation + CORRELATION_MARGIN
 
 
+def closest_fit(card: ModelCard) -> tuple[int, float]:
+    """Sort key among the networks that serve one input (smallest first). White cards keep their
+    order (only they serve white speckle). For correlated speckle: networks trained on SLC-like
+    correlation (``max_correlation`` at most :data:`SLC_CORRELATION`), the weakest first; then
+    those that read the measured correlation (card ``conditioning`` "looks_correlation"); then
+    the others, the weakest trained correlation first. A network told the input's correlation
+    beats one trained on a product's whenever the input is another product (a 3-look PRI-like
+    product: +1.4 dB over sarcnn_grdh, 8-look GRD +0.9 dB) and leaves real GRDs less of their
+    speckle (the Sentinel-1 GRDH crop's ratio mean 0.972 / 0.990 for VV / VH against 0.953 /
+    0.965 through sarcnn_grdh), for 0.1-0.35 dB on sarcnn_grdh's own presets
+    (scripts/bench_multilook.py); SLC-like speckle is another matter (sarcnn_slc: 0.2-0.5 dB
+    better on its presets, and on a TerraSAR-X crop averaged 2 x 2 a ratio mean of 0.999 against
+    0.897)."""
+    if card.white:
+        return 0, 0.0
+    if card.max_correlation <= SLC_CORRELATION:
+        return 1, card.max_correlation
+    return (2, 0.0) if card.conditioning == "looks_correlation" else (3, card.max_correlation)
+
+
 def best_classical(looks: float, correlated: bool, table: Sequence[MeasuredBest] = None) -> MeasuredBest:
     """The row of ``table`` (default :data:`CLASSICAL_CHOICE`) of the same kind of speckle whose
     looks are nearest ``looks`` (on a log scale)."""
@@ -235,8 +256,7 @@ def choose_method(looks: float, correlation: tuple[float, float] | None,
     ordered = sorted(cards, key=lambda item: item[1].name != DEFAULT_NETWORK)
     serving = [(path, card) for path, card in ordered if serves(card, card_looks, correlation, lag2, mild_correlation)]
     if serving:
-        # the closest fit: the weakest trained correlation (white cards keep their order)
-        path, card = min(serving, key=lambda item: 0.0 if item[1].white else item[1].max_correlation)
+        path, card = min(serving, key=lambda item: closest_fit(item[1]))
         return Choice(card.name, None, path, f"{head}: using network {_card_text(card)}, whose model card "
                       f"covers these looks and this speckle.{_point_targets_text(correlated)}", correlated)
     if speckle_correlation(correlation, lag2) <= WHITE_NETWORK_TOLERANCE:
@@ -288,6 +308,20 @@ def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndar
     if statistics is None or not all(math.isfinite(v) for v in statistics.rows + statistics.cols):
         return None
     return (statistics.rows[0], statistics.cols[0]), (statistics.rows[1], statistics.cols[1])
+
+
+def with_correlation(statistics: Sequence, samples: Sequence, model_card: str | None) -> list:
+    """``statistics`` (one :class:`.settings.BandStatistics` per band) with each band's speckle
+    lag-1 autocorrelation (rows, cols; :func:`measure_correlation` on its ``samples``, linear
+    intensity) filled in when the network of ``model_card`` reads it (card ``conditioning``
+    "looks_correlation"); else unchanged."""
+    if not model_card or read_card(model_card).conditioning != "looks_correlation":
+        return list(statistics)
+    filled = []
+    for stats, sample in zip(statistics, samples):
+        measured = measure_correlation(sample.values, sample.valid)
+        filled.append(dataclasses.replace(stats, correlation=measured[0] if measured else None))
+    return filled
 
 
 def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback,

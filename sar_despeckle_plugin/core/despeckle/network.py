@@ -32,7 +32,9 @@ def network_despeckler(
     ``weights_only=True``), fed each band's whole-image median as its reference level and, when
     the network is conditioned on the looks (card ``conditioning`` "looks"), each band's looks
     (given or estimated; for a network trained on correlated speckle the looks per pixel,
-    :attr:`BandStatistics.looks_per_pixel`) as its noise level; warns when a band's looks lie
+    :attr:`BandStatistics.looks_per_pixel`) as its noise level, and when it also reads the
+    speckle's lag-1 autocorrelation (``looks_correlation``), each band's
+    :attr:`BandStatistics.correlation` (white when not measured); warns when a band's looks lie
     outside the card's ``looks_range`` by more than 25 %. With ``settings.keep_point_targets``, point targets are
     kept as measured (:mod:`.point_targets`)."""
     model = load_model(settings.model_card, device, input_kind="intensity")
@@ -51,6 +53,12 @@ def network_despeckler(
                                            "every second pixel: the speckle is correlated)")
         feedback.info(f"Model '{card.name}' is conditioned on the looks: it reads "
                       + ", ".join(f"{value:.2f}" for value in looks) + f" look(s){per_pixel} (band order).")
+    correlation = [stats.correlation or (0.0, 0.0) for stats in statistics]
+    if model.module.reads_correlation:
+        feedback.info(f"Model '{card.name}' also reads the speckle's lag-1 autocorrelation (rows / cols): "
+                      + ", ".join(f"{rows:.2f} / {cols:.2f}" for rows, cols in correlation) + " (band order"
+                      + ("; not measurable on some band, taken as white" if any(s.correlation is None for s in statistics)
+                         else "") + ").")
     precision = accelerate.network_precision(model, looks[0], device, feedback)
     if accelerate.maybe_compile(model.module, device):
         feedback.info(f"Model '{card.name}' is compiled (torch.compile) for the GPU.")
@@ -64,7 +72,7 @@ def network_despeckler(
                     else contextlib.nullcontext())
         with progress, accelerate.autocast(device, precision):
             return model.despeckle(intensity, valid, statistics[band].median, settings.self_ensemble,
-                                   looks[band])
+                                   looks[band], correlation=correlation[band])
 
     def apply(intensity, valid, band):
         if not settings.keep_point_targets:

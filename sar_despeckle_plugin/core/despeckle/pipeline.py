@@ -33,7 +33,7 @@ from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from ..version import plugin_version
 from . import filters, layouts
 from . import report as quality_report
-from .choice import AUTOMATIC, resolve_automatic
+from .choice import AUTOMATIC, resolve_automatic, with_correlation
 from .network import network_despeckler
 from .settings import (
     MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_band_count, check_settings,
@@ -178,6 +178,7 @@ def despeckle_raster(
     if settings.method == AUTOMATIC and not settings.model_card:
         settings = resolve_automatic(settings, channels, "intensity", [s.looks for s in statistics], feedback,
                                      per_pixel=[s.pixel_looks for s in statistics])
+    statistics = with_correlation(statistics, channels, settings.model_card)
     del channels
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (

@@ -140,13 +140,16 @@ class BandStatistics:
     ``looks`` are given (LOOKS) or estimated on blocks of neighbouring pixels; ``pixel_looks``,
     when the looks were estimated, on every second pixel (``core.speckle.pixel_looks``). On
     correlated speckle the two bracket the looks per pixel: the block estimate reads more, the
-    sparse one (over texture) fewer.
+    sparse one (over texture) fewer. ``correlation``: the lag-1 autocorrelation of its speckle
+    (rows, cols; ``core.quality.measure_speckle``) when a network may run, for those that read
+    it; None when not measured or not measurable.
     """
 
     looks: float
     median: float | None
     percentile_98: float | None
     pixel_looks: float | None = None
+    correlation: tuple[float, float] | None = None
 
     @property
     def looks_per_pixel(self) -> float:

@@ -64,6 +64,11 @@ class DespecklingNet(nn.Module):
         """Whether the network reads the image's looks (FFDNet-style conditioning)."""
         return self.condition_channels > 0
 
+    @property
+    def reads_correlation(self) -> bool:
+        """Whether the network also reads the speckle's lag-1 autocorrelation (rows, cols)."""
+        return self.condition_channels > 1
+
     def input_looks(self, looks=None):
         """The looks the input is debiased with (and, conditioned, the noise level read):
         ``looks`` (float or one per batch item) for conditioned networks when given; else the

@@ -32,7 +32,7 @@ WHITE_CORRELATION = 0.1
 #: A network serves looks within its card's range widened by this share each way.
 LOOKS_TOLERANCE = 0.25
 #: What ``conditioning`` may say.
-CONDITIONING = ("none", "looks")
+CONDITIONING = ("none", "looks", "looks_correlation")
 
 LOG = logging.getLogger(__name__)
 
@@ -70,9 +70,10 @@ class ModelCard:
             network was trained for; cards without it: 0.1 (white speckle).
         speckle_model: the speckle it was trained on (a ``training.speckle_model`` preset name,
             or a short description); cards without it: "white".
-        conditioning: ``none`` (the network serves its looks only) or ``looks`` (it reads the
+        conditioning: ``none`` (the network serves its looks only), ``looks`` (it reads the
             image's looks as a noise-level input, FFDNet-style, and serves all of
-            ``looks_range``).
+            ``looks_range``) or ``looks_correlation`` (it also reads the lag-1 autocorrelation
+            of the image's speckle along rows and columns, as measured on the image).
     """
 
     name: str

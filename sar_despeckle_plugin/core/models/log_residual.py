@@ -20,6 +20,14 @@ serves a range of looks (trained with L drawn per patch; the card's ``looks_rang
 estimated at inference. ``condition_channels = 0`` (the default) is the unconditioned network,
 with the same parameters and ``state_dict`` keys as before conditioning existed.
 
+**Correlation conditioning** (``condition_channels = 3``): besides the looks' map, two constant
+maps of the speckle's lag-1 intensity autocorrelation between rows and between columns, as
+:func:`core.quality.measure_speckle` reads it on the image (0 for white speckle, about 0.7 for a
+Sentinel-1 GRDH; clipped to [0, :data:`MAX_CORRELATION`]). One network then serves speckle as
+products make it -- any looks, correlated by oversampling, multilooking and resampling -- told
+how much of the pixel-to-pixel correlation is speckle (trained on per-patch product models with
+their measured correlation, ``training.speckle_model.random_products``).
+
 **Auxiliary image** (``auxiliary_channels = 1``, multitemporal despeckling after MTPI-Net, Xu et
 al.): the network also reads a second image of the same area, the other dates of a stack
 averaged after bringing those that changed to the target's level
@@ -38,6 +46,12 @@ from torch import nn
 
 from .base import DespecklingNet, conv_relu, pad_to_multiple
 from .logdomain import LOG_SCALE, log_to_intensity, looks_statistics, normalise_log
+
+#: Input channels of the conditioning maps: none, the looks' noise level, or that and the
+#: speckle's lag-1 autocorrelation along rows and columns.
+CONDITION_CHANNELS = (0, 1, 3)
+#: Correlation conditioning reads lag-1 autocorrelations clipped to [0, MAX_CORRELATION].
+MAX_CORRELATION = 0.95
 
 
 def _same_width(width: int, count: int) -> list[nn.Module]:
@@ -74,8 +88,9 @@ class LogResidualUNet(DespecklingNet):
         convs_per_level: 3 x 3 convolutions at each level, in the encoder and in the decoder.
         looks: equivalent number of looks the network is trained for (sets the log bias).
         log_scale: see :mod:`.logdomain`.
-        condition_channels: 0 (unconditioned) or 1 (reads the looks' noise-level map; ``looks``
-            is then the nominal looks, used when none are given).
+        condition_channels: 0 (unconditioned), 1 (reads the looks' noise-level map; ``looks``
+            is then the nominal looks, used when none are given) or 3 (also the speckle's lag-1
+            autocorrelation along rows and columns, see the module doc).
         auxiliary_channels: 0 (one date) or 1 (also reads an auxiliary image and its noise-level
             map, see the module doc).
     """
@@ -94,8 +109,9 @@ class LogResidualUNet(DespecklingNet):
         super().__init__(looks, log_scale)
         if len(widths) < 1 or min(widths) < 1 or convs_per_level < 1:
             raise ValueError("widths must be positive and convs_per_level >= 1")
-        if condition_channels not in (0, 1):
-            raise ValueError(f"condition_channels must be 0 or 1 (the looks' noise level); got {condition_channels}")
+        if condition_channels not in CONDITION_CHANNELS:
+            raise ValueError(f"condition_channels must be 0, 1 (the looks' noise level) or 3 (and the speckle's "
+                             f"lag-1 autocorrelation); got {condition_channels}")
         self.widths = [int(w) for w in widths]
         self.convs_per_level = int(convs_per_level)
         if auxiliary_channels not in (0, 1):
@@ -151,23 +167,33 @@ class LogResidualUNet(DespecklingNet):
             total = max(total, reach[level]) + n * 2 ** level
         return total
 
-    def condition_map(self, z: torch.Tensor, looks=None) -> torch.Tensor:
-        """The noise-level map (B, 1, H, W) of ``z``: ``sqrt(psi1(L)) / log_scale``, constant per
-        image; L = ``looks`` (float or one per batch item), the network's own looks when None."""
+    def condition_map(self, z: torch.Tensor, looks=None, correlation=None) -> torch.Tensor:
+        """The conditioning maps (B, condition_channels, H, W) of ``z``, constant per image: the
+        noise level ``sqrt(psi1(L)) / log_scale`` with L = ``looks`` (float or one per batch
+        item; the network's own looks when None), then for correlation conditioning the lag-1
+        autocorrelation along rows and columns, ``correlation`` ((rows, cols), or (B, 2); None:
+        white speckle, 0)."""
+        shape = (z.shape[0], 1, *z.shape[-2:])
         std = looks_statistics(self.looks if looks is None else looks, z)[1] / self.log_scale
-        return std.expand(z.shape[0], 1, *z.shape[-2:])
+        maps = [std.expand(shape)]
+        if self.condition_channels == 3:
+            lag1 = torch.as_tensor((0.0, 0.0) if correlation is None else correlation, dtype=z.dtype, device=z.device)
+            lag1 = lag1.clamp(0.0, MAX_CORRELATION).reshape(-1, 2, 1, 1).expand(z.shape[0], 2, 1, 1)
+            maps += [lag1[:, :1].expand(shape), lag1[:, 1:].expand(shape)]
+        return torch.cat(maps, 1) if len(maps) > 1 else maps[0]
 
     def forward(self, z: torch.Tensor, looks=None, auxiliary: torch.Tensor | None = None,
-                auxiliary_looks=None) -> torch.Tensor:
+                auxiliary_looks=None, correlation=None) -> torch.Tensor:
         """Normalised log intensity (B, 1, H, W) -> normalised log reflectivity (B, 1, H, W).
-        Conditioned networks also read ``looks`` (float or (B,); their own when None) as
-        :meth:`condition_map`; the others ignore it. Networks with an auxiliary channel also
-        read ``auxiliary`` (normalised log, (B, 1, H, W)) and its ``auxiliary_looks``."""
+        Conditioned networks also read ``looks`` (float or (B,); their own when None), and
+        correlation-conditioned ones ``correlation``, as :meth:`condition_map`; the others
+        ignore them. Networks with an auxiliary channel also read ``auxiliary`` (normalised
+        log, (B, 1, H, W)) and its ``auxiliary_looks``."""
         height, width = z.shape[-2:]
         padded = pad_to_multiple(z, self.alignment)
         inputs = [padded]
         if self.condition_channels:
-            inputs.append(self.condition_map(padded, looks))
+            inputs.append(self.condition_map(padded, looks, correlation))
         if self.auxiliary_channels:
             if auxiliary is None or auxiliary_looks is None:
                 raise ValueError("this network reads an auxiliary image: give auxiliary and auxiliary_looks")
@@ -189,11 +215,13 @@ class LogResidualUNet(DespecklingNet):
         return None
 
     def despeckle(self, intensity: torch.Tensor, reference, looks=None, auxiliary: torch.Tensor | None = None,
-                  auxiliary_looks=None) -> torch.Tensor:
+                  auxiliary_looks=None, correlation=None) -> torch.Tensor:
         """Linear intensity (B, 1, H, W) -> linear intensity: ``exp`` of the log estimate.
-        ``looks`` (float or (B,)) reaches conditioned networks only; ``auxiliary`` (linear
-        intensity (B, 1, H, W)) and ``auxiliary_looks`` networks with an auxiliary channel only."""
+        ``looks`` (float or (B,)) reaches conditioned networks only, ``correlation`` ((rows,
+        cols) lag-1 autocorrelation, or (B, 2)) correlation-conditioned ones only; ``auxiliary``
+        (linear intensity (B, 1, H, W)) and ``auxiliary_looks`` networks with an auxiliary
+        channel only."""
         looks = self.input_looks(looks)
         other = None if auxiliary is None else normalise_log(auxiliary, reference, auxiliary_looks, self.log_scale)
-        estimate = self(self.normalise(intensity, reference, looks), looks, other, auxiliary_looks)
+        estimate = self(self.normalise(intensity, reference, looks), looks, other, auxiliary_looks, correlation)
         return log_to_intensity(estimate, reference, self.log_scale)

@@ -52,7 +52,8 @@ class LoadedModel:
 
     def despeckle(self, intensity: torch.Tensor, valid: torch.Tensor, fill_value,
                   self_ensemble: bool = False, looks: float | None = None,
-                  auxiliary: torch.Tensor | None = None, auxiliary_looks: float | None = None) -> torch.Tensor:
+                  auxiliary: torch.Tensor | None = None, auxiliary_looks: float | None = None,
+                  correlation: tuple[float, float] | None = None) -> torch.Tensor:
         """Despeckle a batch of tiles.
 
         Args:
@@ -71,6 +72,9 @@ class LoadedModel:
             auxiliary, auxiliary_looks: networks of input kind ``stack`` only: the auxiliary
                 image (linear intensity (B, 1, H, W), filled like ``intensity`` where not
                 ``valid``) and its looks (see ``core.models.log_residual``).
+            correlation: the lag-1 autocorrelation of the image's speckle (rows, cols), read
+                by correlation-conditioned networks (card ``conditioning``
+                "looks_correlation"; None: white speckle); the others ignore it.
         Returns:
             Estimated reflectivity, linear intensity (B, 1, H, W) float32 (meaningless where
             ``valid`` is False).
@@ -82,6 +86,8 @@ class LoadedModel:
         other = None if auxiliary is None else torch.where(valid, auxiliary, fill)
 
         def run(images: torch.Tensor, auxiliary_images: torch.Tensor | None) -> torch.Tensor:
+            if getattr(self.module, "reads_correlation", False):
+                return self.module.despeckle(images, fill, looks, correlation=correlation).float()
             if auxiliary_images is None:
                 return self.module.despeckle(images, fill, looks).float()
             return self.module.despeckle(images, fill, looks, auxiliary=auxiliary_images,
@@ -146,7 +152,8 @@ def save_model(module: DespecklingNet, card: ModelCard, folder: str) -> str:
         weights_file=os.path.basename(weights_path),
         macs_per_pixel=macs_per_pixel(module),
         parameters=parameter_count(module),
-        conditioning="looks" if getattr(module, "conditioned", False) else "none",
+        conditioning=("looks_correlation" if getattr(module, "reads_correlation", False)
+                      else "looks" if getattr(module, "conditioned", False) else "none"),
         looks_range=(list(card.looks_range) if getattr(module, "conditioned", False)
                      else [module.looks, module.looks]),
     )

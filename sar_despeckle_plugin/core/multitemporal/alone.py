@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import speckle
 from ..choices import INTENSITY_BANDS
-from ..despeckle.choice import AUTOMATIC, resolve_automatic
+from ..despeckle.choice import AUTOMATIC, resolve_automatic, with_correlation
 from ..despeckle.network import network_despeckler
 from ..despeckle.pipeline import classical_despeckler
 from ..despeckle.settings import BandDespeckler, BandStatistics, DespeckleSettings
@@ -58,5 +58,6 @@ def date_alone(settings: MultitemporalSettings, looks: Sequence[float], covs, va
                                [statistics[i].looks for i in served], feedback,
                                per_pixel=None if given else [statistics[i].pixel_looks for i in served])
     if chosen.model_card:
+        statistics = with_correlation(statistics, [sample for date in samples for sample in date], chosen.model_card)
         return network_despeckler(chosen, statistics, device, feedback)
     return classical_despeckler(chosen, statistics)
