@@ -5,7 +5,6 @@ correlation each training patch carries, and the pipeline measuring it on the in
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
