@@ -82,7 +82,7 @@ def test_probe_is_fixed_and_leaves_the_random_state_alone():
     assert float(first.mean()) == pytest.approx(float(accelerate.probe_image(CPU, looks=4.0).mean()), rel=0.05)
 
 
-@pytest.mark.parametrize("name", ["sarcnn_default", "sarcnn_looks", "sarcnn_grdh", "sarcnn_slc"])
+@pytest.mark.parametrize("name", ["sarcnn_default", "sarcnn_looks", "sarcnn_grdh", "sarcnn_slc", "sarcnn_products"])
 def test_both_reduced_precisions_stay_within_bounds_on_the_shipped_networks(name):
     network = shipped_network(name)
     probe = accelerate.probe_image(CPU)

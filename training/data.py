@@ -464,9 +464,9 @@ class TrainingPatches(OnTheFlyPatches):
         self.looks = data.looks
         self.speckle = speckle_model_of(data)
         self.correlation = correlation
-        if correlation:  # measured once here, before data-loader workers fork
+        if correlation:  # products of fixed looks measured once here, before data-loader workers fork
             for component in getattr(self.speckle, "components", (self.speckle,)):
-                if component.looks_range is None or component.white:
+                if component.looks_range is None:
                     measured_correlation(component)
         self.point_scatterers = data.point_scatterers
         self.jitter = data.reference_jitter if jitter is None else jitter
