@@ -182,12 +182,12 @@ def closest_fit(card: ModelCard) -> tuple[int, float]:
     those that read the measured correlation (card ``conditioning`` "looks_correlation"); then
     the others, the weakest trained correlation first. A network told the input's correlation
     beats one trained on a product's whenever the input is another product (a 3-look PRI-like
-    product: +1.4 dB over sarcnn_grdh, 8-look GRD +0.9 dB) and leaves real GRDs less of their
+    product: +1.1 dB over sarcnn_grdh, an 8-look GRD +0.9 dB) and leaves real GRDs less of their
     speckle (the Sentinel-1 GRDH crop's ratio mean 0.972 / 0.990 for VV / VH against 0.953 /
-    0.965 through sarcnn_grdh), for 0.1-0.35 dB on sarcnn_grdh's own presets
-    (scripts/bench_multilook.py); SLC-like speckle is another matter (sarcnn_slc: 0.2-0.5 dB
-    better on its presets, and on a TerraSAR-X crop averaged 2 x 2 a ratio mean of 0.999 against
-    0.897)."""
+    0.965 through sarcnn_grdh), for 0.13-0.43 dB on sarcnn_grdh's own presets
+    (scripts/bench_multilook.py, seeds 0-2); SLC-like speckle is another matter (sarcnn_slc:
+    0.2-1.1 dB better on its presets, and on a TerraSAR-X crop averaged 2 x 2 a ratio mean of
+    0.999 against 0.897)."""
     if card.white:
         return 0, 0.0
     if card.max_correlation <= SLC_CORRELATION:

@@ -141,8 +141,8 @@ class BandStatistics:
     when the looks were estimated, on every second pixel (``core.speckle.pixel_looks``). On
     correlated speckle the two bracket the looks per pixel: the block estimate reads more, the
     sparse one (over texture) fewer. ``correlation``: the lag-1 autocorrelation of its speckle
-    (rows, cols; ``core.quality.measure_speckle``) when a network may run, for those that read
-    it; None when not measured or not measurable.
+    (rows, cols; ``core.quality.measure_speckle``), measured when the network that runs reads it
+    (``choice.with_correlation``); None otherwise or when not measurable.
     """
 
     looks: float
