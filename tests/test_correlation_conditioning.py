@@ -225,3 +225,26 @@ def test_shipped_correlation_network_smooths_less_as_the_looks_grow_and_more_as_
     assert all(a > b for a, b in zip(by_looks, by_looks[1:])), by_looks
     by_correlation = [spread(3.5, (c, c)) for c in (0.0, 0.3, 0.6, 0.9)]
     assert all(a < b for a, b in zip(by_correlation, by_correlation[1:])), by_correlation
+
+
+def test_the_training_watch_hands_a_correlation_network_the_real_images_correlation():
+    """The real-image watch measures each image's speckle correlation once, for a network that
+    reads it, as a run would, and not for others."""
+    from sar_despeckle_plugin.core.models.registry import build_model
+    from training.watch import RealImageWatch
+
+    image = correlated_image(np.random.default_rng(6), 160, 160).astype(np.float32)
+    examples = [("columns correlated", torch.from_numpy(image)[None, None], float(np.median(image)))]
+    cpu = torch.device("cpu")
+    net = correlation_net()
+    seen = stem_inputs(net)
+    watch = RealImageWatch(examples, per_pixel=True)
+    with torch.no_grad():  # as the trainer's validation runs it
+        watch.measure(net, cpu)
+    ((rows, cols),) = watch.correlation()
+    assert rows < 0.1 < 0.35 < cols
+    assert torch.allclose(seen[0][0, 3], torch.full_like(seen[0][0, 3], cols))
+    other = RealImageWatch(examples, per_pixel=True)
+    with torch.no_grad():
+        other.measure(build_model("log_residual", widths=[8, 8], convs_per_level=1, condition_channels=1).eval(), cpu)
+    assert other._correlation is None

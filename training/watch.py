@@ -64,22 +64,33 @@ class RealImageWatch:
         self.looks = [speckle.estimate_looks(*image) for image in images]
         self.network_looks = ([speckle.looks_per_pixel(looks, speckle.pixel_looks(*image))
                                for looks, image in zip(self.looks, images)] if per_pixel else self.looks)
-        measured = [measure_correlation(*image) for image in images]  # what a correlation-conditioned network reads
-        self.correlation = [found[0] if found else None for found in measured]
+        self.images = images
+        self._correlation: list | None = None
         self.estimates: list[np.ndarray] = []
 
     def __bool__(self) -> bool:
         return bool(self.examples)
+
+    def correlation(self) -> list:
+        """Each image's speckle lag-1 autocorrelation (rows, cols; None where not measurable), as
+        a run measures it: what a correlation-conditioned network reads. Measured once, when
+        such a network is first watched."""
+        if self._correlation is None:
+            measured = [measure_correlation(*image) for image in self.images]
+            self._correlation = [found[0] if found else None for found in measured]
+        return self._correlation
 
     def measure(self, model, device: torch.device) -> dict:
         """Despeckle each image (model in eval mode, no gradients) and return the measures of
         :data:`MEASURES` averaged over the images."""
         rows = {key: [] for key in MEASURES}
         self.estimates = []
+        reads_correlation = getattr(model, "reads_correlation", False)
+        correlations = self.correlation() if reads_correlation else [None] * len(self.examples)
         for (_, noisy, reference), looks, network_looks, correlation in zip(
-                self.examples, self.looks, self.network_looks, self.correlation):
+                self.examples, self.looks, self.network_looks, correlations):
             conditioned = getattr(model, "conditioned", False)
-            extra = {"correlation": correlation} if getattr(model, "reads_correlation", False) else {}
+            extra = {"correlation": correlation} if reads_correlation else {}
             estimate = model.despeckle(noisy.to(device), torch.tensor([reference], device=device),
                                        network_looks if conditioned else None, **extra)[0, 0].double().cpu().numpy()
             intensity = noisy[0, 0].double().numpy()
