@@ -310,36 +310,44 @@ def measure_correlation(intensity: Sequence[np.ndarray], valid: Sequence[np.ndar
     return (statistics.rows[0], statistics.cols[0]), (statistics.rows[1], statistics.cols[1])
 
 
-def with_correlation(statistics: Sequence, samples: Sequence, model_card: str | None) -> list:
+def sample_correlations(samples: Sequence) -> list:
+    """:func:`measure_correlation` of each band's sample (linear intensity windows)."""
+    return [measure_correlation(sample.values, sample.valid) for sample in samples]
+
+
+def with_correlation(statistics: Sequence, samples: Sequence, model_card: str | None,
+                     correlations: Sequence | None = None) -> list:
     """``statistics`` (one :class:`.settings.BandStatistics` per band) with each band's speckle
-    lag-1 autocorrelation (rows, cols; :func:`measure_correlation` on its ``samples``, linear
-    intensity) filled in when the network of ``model_card`` reads it (card ``conditioning``
-    "looks_correlation"); else unchanged."""
+    lag-1 autocorrelation (rows, cols) filled in when the network of ``model_card`` reads it
+    (card ``conditioning`` "looks_correlation"); else unchanged. ``correlations``: the
+    :func:`sample_correlations` of ``samples`` when already measured (None: measured here)."""
     if not model_card or read_card(model_card).conditioning != "looks_correlation":
         return list(statistics)
-    filled = []
-    for stats, sample in zip(statistics, samples):
-        measured = measure_correlation(sample.values, sample.valid)
-        filled.append(dataclasses.replace(stats, correlation=measured[0] if measured else None))
-    return filled
+    correlations = sample_correlations(samples) if correlations is None else correlations
+    return [dataclasses.replace(stats, correlation=measured[0] if measured else None)
+            for stats, measured in zip(statistics, correlations)]
 
 
 def resolve_automatic(settings, samples, units: str, looks: Sequence[float], feedback,
-                      per_pixel: Sequence[float | None] | None = None, mild_correlation: float = MILD_CORRELATION):
+                      per_pixel: Sequence[float | None] | None = None, mild_correlation: float = MILD_CORRELATION,
+                      correlations: Sequence | None = None):
     """``settings`` (``method`` "automatic", no ``model_card``) -> the settings of the chosen
     method, logging the choice and why. ``looks``: each band's (given or estimated, as the run
     uses them); ``per_pixel``: each band's looks on every second pixel when LOOKS was not given
-    (None: measured here); ``mild_correlation``: see :func:`choose_method`. The correlation is
-    measured on each band's sample. The choice serves the most demanding band (fewest looks,
-    strongest correlation)."""
-    correlations, measured_per_pixel = [], []
-    for sample in samples:
+    (None: measured here); ``mild_correlation``: see :func:`choose_method`; ``correlations``:
+    the :func:`sample_correlations` of linear-intensity ``samples`` (None: the correlation is
+    measured here on each band's sample). The choice serves the most demanding band (fewest
+    looks, strongest correlation)."""
+    measured_here, measured_per_pixel = [], []
+    sparse_looks = settings.looks is None and per_pixel is None
+    for sample in samples if correlations is None or sparse_looks else ():  # else nothing to measure
         intensity = [speckle.to_intensity(v.astype(np.float64), units) for v in sample.values]
-        correlations.append(measure_correlation(intensity, sample.valid))
-        if settings.looks is None and per_pixel is None:
+        if correlations is None:
+            measured_here.append(measure_correlation(intensity, sample.valid))
+        if sparse_looks:
             measured_per_pixel.append(speckle.pixel_looks(intensity, [ok & (v > 0) for v, ok in zip(intensity, sample.valid)]))
     per_pixel = [v for v in (measured_per_pixel if per_pixel is None else per_pixel) if v is not None]
-    measured = [c for c in correlations if c is not None]
+    measured = [c for c in (measured_here if correlations is None else correlations) if c is not None]
     # the most demanding band: the strongest lag-1 correlation on each axis, with its lag 2
     strongest = [max(measured, key=lambda c: c[0][axis]) for axis in (0, 1)] if measured else None
     correlation = (strongest[0][0][0], strongest[1][0][1]) if measured else None

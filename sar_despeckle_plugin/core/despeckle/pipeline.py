@@ -33,7 +33,7 @@ from ..tiling import TilingOptions, fit_tile_to_image, run_tiled, tile_for_width
 from ..version import plugin_version
 from . import filters, layouts
 from . import report as quality_report
-from .choice import AUTOMATIC, resolve_automatic, with_correlation
+from .choice import AUTOMATIC, resolve_automatic, sample_correlations, with_correlation
 from .network import network_despeckler
 from .settings import (
     MIN_SIDE, BandDespeckler, BandStatistics, DespeckleReport, DespeckleSettings, check_band_count, check_settings,
@@ -175,10 +175,12 @@ def despeckle_raster(
     channels = layouts.channel_samples(layout, samples, units)
     statistics = _channel_statistics(channels, layouts.channel_names(layout, reader.bands), settings,
                                      input_path, feedback)
+    correlations = None  # measured once, for the automatic choice and a network that reads them
     if settings.method == AUTOMATIC and not settings.model_card:
+        correlations = sample_correlations(channels)
         settings = resolve_automatic(settings, channels, "intensity", [s.looks for s in statistics], feedback,
-                                     per_pixel=[s.pixel_looks for s in statistics])
-    statistics = with_correlation(statistics, channels, settings.model_card)
+                                     per_pixel=[s.pixel_looks for s in statistics], correlations=correlations)
+    statistics = with_correlation(statistics, channels, settings.model_card, correlations)
     del channels
     device = resolve_device(settings.device, feedback.warn)
     despeckler = (
