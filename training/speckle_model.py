@@ -700,7 +700,7 @@ def random_products(count: int = 160, seed: int = 0, white_share: float = 0.15) 
             models.append(model)
             drawn += 1
     white = int(round(white_share * len(models) / (1 - white_share)))
-    models += [SpeckleModel(looks=round(_log_uniform(FAMILY_LOOKS, rng), 2), name="white") for _ in range(white)]
+    models += [multilook_white(round(_log_uniform(FAMILY_LOOKS, rng), 2)) for _ in range(white)]
     return SpeckleMixture(tuple(models), label="random_products")
 
 

@@ -113,8 +113,9 @@ class Task:
 
     @property
     def reads_correlation(self) -> bool:
-        """Whether the model trained reads the speckle's correlation (``condition_channels`` 3)."""
-        return self.config.model.hyperparameters.get("condition_channels", 0) == 3
+        """Whether the model trained reads the speckle's correlation (``condition_channels`` 3), as
+        ``DespecklingNet.reads_correlation`` says of a built one."""
+        return self.config.model.hyperparameters.get("condition_channels", 0) > 1
 
     def train_dataset(self) -> TrainingPatches:
         return TrainingPatches(
